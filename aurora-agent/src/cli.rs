@@ -1,0 +1,222 @@
+//! Command line. Flag names follow Nextron's aurora-linux where it has them. Values are
+//! `Option`s so a config file (`-c`) can fill what the command line leaves out; defaults are
+//! applied after merging (see `config.rs`) and shown in `--help`.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("AURORA_GIT_COMMIT"), ")");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aurora",
+    version = VERSION,
+    about = "Aurora: Linux host EDR agent — eBPF telemetry, Sigma detection, JSON/syslog alerts",
+    long_about = "Aurora: Linux host EDR agent.\n\nWithout a subcommand it runs the live agent: \
+                  eBPF sensors → enrichment → Sigma rules → alerts.\n\nExamples:\n  \
+                  aurora --rules rules --json\n  \
+                  aurora replay --rules rules tests/fixtures/attack_base64.jsonl\n  \
+                  aurora record --duration 5 --output events.jsonl\n  \
+                  aurora rules check rules ../sigma/rules/linux",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Replay JSONL events (files or - for stdin) through the detection path, without a kernel.
+    Replay(ReplayArgs),
+    /// Run the sensors and print every enriched event as one JSON object per line.
+    Record(RecordArgs),
+    /// Work with rule sets.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Parse every rule and report it as active (with its event kind), inactive or invalid.
+    Check(RulesCheckArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct GlobalArgs {
+    /// YAML config file with the same keys as the long flags (flags override it).
+    /// Example: -c /etc/aurora/aurora.yml
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// More agent logging on stderr (-v debug, -vv trace). Alerts are not logs.
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SensorArgs {
+    /// Size of each kernel ring buffer: bytes, K/M suffix or pages (p); a power of two ≥ one
+    /// page. [default: 4M] Example: --ringbuf-size 16M
+    #[arg(long, value_name = "SIZE")]
+    pub ringbuf_size: Option<String>,
+    /// Report file creation only under this directory (repeatable). [default: everywhere]
+    /// Example: --watch-dir /etc --watch-dir /tmp
+    #[arg(long = "watch-dir", value_name = "DIR")]
+    pub watch_dir: Vec<PathBuf>,
+    /// Events buffered between the ring drains and enrichment; overflow is counted.
+    /// [default: 65536]
+    #[arg(long, value_name = "N")]
+    pub queue_size: Option<usize>,
+    /// Process table size for parent correlation (LRU). [default: 16384]
+    #[arg(long, value_name = "N")]
+    pub correlation_cache: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DetectArgs {
+    /// Directory of Sigma rules, searched recursively for *.yml/*.yaml (repeatable).
+    /// Example: --rules rules --rules /opt/sigma/rules/linux
+    #[arg(long, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+    /// Logsource → event kind mapping file. [default: logsources.yml in the first --rules dir
+    /// that has one, else the built-in mapping]
+    #[arg(long, value_name = "FILE")]
+    pub logsource_map: Option<PathBuf>,
+    /// Alerts per rule per second before throttling (0 disables). [default: 1.0]
+    #[arg(long, value_name = "RATE")]
+    pub throttle_rate: Option<f64>,
+    /// Alerts per rule allowed in a burst above the rate. [default: 5]
+    #[arg(long, value_name = "N")]
+    pub throttle_burst: Option<u32>,
+    /// Only alert for rules of at least this level
+    /// (informational|low|medium|high|critical). [default: informational]
+    #[arg(long, value_name = "LEVEL")]
+    pub min_level: Option<String>,
+    /// Ignore events whose Image or CommandLine contains this text (repeatable; counted).
+    /// Example: --process-exclude /usr/lib/snapd/
+    #[arg(long, value_name = "SUBSTR")]
+    pub process_exclude: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputArgs {
+    /// Write alerts to stdout as JSON (one object per line) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not write alerts to stdout.
+    #[arg(long)]
+    pub no_stdout: bool,
+    /// Append alerts to this file (created 0600; reopened on SIGHUP for logrotate).
+    /// Example: -l /var/log/aurora/alerts.log
+    #[arg(short = 'l', long, value_name = "PATH")]
+    pub logfile: Option<PathBuf>,
+    /// Format of --logfile: json|syslog. [default: json]
+    #[arg(long, value_name = "FORMAT")]
+    pub logfile_format: Option<String>,
+    /// Send alerts over UDP to host:port. Example: --udp-target 10.0.0.5:514
+    #[arg(long, value_name = "HOST:PORT")]
+    pub udp_target: Option<String>,
+    /// Format of --udp-target: json|syslog. [default: syslog]
+    #[arg(long, value_name = "FORMAT")]
+    pub udp_format: Option<String>,
+    /// Send alerts over TCP to host:port (RFC 6587 octet counting). Example: --tcp-target siem:6514
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp_target: Option<String>,
+    /// Format of --tcp-target: json|syslog. [default: syslog]
+    #[arg(long, value_name = "FORMAT")]
+    pub tcp_format: Option<String>,
+    /// TCP framing: octet-counting (RFC 6587) or newline. [default: octet-counting]
+    #[arg(long, value_name = "FRAMING")]
+    pub tcp_framing: Option<String>,
+    /// Wrap --tcp-target in TLS (RFC 5425).
+    #[arg(long)]
+    pub tcp_tls: bool,
+    /// CA certificate (PEM) that signs the collector's certificate. Example: --tls-ca ca.pem
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Syslog protocol: 5424 or 3164. [default: 5424]
+    #[arg(long, value_name = "RFC")]
+    pub syslog_rfc: Option<u16>,
+    /// Syslog facility: a name (user, daemon, auth, local0..local7) or number 0-23. [default: user]
+    #[arg(long, value_name = "FACILITY")]
+    pub syslog_facility: Option<String>,
+    /// Alerts held per network sink while its collector is unreachable; overflow is counted.
+    /// [default: 10000]
+    #[arg(long, value_name = "N")]
+    pub sink_queue: Option<usize>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Seconds between stats log lines (0 = off). [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub stats_interval: Option<u64>,
+    /// Run at low priority: nice 10 and idle I/O class.
+    #[arg(long)]
+    pub low_prio: bool,
+    /// Log every event on stderr (debugging only: expensive).
+    #[arg(long)]
+    pub trace: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// JSONL files to replay; - reads stdin.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub sensors: SensorArgs,
+    /// Write events here instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Stop after this many seconds. [default: until SIGINT/SIGTERM]
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Record only events of these kinds (repeatable):
+    /// process_creation|process_termination|file_event|network_connection. [default: all]
+    #[arg(long, value_name = "KIND")]
+    pub kind: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RulesCheckArgs {
+    /// Rule directories (recursive).
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Machine-readable output: one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// Logsource mapping file. [default: as for the agent]
+    #[arg(long, value_name = "FILE")]
+    pub logsource_map: Option<PathBuf>,
+}

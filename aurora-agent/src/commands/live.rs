@@ -1,0 +1,63 @@
+//! Starting and stopping the live sensors (shared by `aurora` and `aurora record`).
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
+use crate::sources::RawEvent;
+use crate::stats::Stats;
+
+pub struct LiveSession {
+    pub sensors: Arc<Mutex<Sensors>>,
+    drains: Vec<JoinHandle<std::io::Result<()>>>,
+    stop: watch::Sender<bool>,
+}
+
+impl LiveSession {
+    /// Load and attach the sensors and start one drain task per ring.
+    pub fn start(
+        cfg: &EbpfConfig,
+        queue_size: usize,
+        stats: &Arc<Stats>,
+    ) -> Result<(LiveSession, mpsc::Receiver<RawEvent>)> {
+        let mut sensors = Sensors::load(cfg)?;
+        let (tx, rx) = mpsc::channel(queue_size.max(1));
+        let (stop, stop_rx) = watch::channel(false);
+        let mut drains = Vec::new();
+        for (ring, rb) in sensors.take_rings()? {
+            let source_stats = stats.source.clone();
+            drains.push(tokio::spawn(drain::run(ring, rb, tx.clone(), source_stats, stop_rx.clone())));
+        }
+        Ok((LiveSession { sensors: Arc::new(Mutex::new(sensors)), drains, stop }, rx))
+    }
+
+    /// Copy the kernel lost counters into stats and forward kernel logs.
+    pub fn refresh(&self, stats: &Stats) {
+        if let Ok(mut s) = self.sensors.lock() {
+            for (slot, v) in stats.source.kernel_lost.iter().zip(s.lost()) {
+                slot.store(v, std::sync::atomic::Ordering::Relaxed);
+            }
+            s.flush_kernel_logs();
+        }
+    }
+
+    /// Detach the programs, drain what the rings still hold, and end the drain tasks (which
+    /// closes the queue once the consumer has read everything).
+    pub async fn shutdown(self, stats: &Stats) {
+        if let Ok(mut s) = self.sensors.lock() {
+            s.detach();
+        }
+        self.refresh(stats);
+        let _ = self.stop.send(true);
+        for d in self.drains {
+            match tokio::time::timeout(Duration::from_secs(1), d).await {
+                Ok(Ok(Err(e))) => tracing::warn!("ring drain ended with error: {e}"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("ring drain did not stop within 1 s"),
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Raw kernel records → Sysmon-schema events: /proc, the process table (parent correlation),
+//! the user database and cgroups.
+pub mod cgroup;
+pub mod clock;
+pub mod guid;
+pub mod paths;
+pub mod proctable;
+pub mod procfs;
+pub mod replay;
+pub mod users;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::event::names as f;
+use crate::event::text::bytes_to_string;
+use crate::event::{Event, EventKind, Value};
+use crate::sources::{ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
+use crate::stats::EnrichStats;
+use cgroup::{CgroupCache, CgroupInfo};
+use clock::{utc_time, BootClock};
+use guid::GuidMaker;
+use proctable::{ProcInfo, ProcessTable};
+use users::UserCache;
+
+const AT_FDCWD: i32 = -100;
+
+#[derive(Clone, Debug)]
+pub struct EnrichConfig {
+    /// Process table capacity (`--correlation-cache`).
+    pub correlation_cache: usize,
+    /// How long an exited process stays resolvable.
+    pub exit_grace: Duration,
+    /// `--watch-dir`: file events outside these are dropped (relative paths are filtered here,
+    /// absolute ones already in the kernel).
+    pub watch_dirs: Vec<PathBuf>,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig { correlation_cache: 16384, exit_grace: Duration::from_secs(5), watch_dirs: vec![] }
+    }
+}
+
+pub struct Enricher {
+    table: ProcessTable,
+    users: UserCache,
+    cgroups: CgroupCache,
+    clock: BootClock,
+    guids: GuidMaker,
+    watch_dirs: Vec<PathBuf>,
+}
+
+/// Shell convention for a wait(2) status: the exit code, or 128 + signal number.
+pub fn exit_code(status: u32) -> i64 {
+    if status & 0x7f == 0 {
+        ((status >> 8) & 0xff) as i64
+    } else {
+        128 + (status & 0x7f) as i64
+    }
+}
+
+fn parent_fields(ev: &mut Event, parent: Option<&ProcInfo>) {
+    if let Some(p) = parent {
+        ev.push_str(f::PARENT_IMAGE, &*p.image);
+        ev.push_str(f::PARENT_COMMAND_LINE, &*p.cmdline);
+        ev.push_str(f::PARENT_USER, &*p.user);
+    }
+}
+
+impl Enricher {
+    pub fn new(cfg: &EnrichConfig, stats: Arc<EnrichStats>) -> Self {
+        Enricher {
+            table: ProcessTable::new(cfg.correlation_cache, cfg.exit_grace, stats),
+            users: UserCache::new(1024),
+            cgroups: CgroupCache::new(4096),
+            clock: BootClock::new(),
+            guids: GuidMaker::from_system(),
+            watch_dirs: cfg.watch_dirs.clone(),
+        }
+    }
+
+    /// Fill the table from /proc so processes older than the agent resolve. Returns the count.
+    pub fn seed_from_proc(&mut self) -> usize {
+        let snaps: Vec<_> = procfs::all_pids().into_iter().filter_map(procfs::snapshot).collect();
+        let starts: std::collections::HashMap<u32, u64> =
+            snaps.iter().map(|s| (s.pid, s.start_ticks)).collect();
+        for s in &snaps {
+            let info = self.info_from_snapshot(s, starts.get(&s.ppid).copied().unwrap_or(0));
+            self.table.insert(info);
+        }
+        snaps.len()
+    }
+
+    fn info_from_snapshot(&mut self, s: &procfs::ProcSnapshot, parent_start: u64) -> ProcInfo {
+        ProcInfo {
+            pid: s.pid,
+            start_ticks: s.start_ticks,
+            ppid: s.ppid,
+            parent_start_ticks: parent_start,
+            guid: self.guids.guid(s.pid, s.start_ticks).into(),
+            // Kernel threads have no exe: name them as ps does.
+            image: s.image.clone().unwrap_or_else(|| format!("[{}]", s.comm)).into(),
+            cmdline: s.cmdline.clone().unwrap_or_else(|| format!("[{}]", s.comm)).into(),
+            cwd: s.cwd.as_deref().map(Into::into),
+            user: self.users.name(s.uid),
+            uid: s.uid,
+            loginuid: s.loginuid,
+            cgroup: None,
+        }
+    }
+
+    pub fn table_len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Enrich one record. `None` when it is filtered out (file outside `--watch-dir`).
+    pub fn enrich(&mut self, raw: RawEvent) -> Option<Event> {
+        self.table.sweep(Instant::now());
+        match raw {
+            RawEvent::Exec(r) => Some(self.exec(r)),
+            RawEvent::Exit(r) => Some(self.exit(r)),
+            RawEvent::File(r) => self.file(r),
+            RawEvent::Net(r) => Some(self.net(r)),
+        }
+    }
+
+    fn parent_of(&mut self, t: &TaskIdent) -> Option<Arc<ProcInfo>> {
+        if t.ppid == 0 {
+            return None;
+        }
+        let key = (t.ppid, self.clock.ticks(t.parent_start_boottime_ns));
+        if let Some(p) = self.table.get(key) {
+            return Some(p);
+        }
+        // Older than the agent and evicted, or raced the scan: /proc, if the pid still names it.
+        let snap = procfs::snapshot(t.ppid).filter(|s| s.start_ticks == key.1)?;
+        let info = self.info_from_snapshot(&snap, 0);
+        Some(self.table.insert(info))
+    }
+
+    /// The process a non-exec record belongs to: the table, else /proc (if the pid still names
+    /// it), else a forked child inherits its parent's image (fork without exec), else comm.
+    fn process_of(&mut self, t: &TaskIdent) -> Arc<ProcInfo> {
+        let ticks = self.clock.ticks(t.start_boottime_ns);
+        if let Some(p) = self.table.get((t.tgid, ticks)) {
+            return p;
+        }
+        if let Some(s) = procfs::snapshot(t.tgid).filter(|s| s.start_ticks == ticks) {
+            let parent_start = self.clock.ticks(t.parent_start_boottime_ns);
+            let info = self.info_from_snapshot(&s, parent_start);
+            return self.table.insert(info);
+        }
+        let parent = self.parent_of(t);
+        let comm = bytes_to_string(&t.comm);
+        let info = ProcInfo {
+            pid: t.tgid,
+            start_ticks: ticks,
+            ppid: t.ppid,
+            parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
+            guid: self.guids.guid(t.tgid, ticks).into(),
+            image: parent.as_ref().map(|p| p.image.clone()).unwrap_or_else(|| comm.clone().into()),
+            cmdline: parent.as_ref().map(|p| p.cmdline.clone()).unwrap_or_else(|| comm.into()),
+            cwd: parent.as_ref().and_then(|p| p.cwd.clone()),
+            user: self.users.name(t.uid),
+            uid: t.uid,
+            loginuid: u32::MAX,
+            cgroup: parent.as_ref().and_then(|p| p.cgroup.clone()),
+        };
+        self.table.insert(info)
+    }
+
+    fn common(&mut self, kind: EventKind, ts_boot_ns: u64, p: &ProcInfo) -> Event {
+        let mut ev = Event::new(kind);
+        ev.push_str(f::UTC_TIME, utc_time(self.clock.wall(ts_boot_ns)));
+        ev.push_str(f::PROCESS_GUID, &*p.guid);
+        ev.push_int(f::PROCESS_ID, p.pid as i64);
+        ev.push_str(f::IMAGE, &*p.image);
+        ev
+    }
+
+    fn exec(&mut self, r: ExecRaw) -> Event {
+        let t = &r.task;
+        let ticks = self.clock.ticks(t.start_boottime_ns);
+        let parent = self.parent_of(t);
+        let image = procfs::exe(t.tgid).unwrap_or_else(|| {
+            // Gone already: the kernel's filename, made absolute where possible.
+            let name = bytes_to_string(&r.filename);
+            std::fs::canonicalize(&name)
+                .ok()
+                .and_then(|p| p.to_str().map(str::to_owned))
+                .unwrap_or(name)
+        });
+        // The kernel copy of argv is exact unless it was cut; then /proc has all of it (if the
+        // process still runs), else we keep the cut copy and flag it.
+        let (cmdline, truncated) = if !r.argv_truncated && !r.argv.is_empty() {
+            (crate::event::text::join_argv(&r.argv), false)
+        } else {
+            match procfs::cmdline(t.tgid) {
+                Some(c) => (c, false),
+                None => (crate::event::text::join_argv(&r.argv), r.argv_truncated),
+            }
+        };
+        // No guess when the process is already gone: a parent's cwd may be stale, and a wrong
+        // CurrentDirectory is worse than none.
+        let cwd = procfs::cwd(t.tgid).map(Into::into);
+        let cgroup = self.cgroups.lookup(t.tgid, r.cgroup_id);
+        let info = self.table.insert(ProcInfo {
+            pid: t.tgid,
+            start_ticks: ticks,
+            ppid: t.ppid,
+            parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
+            guid: self.guids.guid(t.tgid, ticks).into(),
+            image: image.into(),
+            cmdline: cmdline.into(),
+            cwd,
+            user: self.users.name(t.uid),
+            uid: t.uid,
+            loginuid: r.loginuid,
+            cgroup,
+        });
+        let mut ev = self.common(EventKind::ProcessCreation, t.ts_boot_ns, &info);
+        ev.push_str(f::COMMAND_LINE, &*info.cmdline);
+        if let Some(cwd) = &info.cwd {
+            ev.push_str(f::CURRENT_DIRECTORY, &**cwd);
+        }
+        ev.push_str(f::USER, &*info.user);
+        ev.push_int(f::LOGON_ID, info.loginuid as i64);
+        if t.ppid != 0 {
+            let pguid = self.guids.guid(t.ppid, info.parent_start_ticks);
+            ev.push_str(f::PARENT_PROCESS_GUID, pguid);
+            ev.push_int(f::PARENT_PROCESS_ID, t.ppid as i64);
+        }
+        parent_fields(&mut ev, parent.as_deref());
+        ev.push(f::COMMAND_LINE_TRUNCATED, Value::Bool(truncated));
+        if let Some(CgroupInfo { path, container_id }) = &info.cgroup {
+            if let Some(id) = container_id {
+                ev.push_str(f::CONTAINER_ID, &**id);
+            }
+            ev.push_str(f::CGROUP_PATH, &**path);
+        }
+        ev
+    }
+
+    fn exit(&mut self, r: ExitRaw) -> Event {
+        let info = self.process_of(&r.task);
+        self.table.mark_exited(info.key(), Instant::now());
+        let mut ev = self.common(EventKind::ProcessTermination, r.task.ts_boot_ns, &info);
+        ev.push_str(f::USER, &*info.user);
+        ev.push_int(f::EXIT_CODE, exit_code(r.exit_status));
+        ev
+    }
+
+    fn file(&mut self, r: FileRaw) -> Option<Event> {
+        let raw_path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&r.path));
+        let info = self.process_of(&r.task);
+        let target = if raw_path.is_absolute() {
+            paths::resolve(Path::new("/"), raw_path)
+        } else {
+            let base = if r.dfd == AT_FDCWD {
+                procfs::cwd_path(r.task.tgid).or_else(|| info.cwd.as_deref().map(PathBuf::from))
+            } else {
+                procfs::fd_path(r.task.tgid, r.dfd)
+            };
+            match base {
+                Some(b) => paths::resolve(&b, raw_path),
+                None => raw_path.to_path_buf(),
+            }
+        };
+        if !paths::under_any(&target, &self.watch_dirs) {
+            return None;
+        }
+        let time = utc_time(self.clock.wall(r.task.ts_boot_ns));
+        let mut ev = self.common(EventKind::FileEvent, r.task.ts_boot_ns, &info);
+        ev.push_str(f::TARGET_FILENAME, bytes_to_string(target.as_os_str().as_encoded_bytes()));
+        ev.push_str(f::CREATION_UTC_TIME, time);
+        ev.push_str(f::USER, &*info.user);
+        Some(ev)
+    }
+
+    fn net(&mut self, r: NetRaw) -> Event {
+        let mut ev = match &r.task {
+            Some(t) => {
+                let info = self.process_of(t);
+                let mut ev = self.common(EventKind::NetworkConnection, r.ts_boot_ns, &info);
+                ev.push_str(f::USER, &*info.user);
+                ev
+            }
+            None => {
+                // Accepted with no known listener: no process rather than a wrong one.
+                let mut ev = Event::new(EventKind::NetworkConnection);
+                ev.push_str(f::UTC_TIME, utc_time(self.clock.wall(r.ts_boot_ns)));
+                ev
+            }
+        };
+        let (sip, dip) = (canonical_ip(r.source), canonical_ip(r.destination));
+        ev.push_str(f::PROTOCOL, "tcp");
+        ev.push_str(f::INITIATED, if r.initiated { "true" } else { "false" });
+        ev.push_str(f::SOURCE_IS_IPV6, if sip.is_ipv6() { "true" } else { "false" });
+        ev.push_str(f::SOURCE_IP, sip.to_string());
+        ev.push_int(f::SOURCE_PORT, r.source.port() as i64);
+        ev.push_str(f::DESTINATION_IS_IPV6, if dip.is_ipv6() { "true" } else { "false" });
+        ev.push_str(f::DESTINATION_IP, dip.to_string());
+        ev.push_str(f::DESTINATION_HOSTNAME, "");
+        ev.push_int(f::DESTINATION_PORT, r.destination.port() as i64);
+        ev
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, dual-stack sockets) shown as IPv4 so IPv4 rules match.
+fn canonical_ip(a: SocketAddr) -> IpAddr {
+    match a.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code(0), 0);
+        assert_eq!(exit_code(3 << 8), 3);
+        assert_eq!(exit_code(9), 137); // SIGKILL
+        assert_eq!(exit_code(15 | 0x80), 143); // SIGTERM with core flag
+    }
+
+    #[test]
+    fn mapped_ipv4_shown_as_ipv4() {
+        let a: SocketAddr = "[::ffff:127.0.0.1]:80".parse().unwrap();
+        assert_eq!(canonical_ip(a).to_string(), "127.0.0.1");
+        let b: SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(canonical_ip(b).to_string(), "::1");
+    }
+}

@@ -1,0 +1,13 @@
+//! Aurora agent library: the stages of the pipeline, one module per concern.
+//!
+//! sources (ebpf, replay) → enrich (process table, /proc, users, cgroups) → detect (rules,
+//! routing, throttle) → sinks (stdout, file, syslog). `main.rs` parses the command line and
+//! wires them (through `commands`).
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod enrich;
+pub mod event;
+pub mod pipeline;
+pub mod sources;
+pub mod stats;

@@ -1,0 +1,37 @@
+//! `aurora`: parses the command line, sets up logging, dispatches. Nothing else lives here.
+use std::process::ExitCode;
+
+use aurora_agent::cli::{Cli, Command};
+use aurora_agent::commands;
+use clap::Parser;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AURORA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = match &cli.command {
+        Some(Command::Record(a)) => a.global.verbose,
+        _ => cli.run.global.verbose,
+    };
+    init_logging(verbose);
+    let result = match cli.command {
+        Some(Command::Record(args)) => commands::record::run(args),
+        _ => Err(anyhow::anyhow!("not implemented yet")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("aurora: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Ring-buffer item → [`RawEvent`]. Reads only the used bytes of the fixed-size records and never
+//! trusts a length field past its buffer: a short or corrupt item is an error, not a panic.
+use std::mem::{offset_of, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use aurora_common::{
+    read_record, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, AF_INET,
+    EXEC_ARGV_TRUNCATED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+};
+
+use crate::event::text::c_str;
+use crate::sources::{ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{ring} item of {got} bytes is shorter than its record ({want} bytes)")]
+pub struct ShortRecord {
+    pub ring: &'static str,
+    pub got: usize,
+    pub want: usize,
+}
+
+fn check<T>(ring: &'static str, item: &[u8]) -> Result<(), ShortRecord> {
+    if item.len() < size_of::<T>() {
+        return Err(ShortRecord { ring, got: item.len(), want: size_of::<T>() });
+    }
+    Ok(())
+}
+
+fn task(h: &RecordHeader) -> TaskIdent {
+    TaskIdent {
+        ts_boot_ns: h.ts_boot_ns,
+        tgid: h.tgid,
+        pid: h.pid,
+        start_boottime_ns: h.start_boottime_ns,
+        ppid: h.ppid,
+        parent_start_boottime_ns: h.parent_start_boottime_ns,
+        uid: h.uid,
+        gid: h.gid,
+        comm: c_str(&h.comm).to_vec(),
+    }
+}
+
+/// `len` bytes (clamped to `cap`) of the array field at `off` in `item`.
+fn bytes_at(item: &[u8], off: usize, len: u32, cap: usize) -> Vec<u8> {
+    let len = (len as usize).min(cap);
+    item.get(off..off + len).map(<[u8]>::to_vec).unwrap_or_default()
+}
+
+// Fixed-size prefixes read by value; the big arrays are sliced out of the item in place.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct ExecFixed {
+    header: RecordHeader,
+    loginuid: u32,
+    _pad: u32,
+    cgroup_id: u64,
+    sessionid: u32,
+    flags: u32,
+    filename_len: u32,
+    args_len: u32,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct FileFixed {
+    header: RecordHeader,
+    dfd: i32,
+    open_flags: u32,
+    mode: u32,
+    fd: i32,
+    flags: u32,
+    path_len: u32,
+}
+
+pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    check::<ExecRecord>("EXEC_RING", item)?;
+    const _: () = assert!(offset_of!(ExecRecord, filename) >= size_of::<ExecFixed>());
+    let f: ExecFixed = read_record(item).ok_or(ShortRecord { ring: "EXEC_RING", got: 0, want: 0 })?;
+    Ok(RawEvent::Exec(ExecRaw {
+        task: task(&f.header),
+        loginuid: f.loginuid,
+        cgroup_id: f.cgroup_id,
+        filename: bytes_at(item, offset_of!(ExecRecord, filename), f.filename_len, aurora_common::EXEC_FILENAME_LEN),
+        argv: bytes_at(item, offset_of!(ExecRecord, args), f.args_len, aurora_common::ARGV_LEN),
+        argv_truncated: f.flags & EXEC_ARGV_TRUNCATED != 0,
+    }))
+}
+
+pub fn exit(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    check::<ExitRecord>("EXIT_RING", item)?;
+    let r: ExitRecord = read_record(item).ok_or(ShortRecord { ring: "EXIT_RING", got: 0, want: 0 })?;
+    Ok(RawEvent::Exit(ExitRaw { task: task(&r.header), exit_status: r.exit_code }))
+}
+
+pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    check::<FileRecord>("FILE_RING", item)?;
+    const _: () = assert!(offset_of!(FileRecord, path) >= size_of::<FileFixed>());
+    let f: FileFixed = read_record(item).ok_or(ShortRecord { ring: "FILE_RING", got: 0, want: 0 })?;
+    Ok(RawEvent::File(FileRaw {
+        task: task(&f.header),
+        dfd: f.dfd,
+        open_flags: f.open_flags,
+        mode: f.mode,
+        fd: f.fd,
+        path: bytes_at(item, offset_of!(FileRecord, path), f.path_len, aurora_common::PATH_LEN),
+        path_truncated: f.flags & FILE_PATH_TRUNCATED != 0,
+    }))
+}
+
+fn ip(family: u16, a: &[u8; 16]) -> IpAddr {
+    if family == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*a))
+    }
+}
+
+pub fn net(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    check::<NetRecord>("NET_RING", item)?;
+    let r: NetRecord = read_record(item).ok_or(ShortRecord { ring: "NET_RING", got: 0, want: 0 })?;
+    let local = SocketAddr::new(ip(r.family, &r.saddr), r.sport);
+    let remote = SocketAddr::new(ip(r.family, &r.daddr), r.dport);
+    let initiated = r.direction == NET_OUTBOUND;
+    // Sysmon reports the initiator as the source: for an accepted connection that is the peer.
+    let (source, destination) = if initiated { (local, remote) } else { (remote, local) };
+    Ok(RawEvent::Net(NetRaw {
+        task: (r.has_owner != 0).then(|| task(&r.header)),
+        ts_boot_ns: r.header.ts_boot_ns,
+        source,
+        destination,
+        initiated,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aurora_common::{AF_INET6, NET_INBOUND};
+
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a repr(C) POD value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn header() -> RecordHeader {
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"bash");
+        RecordHeader {
+            ts_boot_ns: 5,
+            tgid: 100,
+            pid: 101,
+            start_boottime_ns: 7,
+            parent_start_boottime_ns: 3,
+            ppid: 1,
+            uid: 1000,
+            gid: 1000,
+            _pad: 0,
+            comm,
+        }
+    }
+
+    #[test]
+    fn decodes_exec_with_clamped_lengths() {
+        // Box: the record is 4.6 KB.
+        let mut r: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });
+        r.header = header();
+        r.filename[..7].copy_from_slice(b"/bin/ls");
+        r.filename_len = 7;
+        r.args[..6].copy_from_slice(b"ls\0-la\0");
+        r.args_len = 6;
+        r.flags = EXEC_ARGV_TRUNCATED;
+        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else { panic!() };
+        assert_eq!(e.filename, b"/bin/ls");
+        assert_eq!(e.argv, b"ls\0-la");
+        assert!(e.argv_truncated);
+        assert_eq!(e.task.comm, b"bash");
+        assert_eq!(e.task.ppid, 1);
+        // A hostile length is clamped to the buffer.
+        r.args_len = u32::MAX;
+        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else { panic!() };
+        assert_eq!(e.argv.len(), aurora_common::ARGV_LEN);
+    }
+
+    #[test]
+    fn short_items_are_errors() {
+        assert!(exec(&[0u8; 10]).is_err());
+        assert!(exit(&[]).is_err());
+        assert!(file(&[1, 2, 3]).is_err());
+        assert!(net(&[0u8; 20]).is_err());
+    }
+
+    #[test]
+    fn inbound_swaps_source_and_destination() {
+        let mut r: NetRecord = unsafe { std::mem::zeroed() };
+        r.header = header();
+        r.family = AF_INET6;
+        r.saddr[15] = 1;
+        r.daddr[15] = 1;
+        r.sport = 8080;
+        r.dport = 50000;
+        r.direction = NET_INBOUND;
+        r.has_owner = 0;
+        let RawEvent::Net(n) = net(&as_bytes(&r)).unwrap() else { panic!() };
+        assert!(!n.initiated);
+        assert!(n.task.is_none());
+        assert_eq!(n.source.to_string(), "[::1]:50000");
+        assert_eq!(n.destination.to_string(), "[::1]:8080");
+    }
+}

@@ -1,0 +1,109 @@
+//! One tokio task per ring: wait for readiness through AsyncFd, decode every item and hand it to
+//! the pipeline queue with `try_send`. The drain never waits on enrichment, detection or output:
+//! when the queue is full the record is dropped and counted per ring.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+
+use super::decode;
+use crate::sources::RawEvent;
+use crate::stats::SourceStats;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring {
+    Exec,
+    Exit,
+    File,
+    Net,
+}
+
+impl Ring {
+    pub fn from_index(i: usize) -> Ring {
+        match i {
+            0 => Ring::Exec,
+            1 => Ring::Exit,
+            2 => Ring::File,
+            _ => Ring::Net,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn decode(self, item: &[u8]) -> Result<RawEvent, decode::ShortRecord> {
+        match self {
+            Ring::Exec => decode::exec(item),
+            Ring::Exit => decode::exit(item),
+            Ring::File => decode::file(item),
+            Ring::Net => decode::net(item),
+        }
+    }
+}
+
+/// Read everything currently in the ring. Returns false when the queue is closed.
+fn drain_ready(
+    ring: Ring,
+    rb: &mut RingBuf<MapData>,
+    tx: &mpsc::Sender<RawEvent>,
+    stats: &SourceStats,
+) -> bool {
+    let i = ring.index();
+    while let Some(item) = rb.next() {
+        let ev = match ring.decode(&item) {
+            Ok(ev) => ev,
+            Err(e) => {
+                stats.decode_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("{e}");
+                continue;
+            }
+        };
+        drop(item);
+        stats.received[i].fetch_add(1, Ordering::Relaxed);
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let n = stats.queue_dropped[i].fetch_add(1, Ordering::Relaxed);
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        ring = ?ring,
+                        dropped = n + 1,
+                        "pipeline queue full: dropping events (raise --queue-size, or see stats)"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        }
+    }
+    true
+}
+
+pub async fn run(
+    ring: Ring,
+    rb: RingBuf<MapData>,
+    tx: mpsc::Sender<RawEvent>,
+    stats: Arc<SourceStats>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in).
+    let mut fd = unsafe { AsyncFd::register(rb) }.map_err(|e| std::io::Error::from(e))?;
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard?;
+                if !drain_ready(ring, guard.get_inner_mut(), &tx, &stats) {
+                    return Ok(());
+                }
+                guard.clear_ready();
+            }
+            _ = stop.changed() => {
+                // Sensors are detached before stop is signalled: empty what is buffered.
+                drain_ready(ring, fd.get_mut(), &tx, &stats);
+                return Ok(());
+            }
+        }
+    }
+}

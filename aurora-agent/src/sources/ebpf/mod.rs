@@ -1,0 +1,152 @@
+//! Live telemetry: loads the embedded CO-RE object, attaches the programs and drains one ring
+//! per program into the pipeline queue.
+mod decode;
+pub mod drain;
+pub mod preflight;
+pub mod ringsize;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use aurora_common::{PREFIX_LEN, RING_COUNT, RING_NAMES};
+use aya::maps::{lpm_trie::Key, LpmTrie, MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+
+pub use decode::ShortRecord;
+
+/// The kernel object, built by aurora-agent/build.rs and embedded once.
+static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aurora"));
+
+/// (program, tracepoint category, tracepoint name, required)
+const PROGRAMS: &[(&str, &str, &str, bool)] = &[
+    ("sched_process_exec", "sched", "sched_process_exec", true),
+    ("sched_process_exit", "sched", "sched_process_exit", true),
+    ("sys_enter_openat", "syscalls", "sys_enter_openat", true),
+    ("sys_exit_openat", "syscalls", "sys_exit_openat", true),
+    // Optional: absent on some architectures/kernels (open/creat are x86-only legacy calls).
+    ("sys_enter_openat2", "syscalls", "sys_enter_openat2", false),
+    ("sys_exit_openat2", "syscalls", "sys_exit_openat2", false),
+    ("sys_enter_open", "syscalls", "sys_enter_open", false),
+    ("sys_exit_open", "syscalls", "sys_exit_open", false),
+    ("sys_enter_creat", "syscalls", "sys_enter_creat", false),
+    ("sys_exit_creat", "syscalls", "sys_exit_creat", false),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state", true),
+];
+
+#[derive(Clone, Debug)]
+pub struct EbpfConfig {
+    /// Bytes per ring (power of two, ≥ one page).
+    pub ring_bytes: u32,
+    /// Path prefixes for file events (`--watch-dir`); empty = everything.
+    pub watch_dirs: Vec<PathBuf>,
+    /// aya-log level for kernel diagnostics (0 = off).
+    pub kernel_log_level: u8,
+}
+
+/// Loaded and attached sensors. Dropping it detaches every program.
+pub struct Sensors {
+    ebpf: Ebpf,
+    lost: PerCpuArray<MapData, u64>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Sensors {
+    pub fn load(cfg: &EbpfConfig) -> Result<Self> {
+        preflight::check()?;
+        let agent_tgid = std::process::id();
+        let filter: u8 = u8::from(!cfg.watch_dirs.is_empty());
+        let mut loader = EbpfLoader::new();
+        for name in RING_NAMES {
+            loader.map_max_entries(name, cfg.ring_bytes);
+        }
+        loader
+            .override_global("AGENT_TGID", &agent_tgid, true)
+            .override_global("FILTER_PREFIXES", &filter, true)
+            .override_global(aya_log::LEVEL, &cfg.kernel_log_level, false);
+        let mut ebpf = loader.load(OBJ).context(
+            "loading the eBPF object failed (kernel too old for ring buffers/BTF, or BPF \
+             disabled by lockdown?)",
+        )?;
+        let logger = if cfg.kernel_log_level > 0 {
+            match aya_log::EbpfLogger::init(&mut ebpf) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!("kernel-side logging unavailable: {e}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if filter != 0 {
+            let mut trie: LpmTrie<_, [u8; PREFIX_LEN], u8> = LpmTrie::try_from(
+                ebpf.map_mut("WATCHED_PREFIXES").context("WATCHED_PREFIXES map missing")?,
+            )?;
+            for dir in &cfg.watch_dirs {
+                let bytes = dir.as_os_str().as_encoded_bytes();
+                let mut data = [0u8; PREFIX_LEN];
+                let n = bytes.len().min(PREFIX_LEN);
+                data[..n].copy_from_slice(&bytes[..n]);
+                trie.insert(&Key::new((n * 8) as u32, data), 1, 0)
+                    .with_context(|| format!("adding watch dir {}", dir.display()))?;
+            }
+        }
+        for &(prog, category, name, required) in PROGRAMS {
+            let tp: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("program {prog} missing from the object"))?
+                .try_into()?;
+            tp.load().with_context(|| format!("verifier rejected {prog}"))?;
+            match tp.attach(category, name) {
+                Ok(_) => {}
+                Err(e) if !required => tracing::debug!("optional tracepoint {category}/{name}: {e}"),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("attaching {category}/{name}"));
+                }
+            }
+        }
+        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map missing")?)?;
+        Ok(Sensors { ebpf, lost, logger })
+    }
+
+    /// Take the four rings (once) for the drain tasks.
+    pub fn take_rings(&mut self) -> Result<Vec<(drain::Ring, RingBuf<MapData>)>> {
+        let mut out = Vec::new();
+        for (i, name) in RING_NAMES.iter().enumerate() {
+            let map = self.ebpf.take_map(name).with_context(|| format!("{name} map missing"))?;
+            out.push((drain::Ring::from_index(i), RingBuf::try_from(map)?));
+        }
+        Ok(out)
+    }
+
+    /// Kernel-side lost records per ring (reserve failures), summed over CPUs.
+    pub fn lost(&self) -> [u64; RING_COUNT as usize] {
+        let mut out = [0u64; RING_COUNT as usize];
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(vals) = self.lost.get(&(i as u32), 0) {
+                *slot = vals.iter().sum();
+            }
+        }
+        out
+    }
+
+    /// Forward buffered kernel log records to tracing.
+    pub fn flush_kernel_logs(&mut self) {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+    }
+
+    /// Detach every program (by dropping them) so no new records arrive; maps stay readable.
+    pub fn detach(&mut self) {
+        let names: Vec<String> = self.ebpf.programs().map(|(n, _)| n.to_owned()).collect();
+        for n in names {
+            if let Some(p) = self.ebpf.program_mut(&n) {
+                if let Ok(tp) = <&mut TracePoint>::try_from(p) {
+                    let _ = tp.unload();
+                }
+            }
+        }
+    }
+}

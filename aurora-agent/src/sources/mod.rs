@@ -1,0 +1,77 @@
+//! Where events come from: the kernel (`ebpf`) or recorded JSONL (`replay`).
+pub mod ebpf;
+pub mod replay;
+
+/// Identity of the task a kernel record was made in.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskIdent {
+    pub ts_boot_ns: u64,
+    pub tgid: u32,
+    pub pid: u32,
+    pub start_boottime_ns: u64,
+    pub ppid: u32,
+    pub parent_start_boottime_ns: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub comm: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecRaw {
+    pub task: TaskIdent,
+    pub loginuid: u32,
+    pub cgroup_id: u64,
+    pub filename: Vec<u8>,
+    /// argv bytes, NUL-separated, as copied from the new mm.
+    pub argv: Vec<u8>,
+    pub argv_truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitRaw {
+    pub task: TaskIdent,
+    pub exit_status: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRaw {
+    pub task: TaskIdent,
+    pub dfd: i32,
+    pub open_flags: u32,
+    pub mode: u32,
+    pub fd: i32,
+    pub path: Vec<u8>,
+    pub path_truncated: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetRaw {
+    /// `None` when no owning process is known (an inbound connection without a recorded listener).
+    pub task: Option<TaskIdent>,
+    pub ts_boot_ns: u64,
+    pub source: std::net::SocketAddr,
+    pub destination: std::net::SocketAddr,
+    /// true for connect(2) (outbound), false for accepted (inbound).
+    pub initiated: bool,
+}
+
+/// A decoded kernel record, before enrichment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawEvent {
+    Exec(ExecRaw),
+    Exit(ExitRaw),
+    File(FileRaw),
+    Net(NetRaw),
+}
+
+impl RawEvent {
+    pub fn kind(&self) -> crate::event::EventKind {
+        use crate::event::EventKind;
+        match self {
+            RawEvent::Exec(_) => EventKind::ProcessCreation,
+            RawEvent::Exit(_) => EventKind::ProcessTermination,
+            RawEvent::File(_) => EventKind::FileEvent,
+            RawEvent::Net(_) => EventKind::NetworkConnection,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! JSONL replay (filled in by the replay stage).

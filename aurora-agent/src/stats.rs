@@ -1,0 +1,164 @@
+//! Counters owned by each stage; one reporter reads them (periodic log line, final summary).
+//! Every drop in the agent has a counter here: ring overflow, full queue, throttle, exclusion,
+//! dead sink.
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use aurora_common::RING_COUNT;
+
+const RINGS: usize = RING_COUNT as usize;
+pub const RING_LABELS: [&str; RINGS] = ["exec", "exit", "file", "net"];
+
+#[derive(Default)]
+pub struct SourceStats {
+    /// Records read from each ring.
+    pub received: [AtomicU64; RINGS],
+    /// Dropped because the pipeline queue was full.
+    pub queue_dropped: [AtomicU64; RINGS],
+    /// Reserve failures in the kernel (ring full), copied from the LOST map by the reporter.
+    pub kernel_lost: [AtomicU64; RINGS],
+    pub decode_errors: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct EnrichStats {
+    pub proc_hits: AtomicU64,
+    pub proc_misses: AtomicU64,
+    pub proc_evictions: AtomicU64,
+    pub proc_entries: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct DetectStats {
+    pub events: AtomicU64,
+    pub matches: AtomicU64,
+    pub alerts: AtomicU64,
+    pub excluded: AtomicU64,
+    pub below_min_level: AtomicU64,
+    /// Suppressed by the per-rule rate limit, per rule id (never silent).
+    pub throttled: Mutex<BTreeMap<String, u64>>,
+}
+
+impl DetectStats {
+    pub fn throttled_total(&self) -> u64 {
+        self.throttled.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+pub struct SinkStats {
+    pub name: String,
+    pub sent: AtomicU64,
+    pub queued: AtomicU64,
+    pub dropped: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl SinkStats {
+    pub fn named(name: impl Into<String>) -> Self {
+        SinkStats { name: name.into(), ..Default::default() }
+    }
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub source: std::sync::Arc<SourceStats>,
+    pub enrich: std::sync::Arc<EnrichStats>,
+    pub detect: std::sync::Arc<DetectStats>,
+    pub sinks: Mutex<Vec<std::sync::Arc<SinkStats>>>,
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn per_ring(a: &[AtomicU64; RINGS]) -> String {
+    RING_LABELS
+        .iter()
+        .zip(a.iter())
+        .map(|(l, v)| format!("{l}={}", load(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A snapshot to compute rates between two reports.
+#[derive(Clone, Copy, Default)]
+pub struct Snapshot {
+    pub events: u64,
+}
+
+impl Stats {
+    pub fn register_sink(&self, s: std::sync::Arc<SinkStats>) {
+        if let Ok(mut v) = self.sinks.lock() {
+            v.push(s);
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { events: load(&self.detect.events) }
+    }
+
+    /// One line with every counter.
+    pub fn line(&self, prev: Snapshot, secs: f64) -> String {
+        let s = &self.source;
+        let e = &self.enrich;
+        let d = &self.detect;
+        let rate = if secs > 0.0 { (load(&d.events) - prev.events) as f64 / secs } else { 0.0 };
+        let sinks = self
+            .sinks
+            .lock()
+            .map(|v| {
+                v.iter()
+                    .map(|k| {
+                        format!(
+                            "{}(sent={} queued={} dropped={} reconnects={} errors={})",
+                            k.name,
+                            load(&k.sent),
+                            load(&k.queued),
+                            load(&k.dropped),
+                            load(&k.reconnects),
+                            load(&k.errors)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        format!(
+            "events received[{}] kernel_lost[{}] queue_dropped[{}] decode_errors={} | \
+             processed={} rate={rate:.0}/s | proc_table entries={} hits={} misses={} evictions={} | \
+             matches={} alerts={} throttled={} excluded={} below_min_level={} | sinks: {}",
+            per_ring(&s.received),
+            per_ring(&s.kernel_lost),
+            per_ring(&s.queue_dropped),
+            load(&s.decode_errors),
+            load(&d.events),
+            load(&e.proc_entries),
+            load(&e.proc_hits),
+            load(&e.proc_misses),
+            load(&e.proc_evictions),
+            load(&d.matches),
+            load(&d.alerts),
+            d.throttled_total(),
+            load(&d.excluded),
+            load(&d.below_min_level),
+            if sinks.is_empty() { "none".into() } else { sinks },
+        )
+    }
+
+    /// Per-rule throttle lines (rule id → suppressed count).
+    pub fn throttle_lines(&self) -> Vec<String> {
+        self.detect
+            .throttled
+            .lock()
+            .map(|m| m.iter().map(|(r, n)| format!("rule {r}: {n} matches suppressed by throttle")).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn total_lost(&self) -> u64 {
+        self.source.kernel_lost.iter().map(load).sum::<u64>()
+            + self.source.queue_dropped.iter().map(load).sum::<u64>()
+    }
+}

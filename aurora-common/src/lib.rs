@@ -1,0 +1,184 @@
+//! `#[repr(C)]` records written by the kernel programs into ring buffers and read by the agent.
+//!
+//! Every record starts with a [`RecordHeader`]; sizes are fixed so the kernel side can reserve
+//! them directly in the ring (no stack copies, no per-CPU scratch). Layout changes must be made
+//! on both sides at once: the agent checks each record's length against `size_of`.
+#![no_std]
+
+/// Length of `task->comm`.
+pub const COMM_LEN: usize = 16;
+/// Bytes of the exec'd filename kept (the kernel's `bprm->filename`).
+pub const EXEC_FILENAME_LEN: usize = 512;
+/// Bytes of argv copied from the new mm. One byte is kept for the verifier's bound, so at most
+/// `ARGV_LEN - 1` bytes are captured; longer command lines are flagged truncated.
+pub const ARGV_LEN: usize = 4096;
+/// Bytes of a path given to open(2).
+pub const PATH_LEN: usize = 1024;
+/// Bytes of a watched prefix in the kernel filter (LPM trie key data).
+pub const PREFIX_LEN: usize = 128;
+/// Maximum number of watched prefixes.
+pub const MAX_WATCHED_PREFIXES: u32 = 64;
+
+/// Indices into the `LOST` per-CPU array: one slot per ring.
+pub const RING_EXEC: u32 = 0;
+pub const RING_EXIT: u32 = 1;
+pub const RING_FILE: u32 = 2;
+pub const RING_NET: u32 = 3;
+pub const RING_COUNT: u32 = 4;
+/// Names of the rings, indexed like `LOST`.
+pub const RING_NAMES: [&str; RING_COUNT as usize] = ["EXEC_RING", "EXIT_RING", "FILE_RING", "NET_RING"];
+
+/// Flag bits in [`ExecRecord::flags`].
+pub const EXEC_ARGV_TRUNCATED: u32 = 1;
+pub const EXEC_ARGV_UNREADABLE: u32 = 2;
+pub const EXEC_FILENAME_TRUNCATED: u32 = 4;
+
+/// Flag bits in [`FileRecord::flags`].
+pub const FILE_PATH_TRUNCATED: u32 = 1;
+
+/// [`NetRecord::direction`].
+pub const NET_OUTBOUND: u8 = 1;
+pub const NET_INBOUND: u8 = 2;
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
+
+/// Common prefix of every record. `ts_boot_ns` is `bpf_ktime_get_boot_ns()`; the agent turns it
+/// into wall-clock time with an offset measured at startup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RecordHeader {
+    pub ts_boot_ns: u64,
+    /// Thread-group id (the process id user space sees).
+    pub tgid: u32,
+    /// Thread id.
+    pub pid: u32,
+    /// `group_leader->start_boottime` in ns: with `tgid` the key that survives PID reuse.
+    pub start_boottime_ns: u64,
+    /// `real_parent->group_leader->start_boottime` in ns (0 when unknown).
+    pub parent_start_boottime_ns: u64,
+    /// `real_parent->tgid` (0 when unknown).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub header: RecordHeader,
+    pub loginuid: u32,
+    pub _pad: u32,
+    pub cgroup_id: u64,
+    pub sessionid: u32,
+    pub flags: u32,
+    /// Bytes of `filename` used, without the NUL.
+    pub filename_len: u32,
+    /// Bytes of `args` used (NULs between arguments kept).
+    pub args_len: u32,
+    pub filename: [u8; EXEC_FILENAME_LEN],
+    pub args: [u8; ARGV_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitRecord {
+    pub header: RecordHeader,
+    /// Raw `task->exit_code` (status as wait(2) reports it).
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileRecord {
+    pub header: RecordHeader,
+    /// `dfd` argument of openat (AT_FDCWD = -100 for cwd-relative).
+    pub dfd: i32,
+    pub open_flags: u32,
+    pub mode: u32,
+    /// Returned file descriptor.
+    pub fd: i32,
+    pub flags: u32,
+    /// Bytes of `path` used, without the NUL.
+    pub path_len: u32,
+    pub path: [u8; PATH_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetRecord {
+    pub header: RecordHeader,
+    pub family: u16,
+    pub protocol: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    /// NET_OUTBOUND or NET_INBOUND.
+    pub direction: u8,
+    /// 0 when no owning process is known (inbound with no recorded listener): the header's
+    /// process fields are then zero and must not be used.
+    pub has_owner: u8,
+    pub _pad: [u8; 6],
+}
+
+/// Who owns a socket, remembered in process context (connect/listen) for use later in softirq.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockOwner {
+    pub tgid: u32,
+    pub pid: u32,
+    pub start_boottime_ns: u64,
+    pub parent_start_boottime_ns: u64,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Key of the listener map: (family, local port, local address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenKey {
+    pub family: u16,
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+/// Pending openat with O_CREAT, saved at sys_enter for sys_exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PendingOpen {
+    pub filename_ptr: u64,
+    pub dfd: i32,
+    pub open_flags: u32,
+    pub mode: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: plain-old-data records: repr(C), integer arrays only, every bit pattern valid.
+    unsafe impl aya::Pod for SockOwner {}
+    unsafe impl aya::Pod for ListenKey {}
+    unsafe impl aya::Pod for PendingOpen {}
+}
+
+/// Decode a record of type `T` from a ring-buffer item, checking its size.
+///
+/// Returns `None` when the item is shorter than `T` (a layout mismatch between the kernel and
+/// user halves, or a corrupted item); never reads out of bounds.
+#[cfg(feature = "user")]
+pub fn read_record<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < core::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked above; records are repr(C) POD and read unaligned.
+    Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}

@@ -1,0 +1,244 @@
+// CO-RE accessors for kernel structures, linked into the Rust eBPF programs as bitcode.
+//
+// Rust cannot emit BTF field-access relocations, so every read of a kernel struct field goes
+// through these functions. The types below are partial: CO-RE matches fields by name against
+// the running kernel's BTF, so only the fields we read are declared, and their offsets here are
+// irrelevant (the loader patches them). Built with:
+//   clang-22 -target bpf -O2 -g -emit-llvm -c helpers.c -o helpers.bc
+// SPDX-License-Identifier: MIT OR Apache-2.0
+
+typedef unsigned char __u8;
+typedef unsigned short __u16;
+typedef unsigned int __u32;
+typedef unsigned long long __u64;
+typedef int __s32;
+
+#define AURORA_API __attribute__((noinline)) __attribute__((used))
+
+static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)113;
+
+#define CORE_READ_INTO(dst, src)                                                              \
+  bpf_probe_read_kernel((void *)(dst), sizeof(*(dst)), (const void *)__builtin_preserve_access_index(&(src)))
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+typedef struct {
+  int counter;
+} atomic_t;
+
+typedef struct {
+  unsigned int val;
+} kuid_t;
+
+struct mm_struct {
+  unsigned long arg_start;
+  unsigned long arg_end;
+};
+
+struct signal_struct {
+  atomic_t live;
+};
+
+struct task_struct {
+  int pid;
+  int tgid;
+  int exit_code;
+  unsigned long long start_boottime;
+  struct task_struct *real_parent;
+  struct task_struct *group_leader;
+  struct mm_struct *mm;
+  struct signal_struct *signal;
+  kuid_t loginuid;
+  unsigned int sessionid;
+};
+
+struct trace_entry {
+  unsigned short type;
+  unsigned char flags;
+  unsigned char preempt_count;
+  int pid;
+};
+
+struct trace_event_raw_sched_process_exec {
+  struct trace_entry ent;
+  __u32 __data_loc_filename;
+  int pid;
+  int old_pid;
+};
+
+struct trace_event_raw_sys_enter {
+  struct trace_entry ent;
+  long id;
+  unsigned long args[6];
+};
+
+struct trace_event_raw_sys_exit {
+  struct trace_entry ent;
+  long id;
+  long ret;
+};
+
+struct trace_event_raw_inet_sock_set_state {
+  struct trace_entry ent;
+  const void *skaddr;
+  int oldstate;
+  int newstate;
+  __u16 sport;
+  __u16 dport;
+  __u16 family;
+  __u16 protocol;
+  __u8 saddr[4];
+  __u8 daddr[4];
+  __u8 saddr_v6[16];
+  __u8 daddr_v6[16];
+};
+
+#pragma clang attribute pop
+
+// ---- task_struct -------------------------------------------------------------------------
+
+AURORA_API __u32 aurora_task_tgid(struct task_struct *task) {
+  int v = 0;
+  CORE_READ_INTO(&v, task->tgid);
+  return (__u32)v;
+}
+
+AURORA_API __u32 aurora_task_pid(struct task_struct *task) {
+  int v = 0;
+  CORE_READ_INTO(&v, task->pid);
+  return (__u32)v;
+}
+
+// Start time of the thread group (the process), in ns since boot: stable for the process's
+// life and, with the tgid, unique across PID reuse. /proc/PID/stat field 22 is the same clock.
+AURORA_API __u64 aurora_task_process_start(struct task_struct *task) {
+  struct task_struct *leader = 0;
+  __u64 v = 0;
+  CORE_READ_INTO(&leader, task->group_leader);
+  if (!leader)
+    return 0;
+  CORE_READ_INTO(&v, leader->start_boottime);
+  return v;
+}
+
+AURORA_API __u32 aurora_task_ppid(struct task_struct *task) {
+  struct task_struct *parent = 0;
+  int v = 0;
+  CORE_READ_INTO(&parent, task->real_parent);
+  if (!parent)
+    return 0;
+  CORE_READ_INTO(&v, parent->tgid);
+  return (__u32)v;
+}
+
+AURORA_API __u64 aurora_task_parent_process_start(struct task_struct *task) {
+  struct task_struct *parent = 0;
+  CORE_READ_INTO(&parent, task->real_parent);
+  if (!parent)
+    return 0;
+  return aurora_task_process_start(parent);
+}
+
+AURORA_API __u32 aurora_task_loginuid(struct task_struct *task) {
+  unsigned int v = 0xffffffff;
+  CORE_READ_INTO(&v, task->loginuid.val);
+  return v;
+}
+
+AURORA_API __u32 aurora_task_sessionid(struct task_struct *task) {
+  unsigned int v = 0xffffffff;
+  CORE_READ_INTO(&v, task->sessionid);
+  return v;
+}
+
+AURORA_API __u32 aurora_task_exit_code(struct task_struct *task) {
+  int v = 0;
+  CORE_READ_INTO(&v, task->exit_code);
+  return (__u32)v;
+}
+
+// 1 when no thread of the group is left alive: this exit ends the process.
+AURORA_API __u32 aurora_task_group_dead(struct task_struct *task) {
+  struct signal_struct *sig = 0;
+  int live = 1;
+  CORE_READ_INTO(&sig, task->signal);
+  if (!sig)
+    return 1;
+  CORE_READ_INTO(&live, sig->live.counter);
+  return live == 0;
+}
+
+// Fills start/end of the argv area of the task's (new) mm. Returns 0 on success.
+AURORA_API int aurora_task_argv_bounds(struct task_struct *task, __u64 *start, __u64 *end) {
+  struct mm_struct *mm = 0;
+  unsigned long s = 0, e = 0;
+  CORE_READ_INTO(&mm, task->mm);
+  if (!mm)
+    return -1;
+  CORE_READ_INTO(&s, mm->arg_start);
+  CORE_READ_INTO(&e, mm->arg_end);
+  *start = s;
+  *end = e;
+  return 0;
+}
+
+// ---- tracepoint contexts -----------------------------------------------------------------
+
+// Offset of the filename string inside the sched_process_exec record.
+AURORA_API __u32 aurora_exec_filename_offset(struct trace_event_raw_sched_process_exec *ctx) {
+  __u32 loc = 0;
+  CORE_READ_INTO(&loc, ctx->__data_loc_filename);
+  return loc & 0xffff;
+}
+
+AURORA_API __u64 aurora_sys_enter_arg(struct trace_event_raw_sys_enter *ctx, __u32 n) {
+  unsigned long v = 0;
+  switch (n) {
+  case 0: CORE_READ_INTO(&v, ctx->args[0]); break;
+  case 1: CORE_READ_INTO(&v, ctx->args[1]); break;
+  case 2: CORE_READ_INTO(&v, ctx->args[2]); break;
+  case 3: CORE_READ_INTO(&v, ctx->args[3]); break;
+  default: break;
+  }
+  return v;
+}
+
+AURORA_API long aurora_sys_exit_ret(struct trace_event_raw_sys_exit *ctx) {
+  long v = 0;
+  CORE_READ_INTO(&v, ctx->ret);
+  return v;
+}
+
+// Plain copy of an inet_sock_set_state record, laid out for Rust (see sock.rs).
+struct aurora_sock_state {
+  __u64 skaddr;
+  __s32 oldstate;
+  __s32 newstate;
+  __u16 sport;
+  __u16 dport;
+  __u16 family;
+  __u16 protocol;
+  __u8 saddr[16];
+  __u8 daddr[16];
+};
+
+AURORA_API int aurora_sock_state_read(struct trace_event_raw_inet_sock_set_state *ctx,
+                                      struct aurora_sock_state *out) {
+  const void *sk = 0;
+  CORE_READ_INTO(&sk, ctx->skaddr);
+  out->skaddr = (__u64)sk;
+  CORE_READ_INTO(&out->oldstate, ctx->oldstate);
+  CORE_READ_INTO(&out->newstate, ctx->newstate);
+  CORE_READ_INTO(&out->sport, ctx->sport);
+  CORE_READ_INTO(&out->dport, ctx->dport);
+  CORE_READ_INTO(&out->family, ctx->family);
+  CORE_READ_INTO(&out->protocol, ctx->protocol);
+  if (out->family == 2) {
+    CORE_READ_INTO((__u32 *)&out->saddr[0], ctx->saddr);
+    CORE_READ_INTO((__u32 *)&out->daddr[0], ctx->daddr);
+  } else {
+    bpf_probe_read_kernel(out->saddr, 16, __builtin_preserve_access_index(&ctx->saddr_v6));
+    bpf_probe_read_kernel(out->daddr, 16, __builtin_preserve_access_index(&ctx->daddr_v6));
+  }
+  return 0;
+}

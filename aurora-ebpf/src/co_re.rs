@@ -1,0 +1,32 @@
+//! Declarations of the CO-RE helpers in `co_re/helpers.c` (linked as bitcode by bpf-linker).
+//! Every kernel-struct read goes through these so one object relocates on other kernels.
+use core::ffi::c_void;
+
+#[repr(C)]
+pub struct SockState {
+    pub skaddr: u64,
+    pub oldstate: i32,
+    pub newstate: i32,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub protocol: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
+unsafe extern "C" {
+    pub fn aurora_task_tgid(task: *const c_void) -> u32;
+    pub fn aurora_task_process_start(task: *const c_void) -> u64;
+    pub fn aurora_task_ppid(task: *const c_void) -> u32;
+    pub fn aurora_task_parent_process_start(task: *const c_void) -> u64;
+    pub fn aurora_task_loginuid(task: *const c_void) -> u32;
+    pub fn aurora_task_sessionid(task: *const c_void) -> u32;
+    pub fn aurora_task_exit_code(task: *const c_void) -> u32;
+    pub fn aurora_task_group_dead(task: *const c_void) -> u32;
+    pub fn aurora_task_argv_bounds(task: *const c_void, start: *mut u64, end: *mut u64) -> i32;
+    pub fn aurora_exec_filename_offset(ctx: *const c_void) -> u32;
+    pub fn aurora_sys_enter_arg(ctx: *const c_void, n: u32) -> u64;
+    pub fn aurora_sys_exit_ret(ctx: *const c_void) -> i64;
+    pub fn aurora_sock_state_read(ctx: *const c_void, out: *mut SockState) -> i32;
+}

@@ -1,0 +1,117 @@
+//! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
+//! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
+use aurora_common::{
+    ListenKey, PendingOpen, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES, PREFIX_LEN, RING_COUNT,
+    RecordHeader,
+};
+use aya_ebpf::{
+    Global,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::bpf_ktime_get_boot_ns,
+    },
+    macros::map,
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+};
+use core::ffi::c_void;
+
+use crate::co_re;
+
+const DEFAULT_RING_BYTES: u32 = 1 << 22;
+
+#[map]
+pub static EXEC_RING: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+#[map]
+pub static EXIT_RING: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+#[map]
+pub static FILE_RING: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+#[map]
+pub static NET_RING: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Reserve failures per ring (indexed by `aurora_common::RING_*`), summed over CPUs by the agent.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(RING_COUNT, 0);
+
+/// openat/openat2/creat/open with O_CREAT between sys_enter and sys_exit, keyed by pid_tgid.
+#[map]
+pub static PENDING_OPENS: HashMap<u64, PendingOpen> = HashMap::with_max_entries(16384, 0);
+
+/// Owner of a socket in SYN_SENT, keyed by the sock address (recorded in connect(2)'s context).
+#[map]
+pub static CONNECTING: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(16384, 0);
+
+/// Owner of each listening socket, keyed by (family, port, address), for inbound attribution.
+#[map]
+pub static LISTENERS: LruHashMap<ListenKey, SockOwner> = LruHashMap::with_max_entries(8192, 0);
+
+/// Path prefixes watched for file creation (`--watch-dir`); unused while `FILTER_PREFIXES` = 0.
+#[map]
+pub static WATCHED_PREFIXES: LpmTrie<[u8; PREFIX_LEN], u8> =
+    LpmTrie::with_max_entries(MAX_WATCHED_PREFIXES, 1 /* BPF_F_NO_PREALLOC */);
+
+/// 1 when `WATCHED_PREFIXES` filters absolute paths in the kernel (set at load time).
+#[unsafe(no_mangle)]
+pub static FILTER_PREFIXES: Global<u8> = Global::new(0);
+
+/// The agent's own tgid: its events are not reported (no feedback loops from its log writes).
+#[unsafe(no_mangle)]
+pub static AGENT_TGID: Global<u32> = Global::new(0);
+
+#[inline(always)]
+pub fn count_lost(ring: u32) {
+    if let Some(slot) = LOST.get_ptr_mut(ring) {
+        // SAFETY: per-CPU slot, programs do not preempt each other on one CPU for tracepoints.
+        unsafe { *slot += 1 };
+    }
+}
+
+#[inline(always)]
+pub fn is_agent(tgid: u32) -> bool {
+    tgid == AGENT_TGID.load()
+}
+
+#[inline(always)]
+pub fn current_owner(task: *const c_void) -> SockOwner {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let uid_gid = bpf_get_current_uid_gid();
+    SockOwner {
+        tgid: (pid_tgid >> 32) as u32,
+        pid: pid_tgid as u32,
+        // SAFETY: task is the current task pointer.
+        start_boottime_ns: unsafe { co_re::aurora_task_process_start(task) },
+        parent_start_boottime_ns: unsafe { co_re::aurora_task_parent_process_start(task) },
+        ppid: unsafe { co_re::aurora_task_ppid(task) },
+        uid: uid_gid as u32,
+        gid: (uid_gid >> 32) as u32,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+    }
+}
+
+/// Fill a record header in place with the current task's identity.
+///
+/// # Safety
+/// `header` must point to writable memory (a ring reservation); `task` is the current task.
+#[inline(always)]
+pub unsafe fn fill_header(header: *mut RecordHeader, task: *const c_void) {
+    let owner = current_owner(task);
+    unsafe { fill_header_from(header, &owner) };
+}
+
+/// # Safety
+/// `header` must point to writable memory (a ring reservation).
+#[inline(always)]
+pub unsafe fn fill_header_from(header: *mut RecordHeader, owner: &SockOwner) {
+    unsafe {
+        (*header).ts_boot_ns = bpf_ktime_get_boot_ns();
+        (*header).tgid = owner.tgid;
+        (*header).pid = owner.pid;
+        (*header).start_boottime_ns = owner.start_boottime_ns;
+        (*header).parent_start_boottime_ns = owner.parent_start_boottime_ns;
+        (*header).ppid = owner.ppid;
+        (*header).uid = owner.uid;
+        (*header).gid = owner.gid;
+        (*header)._pad = 0;
+        (*header).comm = owner.comm;
+    }
+}

@@ -1,0 +1,87 @@
+//! `sched/sched_process_exec`: identity, parent, filename and argv of every exec.
+//!
+//! argv is copied from the new mm here, in the kernel, so a process that exits before user space
+//! reads /proc keeps its command line.
+use aurora_common::{
+    ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
+    EXEC_FILENAME_TRUNCATED, ExecRecord, RING_EXEC,
+};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{
+        bpf_get_current_task,
+        generated::{bpf_get_current_cgroup_id, bpf_probe_read_kernel_str, bpf_probe_read_user},
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use aya_log_ebpf::debug;
+use core::ffi::c_void;
+
+use crate::{co_re, maps};
+
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    // SAFETY: called in the exec'ing task; all pointers come from the kernel.
+    unsafe { handle(&ctx) };
+    0
+}
+
+#[inline(always)]
+unsafe fn handle(ctx: &TracePointContext) {
+    let task = bpf_get_current_task() as *const c_void;
+    let tgid = unsafe { co_re::aurora_task_tgid(task) };
+    if maps::is_agent(tgid) {
+        return;
+    }
+    let Some(mut entry) = maps::EXEC_RING.reserve::<ExecRecord>(0) else {
+        maps::count_lost(RING_EXEC);
+        debug!(ctx, "exec ring full");
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    unsafe {
+        maps::fill_header(&raw mut (*rec).header, task);
+        (*rec).loginuid = co_re::aurora_task_loginuid(task);
+        (*rec).sessionid = co_re::aurora_task_sessionid(task);
+        (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        let mut flags = 0u32;
+
+        // The filename lives in the tracepoint record at the offset its __data_loc gives.
+        let off = co_re::aurora_exec_filename_offset(ctx.as_ptr()) as usize;
+        let n = bpf_probe_read_kernel_str(
+            (&raw mut (*rec).filename).cast(),
+            EXEC_FILENAME_LEN as u32,
+            ctx.as_ptr().cast::<u8>().add(off).cast(),
+        );
+        (*rec).filename_len = if n > 0 { (n - 1) as u32 } else { 0 };
+        if n as usize == EXEC_FILENAME_LEN {
+            flags |= EXEC_FILENAME_TRUNCATED;
+        }
+
+        let mut start = 0u64;
+        let mut end = 0u64;
+        (*rec).args_len = 0;
+        if co_re::aurora_task_argv_bounds(task, &mut start, &mut end) == 0 && end > start {
+            let mut len = end - start;
+            if len > (ARGV_LEN - 1) as u64 {
+                len = (ARGV_LEN - 1) as u64;
+                flags |= EXEC_ARGV_TRUNCATED;
+            }
+            // Redundant mask: gives the verifier a bound it can see.
+            let len = len & (ARGV_LEN as u64 - 1);
+            let r = bpf_probe_read_user(
+                (&raw mut (*rec).args).cast(),
+                len as u32,
+                start as *const c_void,
+            );
+            if r == 0 {
+                (*rec).args_len = len as u32;
+            } else {
+                flags |= EXEC_ARGV_UNREADABLE;
+            }
+        }
+        (*rec).flags = flags;
+    }
+    entry.submit(0);
+}

@@ -1,0 +1,5 @@
+//! One program per file, like kunai's `probes/`.
+pub mod exec;
+pub mod exit;
+pub mod open;
+pub mod sock;
