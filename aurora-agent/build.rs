@@ -1,7 +1,7 @@
 //! Builds the kernel programs (aurora-ebpf) for the BPF target with nightly + bpf-linker, so
 //! the agent embeds them with `include_bytes_aligned!`. `AYA_BUILD_SKIP=1` skips this (for
 //! tooling that only type-checks user space; the binary then cannot load sensors).
-use anyhow::{Context as _, anyhow};
+use anyhow::{anyhow, Context as _};
 use aya_build::{Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +30,10 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("aurora-ebpf manifest has no parent"))?;
-    let package = Package { name: "aurora-ebpf", root_dir: root.as_str(), ..Default::default() };
+    let package = Package {
+        name: "aurora-ebpf",
+        root_dir: root.as_str(),
+        ..Default::default()
+    };
     aya_build::build_ebpf([package], Toolchain::default())
 }

@@ -15,10 +15,22 @@ fn main() {
     let clang = env::var("AURORA_CLANG").unwrap_or_else(|_| "clang-22".into());
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR")).join("co_re_helpers.bc");
     let status = Command::new(&clang)
-        .args(["-target", "bpf", "-O2", "-g", "-emit-llvm", "-c", "co_re/helpers.c", "-o"])
+        .args([
+            "-target",
+            "bpf",
+            "-O2",
+            "-g",
+            "-emit-llvm",
+            "-c",
+            "co_re/helpers.c",
+            "-o",
+        ])
         .arg(&out)
         .status()
         .unwrap_or_else(|e| panic!("failed to run {clang} ({e}): run `cargo xtask setup`"));
-    assert!(status.success(), "{clang} failed to compile co_re/helpers.c");
+    assert!(
+        status.success(),
+        "{clang} failed to compile co_re/helpers.c"
+    );
     println!("cargo:rustc-link-arg-bins={}", out.display());
 }

@@ -46,7 +46,10 @@ pub struct ConfigFile {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read config file: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: String, message: String },
 }
@@ -62,8 +65,10 @@ pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
 }
 
 pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     parse(path, &text)
 }
 
@@ -73,7 +78,11 @@ mod tests {
 
     #[test]
     fn parses_known_keys() {
-        let c = parse(Path::new("a.yml"), "rules: [rules]\nthrottle-rate: 2.5\njson: true\n").unwrap();
+        let c = parse(
+            Path::new("a.yml"),
+            "rules: [rules]\nthrottle-rate: 2.5\njson: true\n",
+        )
+        .unwrap();
         assert_eq!(c.rules, Some(vec![PathBuf::from("rules")]));
         assert_eq!(c.throttle_rate, Some(2.5));
         assert_eq!(c.json, Some(true));
@@ -81,7 +90,11 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_file_and_line() {
-        let err = parse(Path::new("/etc/aurora.yml"), "json: true\nthrotle-rate: 2\n").unwrap_err();
+        let err = parse(
+            Path::new("/etc/aurora.yml"),
+            "json: true\nthrotle-rate: 2\n",
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.starts_with("/etc/aurora.yml: "), "{msg}");
         assert!(msg.contains("throtle-rate"), "{msg}");
@@ -91,6 +104,9 @@ mod tests {
     #[test]
     fn wrong_type_is_an_error() {
         let err = parse(Path::new("c.yml"), "throttle-burst: lots\n").unwrap_err();
-        assert!(err.to_string().contains("throttle-burst") || err.to_string().contains("line 1"), "{err}");
+        assert!(
+            err.to_string().contains("throttle-burst") || err.to_string().contains("line 1"),
+            "{err}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod detect;
 pub mod enrich;
 pub mod event;
 pub mod pipeline;

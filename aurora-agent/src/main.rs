@@ -1,7 +1,7 @@
 //! `aurora`: parses the command line, sets up logging, dispatches. Nothing else lives here.
 use std::process::ExitCode;
 
-use aurora_agent::cli::{Cli, Command};
+use aurora_agent::cli::{Cli, Command, RulesCommand};
 use aurora_agent::commands;
 use clap::Parser;
 
@@ -13,7 +13,10 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AURORA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -24,11 +27,20 @@ fn main() -> ExitCode {
     };
     init_logging(verbose);
     let result = match cli.command {
-        Some(Command::Record(args)) => commands::record::run(args),
+        Some(Command::Record(args)) => commands::record::run(args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Rules {
+            command: RulesCommand::Check(args),
+        }) => commands::rules_check::run(args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         _ => Err(anyhow::anyhow!("not implemented yet")),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("aurora: error: {e:#}");
             ExitCode::from(2)

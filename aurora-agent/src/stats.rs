@@ -58,7 +58,10 @@ pub struct SinkStats {
 
 impl SinkStats {
     pub fn named(name: impl Into<String>) -> Self {
-        SinkStats { name: name.into(), ..Default::default() }
+        SinkStats {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 }
 
@@ -97,7 +100,9 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { events: load(&self.detect.events) }
+        Snapshot {
+            events: load(&self.detect.events),
+        }
     }
 
     /// One line with every counter.
@@ -105,7 +110,11 @@ impl Stats {
         let s = &self.source;
         let e = &self.enrich;
         let d = &self.detect;
-        let rate = if secs > 0.0 { (load(&d.events) - prev.events) as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            (load(&d.events) - prev.events) as f64 / secs
+        } else {
+            0.0
+        };
         let sinks = self
             .sinks
             .lock()
@@ -153,7 +162,11 @@ impl Stats {
         self.detect
             .throttled
             .lock()
-            .map(|m| m.iter().map(|(r, n)| format!("rule {r}: {n} matches suppressed by throttle")).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(r, n)| format!("rule {r}: {n} matches suppressed by throttle"))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

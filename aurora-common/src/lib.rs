@@ -26,7 +26,8 @@ pub const RING_FILE: u32 = 2;
 pub const RING_NET: u32 = 3;
 pub const RING_COUNT: u32 = 4;
 /// Names of the rings, indexed like `LOST`.
-pub const RING_NAMES: [&str; RING_COUNT as usize] = ["EXEC_RING", "EXIT_RING", "FILE_RING", "NET_RING"];
+pub const RING_NAMES: [&str; RING_COUNT as usize] =
+    ["EXEC_RING", "EXIT_RING", "FILE_RING", "NET_RING"];
 
 /// Flag bits in [`ExecRecord::flags`].
 pub const EXEC_ARGV_TRUNCATED: u32 = 1;

@@ -1,17 +1,17 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    ListenKey, PendingOpen, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES, PREFIX_LEN, RING_COUNT,
-    RecordHeader,
+    ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES, PREFIX_LEN,
+    RING_COUNT,
 };
 use aya_ebpf::{
-    Global,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::bpf_ktime_get_boot_ns,
     },
     macros::map,
     maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    Global,
 };
 use core::ffi::c_void;
 

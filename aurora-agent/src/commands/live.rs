@@ -29,9 +29,22 @@ impl LiveSession {
         let mut drains = Vec::new();
         for (ring, rb) in sensors.take_rings()? {
             let source_stats = stats.source.clone();
-            drains.push(tokio::spawn(drain::run(ring, rb, tx.clone(), source_stats, stop_rx.clone())));
+            drains.push(tokio::spawn(drain::run(
+                ring,
+                rb,
+                tx.clone(),
+                source_stats,
+                stop_rx.clone(),
+            )));
         }
-        Ok((LiveSession { sensors: Arc::new(Mutex::new(sensors)), drains, stop }, rx))
+        Ok((
+            LiveSession {
+                sensors: Arc::new(Mutex::new(sensors)),
+                drains,
+                stop,
+            },
+            rx,
+        ))
     }
 
     /// Copy the kernel lost counters into stats and forward kernel logs.

@@ -63,14 +63,21 @@ pub fn run(args: RecordArgs) -> Result<()> {
             bail!("--duration {d}: must be a positive number of seconds");
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let stats = Arc::new(Stats::default());
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
         let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
         let seeded = enricher.seed_from_proc();
         tracing::info!(processes = seeded, "sensors attached; recording");
-        let recorder = Recorder { out: BufWriter::new(out), kinds, written: 0, failed: None };
+        let recorder = Recorder {
+            out: BufWriter::new(out),
+            kinds,
+            written: 0,
+            failed: None,
+        };
         let consumer = std::thread::spawn(move || consume(rx, enricher, recorder));
         let stop = super::signals::shutdown_signal();
         match args.duration {
@@ -86,7 +93,11 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let recorder = tokio::task::spawn_blocking(move || consumer.join())
             .await?
             .map_err(|_| anyhow::anyhow!("event consumer panicked"))?;
-        tracing::info!(events = recorder.written, "{}", stats.line(Default::default(), 0.0));
+        tracing::info!(
+            events = recorder.written,
+            "{}",
+            stats.line(Default::default(), 0.0)
+        );
         if let Some(e) = recorder.failed {
             return Err(e).context("writing events");
         }

@@ -55,7 +55,10 @@ impl Settings {
         if queue_size == 0 {
             bail!("--queue-size 0: must be at least 1");
         }
-        let cache = s.correlation_cache.or(file.correlation_cache).unwrap_or(DEFAULT_CORRELATION_CACHE);
+        let cache = s
+            .correlation_cache
+            .or(file.correlation_cache)
+            .unwrap_or(DEFAULT_CORRELATION_CACHE);
         if cache < 16 {
             bail!("--correlation-cache {cache}: must be at least 16");
         }
@@ -64,7 +67,13 @@ impl Settings {
             ebpf: EbpfConfig {
                 ring_bytes,
                 watch_dirs: watch_dirs.clone(),
-                kernel_log_level: if verbose >= 2 { 5 } else if verbose == 1 { 4 } else { 0 },
+                kernel_log_level: if verbose >= 2 {
+                    5
+                } else if verbose == 1 {
+                    4
+                } else {
+                    0
+                },
             },
             enrich: EnrichConfig {
                 correlation_cache: cache,

@@ -3,8 +3,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Resolves on the first SIGINT or SIGTERM, and arms an immediate exit on the second.
 pub async fn shutdown_signal() {
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

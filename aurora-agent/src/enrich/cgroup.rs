@@ -35,10 +35,16 @@ fn is_hex_id(s: &str) -> bool {
 pub fn container_id(path: &str) -> Option<&str> {
     for seg in path.rsplit(['/', ':']) {
         let seg = seg.strip_suffix(".scope").unwrap_or(seg);
-        let id = ["docker-", "cri-containerd-", "crio-", "libpod-", "containerd-"]
-            .iter()
-            .find_map(|p| seg.strip_prefix(p))
-            .unwrap_or(seg);
+        let id = [
+            "docker-",
+            "cri-containerd-",
+            "crio-",
+            "libpod-",
+            "containerd-",
+        ]
+        .iter()
+        .find_map(|p| seg.strip_prefix(p))
+        .unwrap_or(seg);
         if is_hex_id(id) {
             return Some(id);
         }
@@ -52,7 +58,9 @@ pub struct CgroupCache {
 
 impl CgroupCache {
     pub fn new(capacity: usize) -> Self {
-        CgroupCache { by_id: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)) }
+        CgroupCache {
+            by_id: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
+        }
     }
 
     /// The cgroup of `pid` (kernel cgroup id `cgroup_id`); reads /proc only for unseen ids.
@@ -90,13 +98,19 @@ mod tests {
         ] {
             assert_eq!(container_id(&p), Some(ID), "{p}");
         }
-        assert_eq!(container_id("/user.slice/user-0.slice/session-3.scope"), None);
+        assert_eq!(
+            container_id("/user.slice/user-0.slice/session-3.scope"),
+            None
+        );
         assert_eq!(container_id("/"), None);
     }
 
     #[test]
     fn proc_cgroup_prefers_v2() {
-        assert_eq!(parse_proc_cgroup("0::/system.slice/ssh.service\n"), Some("/system.slice/ssh.service"));
+        assert_eq!(
+            parse_proc_cgroup("0::/system.slice/ssh.service\n"),
+            Some("/system.slice/ssh.service")
+        );
         assert_eq!(
             parse_proc_cgroup("12:pids:/docker/abc\n1:name=systemd:/x\n"),
             Some("/docker/abc")

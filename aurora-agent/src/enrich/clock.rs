@@ -18,8 +18,14 @@ impl BootClock {
     pub fn new() -> Self {
         let real = clock_gettime(ClockId::CLOCK_REALTIME).map(ns).unwrap_or(0);
         let boot = clock_gettime(ClockId::CLOCK_BOOTTIME).map(ns).unwrap_or(0);
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
-        BootClock { offset_ns: real - boot, ns_per_tick: 1_000_000_000 / hz.max(1) as u64 }
+        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100);
+        BootClock {
+            offset_ns: real - boot,
+            ns_per_tick: 1_000_000_000 / hz.max(1) as u64,
+        }
     }
 
     pub fn wall(&self, boot_ns: u64) -> DateTime<Utc> {

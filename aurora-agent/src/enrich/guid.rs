@@ -15,8 +15,14 @@ impl GuidMaker {
     }
 
     pub fn from_boot_id(boot_id: &str) -> Self {
-        let hex: String = boot_id.chars().filter(char::is_ascii_hexdigit).take(8).collect();
-        GuidMaker { boot: u32::from_str_radix(&hex, 16).unwrap_or(0) }
+        let hex: String = boot_id
+            .chars()
+            .filter(char::is_ascii_hexdigit)
+            .take(8)
+            .collect();
+        GuidMaker {
+            boot: u32::from_str_radix(&hex, 16).unwrap_or(0),
+        }
     }
 
     pub fn guid(&self, pid: u32, start_ticks: u64) -> String {
@@ -39,9 +45,16 @@ mod tests {
     #[test]
     fn stable_and_distinct() {
         let g = GuidMaker::from_boot_id("3f2a1b4c-0000-4000-8000-000000000000\n");
-        assert_eq!(g.guid(1234, 0x1_0002_0003), "{3f2a1b4c-0001-0002-0003-0000000004d2}");
+        assert_eq!(
+            g.guid(1234, 0x1_0002_0003),
+            "{3f2a1b4c-0001-0002-0003-0000000004d2}"
+        );
         assert_eq!(g.guid(1234, 99), g.guid(1234, 99));
-        assert_ne!(g.guid(1234, 99), g.guid(1234, 100), "PID reuse must give a new GUID");
+        assert_ne!(
+            g.guid(1234, 99),
+            g.guid(1234, 100),
+            "PID reuse must give a new GUID"
+        );
         assert_ne!(g.guid(1234, 99), g.guid(1235, 99));
     }
 }

@@ -4,8 +4,8 @@ pub mod cgroup;
 pub mod clock;
 pub mod guid;
 pub mod paths;
-pub mod proctable;
 pub mod procfs;
+pub mod proctable;
 pub mod replay;
 pub mod users;
 
@@ -40,7 +40,11 @@ pub struct EnrichConfig {
 
 impl Default for EnrichConfig {
     fn default() -> Self {
-        EnrichConfig { correlation_cache: 16384, exit_grace: Duration::from_secs(5), watch_dirs: vec![] }
+        EnrichConfig {
+            correlation_cache: 16384,
+            exit_grace: Duration::from_secs(5),
+            watch_dirs: vec![],
+        }
     }
 }
 
@@ -84,7 +88,10 @@ impl Enricher {
 
     /// Fill the table from /proc so processes older than the agent resolve. Returns the count.
     pub fn seed_from_proc(&mut self) -> usize {
-        let snaps: Vec<_> = procfs::all_pids().into_iter().filter_map(procfs::snapshot).collect();
+        let snaps: Vec<_> = procfs::all_pids()
+            .into_iter()
+            .filter_map(procfs::snapshot)
+            .collect();
         let starts: std::collections::HashMap<u32, u64> =
             snaps.iter().map(|s| (s.pid, s.start_ticks)).collect();
         for s in &snaps {
@@ -102,8 +109,16 @@ impl Enricher {
             parent_start_ticks: parent_start,
             guid: self.guids.guid(s.pid, s.start_ticks).into(),
             // Kernel threads have no exe: name them as ps does.
-            image: s.image.clone().unwrap_or_else(|| format!("[{}]", s.comm)).into(),
-            cmdline: s.cmdline.clone().unwrap_or_else(|| format!("[{}]", s.comm)).into(),
+            image: s
+                .image
+                .clone()
+                .unwrap_or_else(|| format!("[{}]", s.comm))
+                .into(),
+            cmdline: s
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| format!("[{}]", s.comm))
+                .into(),
             cwd: s.cwd.as_deref().map(Into::into),
             user: self.users.name(s.uid),
             uid: s.uid,
@@ -161,8 +176,14 @@ impl Enricher {
             ppid: t.ppid,
             parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
             guid: self.guids.guid(t.tgid, ticks).into(),
-            image: parent.as_ref().map(|p| p.image.clone()).unwrap_or_else(|| comm.clone().into()),
-            cmdline: parent.as_ref().map(|p| p.cmdline.clone()).unwrap_or_else(|| comm.into()),
+            image: parent
+                .as_ref()
+                .map(|p| p.image.clone())
+                .unwrap_or_else(|| comm.clone().into()),
+            cmdline: parent
+                .as_ref()
+                .map(|p| p.cmdline.clone())
+                .unwrap_or_else(|| comm.into()),
             cwd: parent.as_ref().and_then(|p| p.cwd.clone()),
             user: self.users.name(t.uid),
             uid: t.uid,
@@ -254,7 +275,8 @@ impl Enricher {
     }
 
     fn file(&mut self, r: FileRaw) -> Option<Event> {
-        let raw_path = Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&r.path));
+        let raw_path =
+            Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&r.path));
         let info = self.process_of(&r.task);
         let target = if raw_path.is_absolute() {
             paths::resolve(Path::new("/"), raw_path)
@@ -274,7 +296,10 @@ impl Enricher {
         }
         let time = utc_time(self.clock.wall(r.task.ts_boot_ns));
         let mut ev = self.common(EventKind::FileEvent, r.task.ts_boot_ns, &info);
-        ev.push_str(f::TARGET_FILENAME, bytes_to_string(target.as_os_str().as_encoded_bytes()));
+        ev.push_str(
+            f::TARGET_FILENAME,
+            bytes_to_string(target.as_os_str().as_encoded_bytes()),
+        );
         ev.push_str(f::CREATION_UTC_TIME, time);
         ev.push_str(f::USER, &*info.user);
         Some(ev)
@@ -298,10 +323,16 @@ impl Enricher {
         let (sip, dip) = (canonical_ip(r.source), canonical_ip(r.destination));
         ev.push_str(f::PROTOCOL, "tcp");
         ev.push_str(f::INITIATED, if r.initiated { "true" } else { "false" });
-        ev.push_str(f::SOURCE_IS_IPV6, if sip.is_ipv6() { "true" } else { "false" });
+        ev.push_str(
+            f::SOURCE_IS_IPV6,
+            if sip.is_ipv6() { "true" } else { "false" },
+        );
         ev.push_str(f::SOURCE_IP, sip.to_string());
         ev.push_int(f::SOURCE_PORT, r.source.port() as i64);
-        ev.push_str(f::DESTINATION_IS_IPV6, if dip.is_ipv6() { "true" } else { "false" });
+        ev.push_str(
+            f::DESTINATION_IS_IPV6,
+            if dip.is_ipv6() { "true" } else { "false" },
+        );
         ev.push_str(f::DESTINATION_IP, dip.to_string());
         ev.push_str(f::DESTINATION_HOSTNAME, "");
         ev.push_int(f::DESTINATION_PORT, r.destination.port() as i64);
@@ -312,7 +343,10 @@ impl Enricher {
 /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`, dual-stack sockets) shown as IPv4 so IPv4 rules match.
 fn canonical_ip(a: SocketAddr) -> IpAddr {
     match a.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     }
 }

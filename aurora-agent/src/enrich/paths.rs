@@ -32,10 +32,22 @@ mod tests {
 
     #[test]
     fn resolves_relative_paths() {
-        assert_eq!(resolve(Path::new("/home/a"), Path::new("x.txt")), Path::new("/home/a/x.txt"));
-        assert_eq!(resolve(Path::new("/home/a"), Path::new("./d/../y")), Path::new("/home/a/y"));
-        assert_eq!(resolve(Path::new("/"), Path::new("../../etc/passwd")), Path::new("/etc/passwd"));
-        assert_eq!(resolve(Path::new("/tmp"), Path::new("/abs")), Path::new("/abs"));
+        assert_eq!(
+            resolve(Path::new("/home/a"), Path::new("x.txt")),
+            Path::new("/home/a/x.txt")
+        );
+        assert_eq!(
+            resolve(Path::new("/home/a"), Path::new("./d/../y")),
+            Path::new("/home/a/y")
+        );
+        assert_eq!(
+            resolve(Path::new("/"), Path::new("../../etc/passwd")),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(
+            resolve(Path::new("/tmp"), Path::new("/abs")),
+            Path::new("/abs")
+        );
     }
 
     #[test]

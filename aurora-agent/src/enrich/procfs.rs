@@ -70,7 +70,11 @@ pub fn snapshot(pid: u32) -> Option<ProcSnapshot> {
 
 /// Start time (ticks) of a live pid, to check that a pid still names the process we expect.
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    procfs::process::Process::new(pid as i32).ok()?.stat().ok().map(|s| s.starttime)
+    procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()
+        .map(|s| s.starttime)
 }
 
 /// Every process id in /proc.
@@ -91,7 +95,13 @@ mod tests {
         let s = snapshot(me).expect("own /proc entry");
         assert_eq!(s.pid, me);
         assert_eq!(s.ppid, std::os::unix::process::parent_id());
-        assert_eq!(s.image.as_deref(), std::env::current_exe().ok().as_deref().and_then(|p| p.to_str()));
+        assert_eq!(
+            s.image.as_deref(),
+            std::env::current_exe()
+                .ok()
+                .as_deref()
+                .and_then(|p| p.to_str())
+        );
         assert!(s.cmdline.is_some());
         assert_eq!(start_ticks(me), Some(s.start_ticks));
     }

@@ -47,7 +47,12 @@ pub struct ProcessTable {
 impl ProcessTable {
     pub fn new(capacity: usize, grace: Duration, stats: Arc<EnrichStats>) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        ProcessTable { lru: LruCache::new(cap), exited: VecDeque::new(), grace, stats }
+        ProcessTable {
+            lru: LruCache::new(cap),
+            exited: VecDeque::new(),
+            grace,
+            stats,
+        }
     }
 
     pub fn insert(&mut self, info: ProcInfo) -> Arc<ProcInfo> {
@@ -58,14 +63,20 @@ impl ProcessTable {
                 self.stats.proc_evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.stats.proc_entries.store(self.lru.len() as u64, Ordering::Relaxed);
+        self.stats
+            .proc_entries
+            .store(self.lru.len() as u64, Ordering::Relaxed);
         info
     }
 
     /// Lookup that counts hits and misses.
     pub fn get(&mut self, key: ProcKey) -> Option<Arc<ProcInfo>> {
         let hit = self.lru.get(&key).cloned();
-        let counter = if hit.is_some() { &self.stats.proc_hits } else { &self.stats.proc_misses };
+        let counter = if hit.is_some() {
+            &self.stats.proc_hits
+        } else {
+            &self.stats.proc_misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         hit
     }
@@ -88,7 +99,9 @@ impl ProcessTable {
             self.exited.pop_front();
             self.lru.pop(&key);
         }
-        self.stats.proc_entries.store(self.lru.len() as u64, Ordering::Relaxed);
+        self.stats
+            .proc_entries
+            .store(self.lru.len() as u64, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
@@ -126,7 +139,10 @@ mod tests {
         let stats = Arc::new(EnrichStats::default());
         let mut t = ProcessTable::new(16, Duration::from_secs(5), stats.clone());
         t.insert(info(100, 10, "/usr/bin/old"));
-        assert!(t.get((100, 11)).is_none(), "same pid, other start time: no identity");
+        assert!(
+            t.get((100, 11)).is_none(),
+            "same pid, other start time: no identity"
+        );
         assert_eq!(&*t.get((100, 10)).unwrap().image, "/usr/bin/old");
         assert_eq!(stats.proc_hits.load(Ordering::Relaxed), 1);
         assert_eq!(stats.proc_misses.load(Ordering::Relaxed), 1);

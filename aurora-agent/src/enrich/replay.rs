@@ -24,7 +24,10 @@ pub struct ReplayCorrelator {
 impl ReplayCorrelator {
     pub fn new(capacity: usize) -> Self {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        ReplayCorrelator { by_guid: LruCache::new(cap), by_pid: LruCache::new(cap) }
+        ReplayCorrelator {
+            by_guid: LruCache::new(cap),
+            by_pid: LruCache::new(cap),
+        }
     }
 
     pub fn complete(&mut self, ev: &mut Event) {
@@ -34,7 +37,10 @@ impl ReplayCorrelator {
         let parent = ev
             .get_str(f::PARENT_PROCESS_GUID)
             .and_then(|g| self.by_guid.get(g).cloned())
-            .or_else(|| ev.get_int(f::PARENT_PROCESS_ID).and_then(|p| self.by_pid.get(&p).cloned()));
+            .or_else(|| {
+                ev.get_int(f::PARENT_PROCESS_ID)
+                    .and_then(|p| self.by_pid.get(&p).cloned())
+            });
         if let Some(p) = parent {
             for (name, val) in [
                 (f::PARENT_IMAGE, &p.image),
@@ -86,7 +92,11 @@ mod tests {
         let mut other = proc(12, "{o}", "/bin/ls", 10);
         other.push_str(f::PARENT_IMAGE, "/bin/zsh");
         c.complete(&mut other);
-        assert_eq!(other.get_str(f::PARENT_IMAGE), Some("/bin/zsh"), "given fields win");
+        assert_eq!(
+            other.get_str(f::PARENT_IMAGE),
+            Some("/bin/zsh"),
+            "given fields win"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub struct UserCache {
 
 impl UserCache {
     pub fn new(capacity: usize) -> Self {
-        UserCache { cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)) }
+        UserCache {
+            cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
+        }
     }
 
     /// The user name, or the uid as text when the database has no entry.

@@ -42,8 +42,14 @@ pub mod names {
     pub const DESTINATION_PORT: &str = "DestinationPort";
 
     /// Fields whose values are numbers in the schema (rules say `DestinationPort: 4444`).
-    pub const NUMERIC: &[&str] =
-        &[PROCESS_ID, PARENT_PROCESS_ID, LOGON_ID, SOURCE_PORT, DESTINATION_PORT, EXIT_CODE];
+    pub const NUMERIC: &[&str] = &[
+        PROCESS_ID,
+        PARENT_PROCESS_ID,
+        LOGON_ID,
+        SOURCE_PORT,
+        DESTINATION_PORT,
+        EXIT_CODE,
+    ];
 }
 
 /// What happened; the number is the Sysmon EventID.
@@ -107,6 +113,12 @@ impl std::fmt::Display for EventKind {
     }
 }
 
+impl Serialize for EventKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.category())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     Str(String),
@@ -135,7 +147,10 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventKind) -> Self {
-        Event { kind, fields: Vec::with_capacity(20) }
+        Event {
+            kind,
+            fields: Vec::with_capacity(20),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -163,7 +178,8 @@ impl Event {
     }
 
     pub fn push_str(&mut self, name: &'static str, value: impl Into<String>) {
-        self.fields.push((Cow::Borrowed(name), Value::Str(value.into())));
+        self.fields
+            .push((Cow::Borrowed(name), Value::Str(value.into())));
     }
 
     pub fn push_int(&mut self, name: &'static str, value: i64) {
@@ -210,7 +226,10 @@ mod tests {
         e.push_int(names::DESTINATION_PORT, 4444);
         e.push_str(names::INITIATED, "true");
         let j = serde_json::to_string(&e).unwrap();
-        assert_eq!(j, r#"{"EventID":3,"Image":"/usr/bin/nc","DestinationPort":4444,"Initiated":"true"}"#);
+        assert_eq!(
+            j,
+            r#"{"EventID":3,"Image":"/usr/bin/nc","DestinationPort":4444,"Initiated":"true"}"#
+        );
     }
 
     #[test]

@@ -44,6 +44,9 @@ impl rsigma_eval::Event for Event {
     }
 
     fn field_keys(&self) -> Vec<Cow<'_, str>> {
-        self.fields.iter().map(|(k, _)| Cow::Borrowed(k.as_ref())).collect()
+        self.fields
+            .iter()
+            .map(|(k, _)| Cow::Borrowed(k.as_ref()))
+            .collect()
     }
 }

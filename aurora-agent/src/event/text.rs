@@ -39,7 +39,10 @@ pub fn join_argv(raw: &[u8]) -> String {
         Some(last) => &raw[..=last],
         None => return String::new(),
     };
-    let joined: Vec<u8> = trimmed.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+    let joined: Vec<u8> = trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
     bytes_to_string(&joined)
 }
 
@@ -57,7 +60,10 @@ mod tests {
 
     #[test]
     fn argv_joins_with_spaces_and_keeps_inner_spaces() {
-        assert_eq!(join_argv(b"bash\0-c\0echo hi there\0"), "bash -c echo hi there");
+        assert_eq!(
+            join_argv(b"bash\0-c\0echo hi there\0"),
+            "bash -c echo hi there"
+        );
         assert_eq!(join_argv(b"ls\0\0\0"), "ls");
         assert_eq!(join_argv(b""), "");
         assert_eq!(join_argv(b"\0\0"), "");

@@ -3,17 +3,17 @@
 //! argv is copied from the new mm here, in the kernel, so a process that exits before user space
 //! reads /proc keeps its command line.
 use aurora_common::{
-    ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
-    EXEC_FILENAME_TRUNCATED, ExecRecord, RING_EXEC,
+    ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
+    EXEC_FILENAME_TRUNCATED, RING_EXEC,
 };
 use aya_ebpf::{
-    EbpfContext,
     helpers::{
         bpf_get_current_task,
         generated::{bpf_get_current_cgroup_id, bpf_probe_read_kernel_str, bpf_probe_read_user},
     },
     macros::tracepoint,
     programs::TracePointContext,
+    EbpfContext,
 };
 use aya_log_ebpf::debug;
 use core::ffi::c_void;

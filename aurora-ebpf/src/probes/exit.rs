@@ -1,8 +1,6 @@
 //! `sched/sched_process_exit`: one event per process (when its last thread exits).
 use aurora_common::{ExitRecord, RING_EXIT};
-use aya_ebpf::{
-    helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext,
-};
+use aya_ebpf::{helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext};
 use core::ffi::c_void;
 
 use crate::{co_re, maps};

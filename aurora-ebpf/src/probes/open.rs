@@ -5,10 +5,9 @@
 //! (the kernel already faulted it in). With `--watch-dir`, absolute paths outside the watched
 //! prefixes are dropped here; relative paths go to user space, which resolves and filters them.
 use aurora_common::{
-    FILE_PATH_TRUNCATED, FileRecord, PATH_LEN, PREFIX_LEN, PendingOpen, RING_FILE,
+    FileRecord, PendingOpen, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN, RING_FILE,
 };
 use aya_ebpf::{
-    EbpfContext,
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task,
         generated::{bpf_probe_read_user, bpf_probe_read_user_str},
@@ -16,6 +15,7 @@ use aya_ebpf::{
     macros::tracepoint,
     maps::lpm_trie::Key,
     programs::TracePointContext,
+    EbpfContext,
 };
 use core::ffi::c_void;
 
@@ -35,7 +35,13 @@ fn save(dfd: i32, filename_ptr: u64, open_flags: u32, mode: u32) {
     if maps::is_agent((pid_tgid >> 32) as u32) {
         return;
     }
-    let pending = PendingOpen { filename_ptr, dfd, open_flags, mode, _pad: 0 };
+    let pending = PendingOpen {
+        filename_ptr,
+        dfd,
+        open_flags,
+        mode,
+        _pad: 0,
+    };
     let _ = maps::PENDING_OPENS.insert(&pid_tgid, &pending, 0);
 }
 
@@ -47,19 +53,34 @@ fn arg(ctx: &TracePointContext, n: u32) -> u64 {
 
 #[tracepoint]
 pub fn sys_enter_openat(ctx: TracePointContext) -> u32 {
-    save(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2) as u32, arg(&ctx, 3) as u32);
+    save(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        arg(&ctx, 2) as u32,
+        arg(&ctx, 3) as u32,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_open(ctx: TracePointContext) -> u32 {
-    save(AT_FDCWD, arg(&ctx, 0), arg(&ctx, 1) as u32, arg(&ctx, 2) as u32);
+    save(
+        AT_FDCWD,
+        arg(&ctx, 0),
+        arg(&ctx, 1) as u32,
+        arg(&ctx, 2) as u32,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_creat(ctx: TracePointContext) -> u32 {
-    save(AT_FDCWD, arg(&ctx, 0), O_CREAT | O_WRONLY | O_TRUNC, arg(&ctx, 1) as u32);
+    save(
+        AT_FDCWD,
+        arg(&ctx, 0),
+        O_CREAT | O_WRONLY | O_TRUNC,
+        arg(&ctx, 1) as u32,
+    );
     0
 }
 
@@ -82,7 +103,12 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
         )
     };
     if r == 0 {
-        save(arg(&ctx, 0) as i32, arg(&ctx, 1), how.flags as u32, how.mode as u32);
+        save(
+            arg(&ctx, 0) as i32,
+            arg(&ctx, 1),
+            how.flags as u32,
+            how.mode as u32,
+        );
     }
     0
 }
@@ -147,7 +173,11 @@ fn on_exit(ctx: &TracePointContext) {
         let task = bpf_get_current_task() as *const c_void;
         maps::fill_header(&raw mut (*rec).header, task);
         (*rec).path_len = (n - 1) as u32;
-        (*rec).flags = if n as usize == PATH_LEN { FILE_PATH_TRUNCATED } else { 0 };
+        (*rec).flags = if n as usize == PATH_LEN {
+            FILE_PATH_TRUNCATED
+        } else {
+            0
+        };
         (*rec).dfd = pending.dfd;
         (*rec).open_flags = pending.open_flags;
         (*rec).mode = pending.mode;

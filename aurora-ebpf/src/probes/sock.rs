@@ -8,11 +8,11 @@
 //! - inbound: →LISTEN runs in listen(2)'s task: remember the owner by (family, port, address);
 //!   SYN_RECV→ESTABLISHED (softirq) is attributed to that listener, or to no process.
 use aurora_common::{
-    AF_INET, AF_INET6, IPPROTO_TCP, ListenKey, NET_INBOUND, NET_OUTBOUND, NetRecord, RING_NET,
-    SockOwner,
+    ListenKey, NetRecord, SockOwner, AF_INET, AF_INET6, IPPROTO_TCP, NET_INBOUND, NET_OUTBOUND,
+    RING_NET,
 };
 use aya_ebpf::{
-    EbpfContext, helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext, EbpfContext,
 };
 use core::ffi::c_void;
 
@@ -62,13 +62,21 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         }
         (_, TCP_LISTEN) => {
             let owner = maps::current_owner(unsafe { bpf_get_current_task() } as *const c_void);
-            let key = ListenKey { family: st.family, port: st.sport, addr: st.saddr };
+            let key = ListenKey {
+                family: st.family,
+                port: st.sport,
+                addr: st.saddr,
+            };
             let _ = maps::LISTENERS.insert(&key, &owner, 0);
         }
         // A child socket is cloned from its listener and moves LISTEN→SYN_RECV: only
         // LISTEN→CLOSE is the listener going away.
         (TCP_LISTEN, TCP_CLOSE) => {
-            let key = ListenKey { family: st.family, port: st.sport, addr: st.saddr };
+            let key = ListenKey {
+                family: st.family,
+                port: st.sport,
+                addr: st.saddr,
+            };
             let _ = maps::LISTENERS.remove(&key);
         }
         (TCP_SYN_RECV, TCP_ESTABLISHED) => {
@@ -89,7 +97,11 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 /// connection may also have been accepted by a dual-stack IPv6 listener.
 #[inline(always)]
 fn listener(st: &SockState) -> Option<SockOwner> {
-    let mut key = ListenKey { family: st.family, port: st.sport, addr: st.saddr };
+    let mut key = ListenKey {
+        family: st.family,
+        port: st.sport,
+        addr: st.saddr,
+    };
     if let Some(o) = lookup(&key) {
         return Some(o);
     }

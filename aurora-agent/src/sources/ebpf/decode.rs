@@ -21,7 +21,11 @@ pub struct ShortRecord {
 
 fn check<T>(ring: &'static str, item: &[u8]) -> Result<(), ShortRecord> {
     if item.len() < size_of::<T>() {
-        return Err(ShortRecord { ring, got: item.len(), want: size_of::<T>() });
+        return Err(ShortRecord {
+            ring,
+            got: item.len(),
+            want: size_of::<T>(),
+        });
     }
     Ok(())
 }
@@ -43,7 +47,9 @@ fn task(h: &RecordHeader) -> TaskIdent {
 /// `len` bytes (clamped to `cap`) of the array field at `off` in `item`.
 fn bytes_at(item: &[u8], off: usize, len: u32, cap: usize) -> Vec<u8> {
     let len = (len as usize).min(cap);
-    item.get(off..off + len).map(<[u8]>::to_vec).unwrap_or_default()
+    item.get(off..off + len)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
 }
 
 // Fixed-size prefixes read by value; the big arrays are sliced out of the item in place.
@@ -75,34 +81,64 @@ struct FileFixed {
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<ExecRecord>("EXEC_RING", item)?;
     const _: () = assert!(offset_of!(ExecRecord, filename) >= size_of::<ExecFixed>());
-    let f: ExecFixed = read_record(item).ok_or(ShortRecord { ring: "EXEC_RING", got: 0, want: 0 })?;
+    let f: ExecFixed = read_record(item).ok_or(ShortRecord {
+        ring: "EXEC_RING",
+        got: 0,
+        want: 0,
+    })?;
     Ok(RawEvent::Exec(ExecRaw {
         task: task(&f.header),
         loginuid: f.loginuid,
         cgroup_id: f.cgroup_id,
-        filename: bytes_at(item, offset_of!(ExecRecord, filename), f.filename_len, aurora_common::EXEC_FILENAME_LEN),
-        argv: bytes_at(item, offset_of!(ExecRecord, args), f.args_len, aurora_common::ARGV_LEN),
+        filename: bytes_at(
+            item,
+            offset_of!(ExecRecord, filename),
+            f.filename_len,
+            aurora_common::EXEC_FILENAME_LEN,
+        ),
+        argv: bytes_at(
+            item,
+            offset_of!(ExecRecord, args),
+            f.args_len,
+            aurora_common::ARGV_LEN,
+        ),
         argv_truncated: f.flags & EXEC_ARGV_TRUNCATED != 0,
     }))
 }
 
 pub fn exit(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<ExitRecord>("EXIT_RING", item)?;
-    let r: ExitRecord = read_record(item).ok_or(ShortRecord { ring: "EXIT_RING", got: 0, want: 0 })?;
-    Ok(RawEvent::Exit(ExitRaw { task: task(&r.header), exit_status: r.exit_code }))
+    let r: ExitRecord = read_record(item).ok_or(ShortRecord {
+        ring: "EXIT_RING",
+        got: 0,
+        want: 0,
+    })?;
+    Ok(RawEvent::Exit(ExitRaw {
+        task: task(&r.header),
+        exit_status: r.exit_code,
+    }))
 }
 
 pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<FileRecord>("FILE_RING", item)?;
     const _: () = assert!(offset_of!(FileRecord, path) >= size_of::<FileFixed>());
-    let f: FileFixed = read_record(item).ok_or(ShortRecord { ring: "FILE_RING", got: 0, want: 0 })?;
+    let f: FileFixed = read_record(item).ok_or(ShortRecord {
+        ring: "FILE_RING",
+        got: 0,
+        want: 0,
+    })?;
     Ok(RawEvent::File(FileRaw {
         task: task(&f.header),
         dfd: f.dfd,
         open_flags: f.open_flags,
         mode: f.mode,
         fd: f.fd,
-        path: bytes_at(item, offset_of!(FileRecord, path), f.path_len, aurora_common::PATH_LEN),
+        path: bytes_at(
+            item,
+            offset_of!(FileRecord, path),
+            f.path_len,
+            aurora_common::PATH_LEN,
+        ),
         path_truncated: f.flags & FILE_PATH_TRUNCATED != 0,
     }))
 }
@@ -117,12 +153,20 @@ fn ip(family: u16, a: &[u8; 16]) -> IpAddr {
 
 pub fn net(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<NetRecord>("NET_RING", item)?;
-    let r: NetRecord = read_record(item).ok_or(ShortRecord { ring: "NET_RING", got: 0, want: 0 })?;
+    let r: NetRecord = read_record(item).ok_or(ShortRecord {
+        ring: "NET_RING",
+        got: 0,
+        want: 0,
+    })?;
     let local = SocketAddr::new(ip(r.family, &r.saddr), r.sport);
     let remote = SocketAddr::new(ip(r.family, &r.daddr), r.dport);
     let initiated = r.direction == NET_OUTBOUND;
     // Sysmon reports the initiator as the source: for an accepted connection that is the peer.
-    let (source, destination) = if initiated { (local, remote) } else { (remote, local) };
+    let (source, destination) = if initiated {
+        (local, remote)
+    } else {
+        (remote, local)
+    };
     Ok(RawEvent::Net(NetRaw {
         task: (r.has_owner != 0).then(|| task(&r.header)),
         ts_boot_ns: r.header.ts_boot_ns,
@@ -169,7 +213,9 @@ mod tests {
         r.args[..6].copy_from_slice(b"ls\0-la\0");
         r.args_len = 6;
         r.flags = EXEC_ARGV_TRUNCATED;
-        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else { panic!() };
+        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.filename, b"/bin/ls");
         assert_eq!(e.argv, b"ls\0-la");
         assert!(e.argv_truncated);
@@ -177,7 +223,9 @@ mod tests {
         assert_eq!(e.task.ppid, 1);
         // A hostile length is clamped to the buffer.
         r.args_len = u32::MAX;
-        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else { panic!() };
+        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else {
+            panic!()
+        };
         assert_eq!(e.argv.len(), aurora_common::ARGV_LEN);
     }
 
@@ -200,7 +248,9 @@ mod tests {
         r.dport = 50000;
         r.direction = NET_INBOUND;
         r.has_owner = 0;
-        let RawEvent::Net(n) = net(&as_bytes(&r)).unwrap() else { panic!() };
+        let RawEvent::Net(n) = net(&as_bytes(&r)).unwrap() else {
+            panic!()
+        };
         assert!(!n.initiated);
         assert!(n.task.is_none());
         assert_eq!(n.source.to_string(), "[::1]:50000");

@@ -81,7 +81,8 @@ impl Sensors {
         };
         if filter != 0 {
             let mut trie: LpmTrie<_, [u8; PREFIX_LEN], u8> = LpmTrie::try_from(
-                ebpf.map_mut("WATCHED_PREFIXES").context("WATCHED_PREFIXES map missing")?,
+                ebpf.map_mut("WATCHED_PREFIXES")
+                    .context("WATCHED_PREFIXES map missing")?,
             )?;
             for dir in &cfg.watch_dirs {
                 let bytes = dir.as_os_str().as_encoded_bytes();
@@ -97,10 +98,13 @@ impl Sensors {
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing from the object"))?
                 .try_into()?;
-            tp.load().with_context(|| format!("verifier rejected {prog}"))?;
+            tp.load()
+                .with_context(|| format!("verifier rejected {prog}"))?;
             match tp.attach(category, name) {
                 Ok(_) => {}
-                Err(e) if !required => tracing::debug!("optional tracepoint {category}/{name}: {e}"),
+                Err(e) if !required => {
+                    tracing::debug!("optional tracepoint {category}/{name}: {e}")
+                }
                 Err(e) => {
                     return Err(e).with_context(|| format!("attaching {category}/{name}"));
                 }
@@ -114,7 +118,10 @@ impl Sensors {
     pub fn take_rings(&mut self) -> Result<Vec<(drain::Ring, RingBuf<MapData>)>> {
         let mut out = Vec::new();
         for (i, name) in RING_NAMES.iter().enumerate() {
-            let map = self.ebpf.take_map(name).with_context(|| format!("{name} map missing"))?;
+            let map = self
+                .ebpf
+                .take_map(name)
+                .with_context(|| format!("{name} map missing"))?;
             out.push((drain::Ring::from_index(i), RingBuf::try_from(map)?));
         }
         Ok(out)

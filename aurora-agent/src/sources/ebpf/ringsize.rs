@@ -13,7 +13,10 @@ pub enum RingSizeError {
 }
 
 pub fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096) as u64
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64
 }
 
 pub fn parse(s: &str) -> Result<u32, RingSizeError> {
@@ -29,8 +32,13 @@ fn parse_with_page(s: &str, page: u64) -> Result<u32, RingSizeError> {
         Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
         _ => (t, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| RingSizeError::NotANumber(s.to_owned()))?;
-    let bytes = n.checked_mul(mult).ok_or(RingSizeError::TooLarge(u64::MAX))?;
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| RingSizeError::NotANumber(s.to_owned()))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or(RingSizeError::TooLarge(u64::MAX))?;
     if bytes < page {
         return Err(RingSizeError::BelowPage(bytes, page));
     }
@@ -38,7 +46,10 @@ fn parse_with_page(s: &str, page: u64) -> Result<u32, RingSizeError> {
         return Err(RingSizeError::TooLarge(bytes));
     }
     if !bytes.is_power_of_two() {
-        return Err(RingSizeError::NotPowerOfTwo(bytes, bytes.next_power_of_two()));
+        return Err(RingSizeError::NotPowerOfTwo(
+            bytes,
+            bytes.next_power_of_two(),
+        ));
     }
     Ok(bytes as u32)
 }
@@ -57,10 +68,25 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes_with_reasons() {
-        assert_eq!(parse_with_page("3000", 4096), Err(RingSizeError::BelowPage(3000, 4096)));
-        assert_eq!(parse_with_page("12288", 4096), Err(RingSizeError::NotPowerOfTwo(12288, 16384)));
-        assert!(matches!(parse_with_page("lots", 4096), Err(RingSizeError::NotANumber(_))));
-        assert!(matches!(parse_with_page("2G", 4096), Err(RingSizeError::TooLarge(_))));
-        assert!(matches!(parse_with_page("-1", 4096), Err(RingSizeError::NotANumber(_))));
+        assert_eq!(
+            parse_with_page("3000", 4096),
+            Err(RingSizeError::BelowPage(3000, 4096))
+        );
+        assert_eq!(
+            parse_with_page("12288", 4096),
+            Err(RingSizeError::NotPowerOfTwo(12288, 16384))
+        );
+        assert!(matches!(
+            parse_with_page("lots", 4096),
+            Err(RingSizeError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_with_page("2G", 4096),
+            Err(RingSizeError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_with_page("-1", 4096),
+            Err(RingSizeError::NotANumber(_))
+        ));
     }
 }

@@ -1,1 +1,2 @@
-//! JSONL replay (filled in by the replay stage).
+//! JSONL replay: recorded events (ours, or Nextron aurora-linux's format) back into the pipeline.
+pub mod time;

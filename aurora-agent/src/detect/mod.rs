@@ -1,0 +1,241 @@
+//! Detection: rules routed by logsource (one rsigma engine per event kind, so a rule only ever
+//! sees events of its logsource), process exclusions, per-rule throttling → alerts.
+pub mod alert;
+pub mod check;
+pub mod logsource;
+pub mod rules;
+pub mod throttle;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rsigma_eval::Engine;
+
+use crate::event::names as f;
+use crate::event::{Event, EventKind};
+use crate::stats::DetectStats;
+use alert::{Alert, MatchInfo, MatchedField};
+use logsource::LogsourceMap;
+use rules::{AlertLevel, RuleEntry, RuleMeta, RuleStatus, Summary};
+use throttle::Throttle;
+
+/// Key of the custom attribute carrying our rule index through rsigma's results.
+const INDEX_ATTR: &str = "aurora_rule_index";
+
+#[derive(Clone, Debug)]
+pub struct DetectConfig {
+    pub rule_dirs: Vec<PathBuf>,
+    pub logsource_map: Option<PathBuf>,
+    pub min_level: AlertLevel,
+    pub throttle_rate: f64,
+    pub throttle_burst: u32,
+    pub process_exclude: Vec<String>,
+    /// Throttle on event timestamps (replay) instead of the wall clock (live).
+    pub event_time_throttle: bool,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            rule_dirs: vec![],
+            logsource_map: None,
+            min_level: AlertLevel::Informational,
+            throttle_rate: 1.0,
+            throttle_burst: 5,
+            process_exclude: vec![],
+            event_time_throttle: false,
+        }
+    }
+}
+
+/// The mapping to use: --logsource-map, else logsources.yml in the first rules dir having one,
+/// else the built-in one.
+pub fn mapping(cfg: &DetectConfig) -> Result<LogsourceMap, logsource::MapError> {
+    if let Some(p) = &cfg.logsource_map {
+        return LogsourceMap::load(p);
+    }
+    for d in &cfg.rule_dirs {
+        let p = d.join(logsource::FILE_NAME);
+        if p.is_file() {
+            return LogsourceMap::load(&p);
+        }
+    }
+    Ok(LogsourceMap::builtin())
+}
+
+pub struct Detector {
+    engines: [Option<Engine>; 4],
+    metas: Vec<Arc<RuleMeta>>,
+    throttle: Throttle,
+    exclude: Vec<String>,
+    host: Arc<str>,
+    stats: Arc<DetectStats>,
+    pub entries: Vec<RuleEntry>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error(transparent)]
+    Load(#[from] rules::LoadError),
+    #[error(transparent)]
+    Map(#[from] logsource::MapError),
+    #[error(transparent)]
+    Throttle(#[from] throttle::ThrottleError),
+}
+
+fn hostname() -> Arc<str> {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+        .into()
+}
+
+impl Detector {
+    /// Load, classify and compile the rule set. Rule problems are reported as entries (and
+    /// warned about); only directory, mapping or flag problems are errors.
+    pub fn load(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
+        let map = mapping(cfg)?;
+        let entries = rules::load(&cfg.rule_dirs, &map, cfg.min_level)?;
+        let throttle = if cfg.event_time_throttle {
+            Throttle::event_time(cfg.throttle_rate, cfg.throttle_burst)?
+        } else {
+            Throttle::wall(cfg.throttle_rate, cfg.throttle_burst)?
+        };
+        let mut engines: [Option<Engine>; 4] = Default::default();
+        let mut metas = Vec::new();
+        let mut entries = entries;
+        for e in entries.iter_mut() {
+            let (RuleStatus::Active { kind }, Some(rule), Some(meta)) =
+                (&e.status, e.rule.take(), &e.meta)
+            else {
+                continue;
+            };
+            let mut rule = rule;
+            rule.custom_attributes.insert(
+                INDEX_ATTR.into(),
+                yaml_serde::Value::Number((metas.len() as u64).into()),
+            );
+            let engine = engines[kind.index()].get_or_insert_with(new_engine);
+            match engine.add_rule(&rule) {
+                Ok(()) => metas.push(meta.clone()),
+                Err(err) => {
+                    e.status = RuleStatus::Invalid {
+                        reason: format!("does not compile: {err}"),
+                    }
+                }
+            }
+        }
+        for e in &entries {
+            if let RuleStatus::Invalid { reason } = &e.status {
+                tracing::warn!("rule skipped: {}: {reason}", e.path.display());
+            }
+        }
+        let summary = rules::summarize(&entries);
+        Ok(Detector {
+            engines,
+            metas,
+            throttle,
+            exclude: cfg.process_exclude.clone(),
+            host: hostname(),
+            stats,
+            entries,
+            summary,
+        })
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.metas.len()
+    }
+
+    fn excluded(&self, ev: &Event) -> bool {
+        !self.exclude.is_empty()
+            && [f::IMAGE, f::COMMAND_LINE].iter().any(|name| {
+                ev.get_str(name)
+                    .is_some_and(|v| self.exclude.iter().any(|x| v.contains(x.as_str())))
+            })
+    }
+
+    /// Evaluate one event against the rules of its kind.
+    pub fn evaluate(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        if self.excluded(ev) {
+            self.stats.excluded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(engine) = &self.engines[ev.kind.index()] else {
+            return;
+        };
+        let results = engine.evaluate(ev);
+        if results.is_empty() {
+            return;
+        }
+        if matches!(self.throttle, Throttle::EventTime { .. }) {
+            self.throttle.observe_time(event_time_ns(ev));
+        }
+        for r in results {
+            self.stats.matches.fetch_add(1, Ordering::Relaxed);
+            let Some(idx) = r
+                .header
+                .custom_attributes
+                .get(INDEX_ATTR)
+                .and_then(serde_json::Value::as_u64)
+                .map(|i| i as usize)
+            else {
+                continue;
+            };
+            let Some(meta) = self.metas.get(idx).cloned() else {
+                continue;
+            };
+            if !self.throttle.allow(idx) {
+                if let Ok(mut m) = self.stats.throttled.lock() {
+                    *m.entry(meta.key().to_owned()).or_default() += 1;
+                }
+                continue;
+            }
+            let (selections, fields) = match r.as_detection() {
+                Some(d) => (
+                    d.matched_selections.clone(),
+                    d.matched_fields
+                        .iter()
+                        .map(|m| MatchedField {
+                            field: m.field.clone(),
+                            value: m.value.clone(),
+                        })
+                        .collect(),
+                ),
+                None => (vec![], vec![]),
+            };
+            self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            out.push(Alert {
+                time: chrono::Utc::now(),
+                host: self.host.clone(),
+                rule: meta,
+                matched: MatchInfo { selections, fields },
+                event: ev.clone(),
+            });
+        }
+    }
+
+    /// Kinds that have at least one active rule.
+    pub fn active_kinds(&self) -> Vec<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .filter(|k| self.engines[k.index()].is_some())
+            .collect()
+    }
+}
+
+fn new_engine() -> Engine {
+    let mut e = Engine::new();
+    e.set_match_detail(rsigma_eval::result::MatchDetailLevel::Off);
+    e
+}
+
+/// The event's UtcTime in ns since the epoch (Sysmon format or RFC 3339).
+fn event_time_ns(ev: &Event) -> Option<i64> {
+    let s = ev.get_str(f::UTC_TIME)?;
+    crate::sources::replay::time::parse_utc(s).and_then(|t| t.timestamp_nanos_opt())
+}

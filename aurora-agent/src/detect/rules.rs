@@ -1,0 +1,271 @@
+//! Loading rule directories: every *.yml/*.yaml parsed, each rule classified as active (with its
+//! event kind), inactive (logsource not collected, or below --min-level) or invalid (with the
+//! reason). Nothing is dropped without being named.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rsigma_parser::{Level, SigmaRule};
+use serde::Serialize;
+
+use super::logsource::{self, LogsourceMap};
+use crate::event::EventKind;
+
+/// What an alert says about its rule.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RuleMeta {
+    pub id: Option<String>,
+    pub title: String,
+    pub level: AlertLevel,
+    pub status: Option<String>,
+    pub tags: Vec<String>,
+    pub author: Option<String>,
+    pub references: Vec<String>,
+    pub path: String,
+}
+
+impl RuleMeta {
+    /// The rule id, or its title when it has none (throttle and stats key).
+    pub fn key(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.title)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertLevel {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl AlertLevel {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "informational" | "info" => Some(Self::Informational),
+            "low" => Some(Self::Low),
+            "medium" => Some(Self::Medium),
+            "high" => Some(Self::High),
+            "critical" => Some(Self::Critical),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Informational => "informational",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
+    fn from_sigma(l: Option<Level>) -> Self {
+        match l {
+            Some(Level::Informational) => Self::Informational,
+            Some(Level::Low) => Self::Low,
+            Some(Level::Medium) | None => Self::Medium,
+            Some(Level::High) => Self::High,
+            Some(Level::Critical) => Self::Critical,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum RuleStatus {
+    Active { kind: EventKind },
+    Inactive { reason: String },
+    Invalid { reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleEntry {
+    pub path: PathBuf,
+    pub meta: Option<Arc<RuleMeta>>,
+    pub status: RuleStatus,
+    /// The parsed rule, for active rules (compiled by the detector).
+    pub rule: Option<SigmaRule>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("rules directory {0}: does not exist")]
+    Missing(PathBuf),
+    #[error("rules path {0}: is not a directory")]
+    NotADirectory(PathBuf),
+    #[error("rules directory {0}: contains no *.yml or *.yaml rule files")]
+    Empty(PathBuf),
+    #[error("no rules directory given: use --rules DIR (e.g. --rules rules)")]
+    NoneGiven,
+}
+
+/// Every rule file under `dir` (sorted, so loading order and reports are stable).
+pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    if !dir.exists() {
+        return Err(LoadError::Missing(dir.to_path_buf()));
+    }
+    if !dir.is_dir() {
+        return Err(LoadError::NotADirectory(dir.to_path_buf()));
+    }
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()) != Some(logsource::FILE_NAME))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(LoadError::Empty(dir.to_path_buf()));
+    }
+    Ok(files)
+}
+
+fn meta(rule: &SigmaRule, path: &Path) -> RuleMeta {
+    RuleMeta {
+        id: rule.id.clone(),
+        title: rule.title.clone(),
+        level: AlertLevel::from_sigma(rule.level),
+        status: rule.status.map(|s| format!("{s:?}").to_ascii_lowercase()),
+        tags: rule.tags.clone(),
+        author: rule.author.clone(),
+        references: rule.references.clone(),
+        path: path.display().to_string(),
+    }
+}
+
+/// Parse and classify every rule of `dirs`. Directory problems are errors; rule problems are
+/// entries with status Invalid.
+pub fn load(
+    dirs: &[PathBuf],
+    map: &LogsourceMap,
+    min_level: AlertLevel,
+) -> Result<Vec<RuleEntry>, LoadError> {
+    if dirs.is_empty() {
+        return Err(LoadError::NoneGiven);
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        for path in rule_files(dir)? {
+            load_file(&path, map, min_level, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn invalid(path: &Path, reason: String) -> RuleEntry {
+    RuleEntry {
+        path: path.to_path_buf(),
+        meta: None,
+        status: RuleStatus::Invalid { reason },
+        rule: None,
+    }
+}
+
+fn load_file(path: &Path, map: &LogsourceMap, min_level: AlertLevel, out: &mut Vec<RuleEntry>) {
+    let collection = match rsigma_parser::parse_sigma_file(path) {
+        Ok(c) => c,
+        Err(e) => return out.push(invalid(path, e.to_string())),
+    };
+    for e in &collection.errors {
+        out.push(invalid(path, e.clone()));
+    }
+    if !collection.correlations.is_empty() || !collection.filters.is_empty() {
+        out.push(invalid(
+            path,
+            "correlation and filter documents are not supported yet (detection rules only)".into(),
+        ));
+    }
+    for rule in collection.rules {
+        let m = Arc::new(meta(&rule, path));
+        let status = match map.route(&rule.logsource) {
+            None => RuleStatus::Inactive {
+                reason: format!(
+                    "logsource {} is not collected",
+                    logsource::describe(&rule.logsource)
+                ),
+            },
+            Some(_) if m.level < min_level => RuleStatus::Inactive {
+                reason: format!(
+                    "level {} is below --min-level {}",
+                    m.level.as_str(),
+                    min_level.as_str()
+                ),
+            },
+            Some(kind) => match rsigma_eval::compile_rule(&rule) {
+                Ok(_) => RuleStatus::Active { kind },
+                Err(e) => RuleStatus::Invalid {
+                    reason: format!("does not compile: {e}"),
+                },
+            },
+        };
+        let keep = matches!(status, RuleStatus::Active { .. });
+        out.push(RuleEntry {
+            path: path.to_path_buf(),
+            meta: Some(m),
+            status,
+            rule: keep.then_some(rule),
+        });
+    }
+}
+
+/// Counts for the one-line summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub parsed: usize,
+    pub invalid: usize,
+    pub active: usize,
+    pub inactive: usize,
+    pub active_per_kind: Vec<(String, usize)>,
+}
+
+pub fn summarize(entries: &[RuleEntry]) -> Summary {
+    let mut s = Summary::default();
+    let mut per = std::collections::BTreeMap::<EventKind, usize>::new();
+    for e in entries {
+        if e.meta.is_some() {
+            s.parsed += 1;
+        }
+        match &e.status {
+            RuleStatus::Active { kind } => {
+                s.active += 1;
+                *per.entry(*kind).or_default() += 1;
+            }
+            RuleStatus::Inactive { .. } => s.inactive += 1,
+            RuleStatus::Invalid { .. } => s.invalid += 1,
+        }
+    }
+    s.active_per_kind = per
+        .into_iter()
+        .map(|(k, n)| (k.category().to_owned(), n))
+        .collect();
+    s
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per: Vec<String> = self
+            .active_per_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        write!(
+            f,
+            "{} parsed, {} invalid, {} active ({}), {} inactive",
+            self.parsed,
+            self.invalid,
+            self.active,
+            if per.is_empty() {
+                "none".into()
+            } else {
+                per.join(", ")
+            },
+            self.inactive
+        )
+    }
+}
