@@ -10,5 +10,6 @@ pub mod detect;
 pub mod enrich;
 pub mod event;
 pub mod pipeline;
+pub mod sinks;
 pub mod sources;
 pub mod stats;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = match &cli.command {
         Some(Command::Record(a)) => a.global.verbose,
+        Some(Command::Replay(a)) => a.global.verbose,
         _ => cli.run.global.verbose,
     };
     init_logging(verbose);
@@ -37,7 +38,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
-        _ => Err(anyhow::anyhow!("not implemented yet")),
+        Some(Command::Replay(args)) => commands::replay::run(args)
+            .map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        None => commands::run::run(cli.run).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

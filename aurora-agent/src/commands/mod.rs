@@ -1,6 +1,9 @@
 //! One module per subcommand; `main.rs` only dispatches.
+pub mod alerting;
 pub mod live;
 pub mod record;
+pub mod replay;
 pub mod rules_check;
+pub mod run;
 pub mod settings;
 pub mod signals;

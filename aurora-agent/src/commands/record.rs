@@ -67,6 +67,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let shutdown = super::signals::Shutdown::install()?;
         let stats = Arc::new(Stats::default());
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
         let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
@@ -79,7 +80,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             failed: None,
         };
         let consumer = std::thread::spawn(move || consume(rx, enricher, recorder));
-        let stop = super::signals::shutdown_signal();
+        let stop = shutdown.wait();
         match args.duration {
             Some(d) => {
                 tokio::select! {

@@ -1,26 +1,32 @@
 //! Signals: SIGINT/SIGTERM stop the agent (a second one exits at once); SIGHUP reloads.
-use tokio::signal::unix::{signal, SignalKind};
+//! Handlers are installed before any startup work, so a signal during startup is not lost
+//! (and not ignored: background jobs of non-interactive shells start with SIGINT ignored).
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// Resolves on the first SIGINT or SIGTERM, and arms an immediate exit on the second.
-pub async fn shutdown_signal() {
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
+pub struct Shutdown {
+    int: Signal,
+    term: Signal,
+}
+
+impl Shutdown {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Shutdown { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
     }
-    tracing::info!("stopping: draining sensors and flushing outputs (signal again to exit now)");
-    tokio::spawn(async move {
+
+    /// Resolves on the first SIGINT or SIGTERM, and arms an immediate exit on the second.
+    pub async fn wait(mut self) {
         tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
-        tracing::warn!("second signal: exiting immediately");
-        std::process::exit(130);
-    });
+        tracing::info!("stopping: draining sensors and flushing outputs (signal again to exit now)");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = self.int.recv() => {}
+                _ = self.term.recv() => {}
+            }
+            tracing::warn!("second signal: exiting immediately");
+            std::process::exit(130);
+        });
+    }
 }

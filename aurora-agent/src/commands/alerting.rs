@@ -1,0 +1,61 @@
+//! The handler for `aurora` and `aurora replay`: detection, then every sink. Rule reloads and
+//! logfile reopening (SIGHUP) are handed in through `Control` and applied between events.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::detect::alert::Alert;
+use crate::detect::Detector;
+use crate::event::Event;
+use crate::pipeline::EventHandler;
+use crate::sinks::SinkSet;
+
+#[derive(Default)]
+pub struct Control {
+    pub new_detector: Mutex<Option<Detector>>,
+    pub reopen: AtomicBool,
+}
+
+pub struct AlertHandler {
+    pub detector: Detector,
+    pub sinks: SinkSet,
+    trace: bool,
+    control: Arc<Control>,
+    buf: Vec<Alert>,
+    /// Alerts per rule key (for summaries).
+    pub per_rule: std::collections::BTreeMap<String, u64>,
+}
+
+impl AlertHandler {
+    pub fn new(detector: Detector, sinks: SinkSet, trace: bool, control: Arc<Control>) -> Self {
+        AlertHandler { detector, sinks, trace, control, buf: Vec::new(), per_rule: Default::default() }
+    }
+}
+
+impl EventHandler for AlertHandler {
+    fn handle(&mut self, ev: Event) {
+        if self.trace {
+            tracing::info!(target: "aurora::trace", "{}", serde_json::to_string(&ev).unwrap_or_default());
+        }
+        self.detector.evaluate(&ev, &mut self.buf);
+        for a in self.buf.drain(..) {
+            *self.per_rule.entry(a.rule.key().to_owned()).or_default() += 1;
+            self.sinks.emit(&a);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.sinks.flush();
+    }
+
+    fn poll_control(&mut self) {
+        if let Ok(mut slot) = self.control.new_detector.try_lock() {
+            if let Some(d) = slot.take() {
+                tracing::info!("rules reloaded: {}", d.summary);
+                self.detector = d;
+            }
+        }
+        if self.control.reopen.swap(false, Ordering::Relaxed) {
+            self.sinks.reopen();
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `aurora` (no subcommand): the live agent.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::alerting::{AlertHandler, Control};
+use super::live::LiveSession;
+use super::settings::{build_sinks, detect_config, Settings};
+use crate::cli::RunArgs;
+use crate::detect::{DetectConfig, Detector};
+use crate::enrich::Enricher;
+use crate::pipeline::consume;
+use crate::sinks::SinkSet;
+use crate::stats::Stats;
+
+/// nice 10 and the idle I/O class, so the agent yields to the workload it watches.
+fn lower_priority() -> Result<()> {
+    // SAFETY: plain syscalls on the current process.
+    unsafe {
+        if libc::setpriority(libc::PRIO_PROCESS, 0, 10) != 0 {
+            return Err(std::io::Error::last_os_error()).context("setpriority(10)");
+        }
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+        if libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13) != 0 {
+            return Err(std::io::Error::last_os_error()).context("ioprio_set(idle)");
+        }
+    }
+    Ok(())
+}
+
+/// Wait for every network sink to deliver its queue (bounded), counting what is left.
+pub async fn close_sinks(sinks: &mut SinkSet, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    for (stats, task) in sinks.shutdown() {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            let left = stats.queued.swap(0, Ordering::Relaxed);
+            stats.dropped.fetch_add(left, Ordering::Relaxed);
+            tracing::warn!("{}: {left} alerts undelivered at shutdown", stats.name);
+        }
+    }
+}
+
+fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
+    tracing::info!("stats: {}", stats.line(prev, secs));
+    for l in stats.throttle_lines() {
+        tracing::info!("stats: {l}");
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let settings = Settings::for_sensors(&args.global, &args.sensors)?;
+    let file = settings.file.clone();
+    let cfg: DetectConfig = detect_config(&args.detect, &file, false)?;
+    let stats = Arc::new(Stats::default());
+    let detector = Detector::load(&cfg, stats.detect.clone())?;
+    tracing::info!("rules: {}", detector.summary);
+    if detector.rule_count() == 0 {
+        tracing::warn!("no active rules: events are collected but nothing can alert");
+    }
+    let stats_interval = args.stats_interval.or(file.stats_interval).unwrap_or(60);
+    let trace = args.trace || file.trace.unwrap_or(false);
+    if args.low_prio || file.low_prio.unwrap_or(false) {
+        lower_priority()?;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let shutdown = super::signals::Shutdown::install()?;
+        let sinks = build_sinks(&args.output, &file, &tokio::runtime::Handle::current())?;
+        for s in sinks.all_stats() {
+            stats.register_sink(s);
+        }
+        let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
+        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
+        let seeded = enricher.seed_from_proc();
+        tracing::info!(processes = seeded, "sensors attached; watching");
+        let control = Arc::new(Control::default());
+        let handler = AlertHandler::new(detector, sinks, trace, control.clone());
+        let consumer = std::thread::Builder::new()
+            .name("aurora-pipeline".into())
+            .spawn(move || consume(rx, enricher, handler))?;
+
+        // SIGHUP: reload rules atomically (the old set stays if the new one fails) and reopen
+        // the logfile.
+        let mut hup = signal(SignalKind::hangup())?;
+        let reload_control = control.clone();
+        let reload_stats = stats.detect.clone();
+        let reloader = tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match Detector::load(&cfg, reload_stats.clone()) {
+                    Ok(d) => {
+                        if let Ok(mut slot) = reload_control.new_detector.lock() {
+                            *slot = Some(d);
+                        }
+                    }
+                    Err(e) => tracing::error!("rule reload failed, keeping the current rules: {e}"),
+                }
+                reload_control.reopen.store(true, Ordering::Relaxed);
+            }
+        });
+
+        let reporter_stats = stats.clone();
+        let sensors = session.sensors.clone();
+        let reporter = tokio::spawn(async move {
+            let period = Duration::from_secs(stats_interval.max(1));
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut last = Instant::now();
+            let mut prev = reporter_stats.snapshot();
+            loop {
+                tick.tick().await;
+                if let Ok(mut s) = sensors.lock() {
+                    for (slot, v) in reporter_stats.source.kernel_lost.iter().zip(s.lost()) {
+                        slot.store(v, Ordering::Relaxed);
+                    }
+                    s.flush_kernel_logs();
+                }
+                if stats_interval > 0 && last.elapsed() >= period {
+                    report(&reporter_stats, prev, last.elapsed().as_secs_f64());
+                    prev = reporter_stats.snapshot();
+                    last = Instant::now();
+                }
+            }
+        });
+
+        shutdown.wait().await;
+        let started = Instant::now();
+        reporter.abort();
+        reloader.abort();
+        session.shutdown(&stats).await;
+        let mut handler = tokio::task::spawn_blocking(move || consumer.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
+        close_sinks(&mut handler.sinks, Duration::from_millis(1500).saturating_sub(started.elapsed())).await;
+        tracing::info!("final: {}", stats.line(Default::default(), 0.0));
+        for l in stats.throttle_lines() {
+            tracing::info!("final: {l}");
+        }
+        Ok(())
+    })
+}

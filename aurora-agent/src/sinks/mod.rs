@@ -1,0 +1,115 @@
+//! Where alerts leave the agent: stdout (json|text), a logfile (json|syslog), syslog over UDP,
+//! TCP or TLS. Local sinks write synchronously into buffers flushed when the pipeline idles;
+//! network sinks hand formatted messages to their own task through a bounded queue, so a dead
+//! collector never blocks detection (overflow is counted).
+pub mod file;
+pub mod network;
+pub mod sanitize;
+pub mod stdout;
+pub mod syslog;
+pub mod text;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::detect::alert::Alert;
+use crate::stats::SinkStats;
+
+pub trait Sink: Send {
+    fn emit(&mut self, alert: &Alert);
+    fn flush(&mut self) {}
+    /// SIGHUP: reopen files (logrotate).
+    fn reopen(&mut self) {}
+    fn stats(&self) -> Arc<SinkStats>;
+    /// Stop accepting alerts; a sink with a delivery task returns it so the caller can wait
+    /// for the queue to drain.
+    fn shutdown(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        None
+    }
+}
+
+#[derive(Default)]
+pub struct SinkSet {
+    sinks: Vec<Box<dyn Sink>>,
+}
+
+impl SinkSet {
+    pub fn push(&mut self, s: Box<dyn Sink>) {
+        self.sinks.push(s);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    pub fn emit(&mut self, a: &Alert) {
+        for s in &mut self.sinks {
+            s.emit(a);
+        }
+    }
+
+    pub fn flush(&mut self) {
+        for s in &mut self.sinks {
+            s.flush();
+        }
+    }
+
+    pub fn reopen(&mut self) {
+        for s in &mut self.sinks {
+            s.reopen();
+        }
+    }
+
+    /// Flush local sinks and close network sinks: returns (name, task) to wait on.
+    pub fn shutdown(&mut self) -> Vec<(Arc<SinkStats>, tokio::task::JoinHandle<()>)> {
+        self.flush();
+        self.sinks.iter_mut().filter_map(|s| s.shutdown().map(|t| (s.stats(), t))).collect()
+    }
+
+    pub fn all_stats(&self) -> Vec<Arc<SinkStats>> {
+        self.sinks.iter().map(|s| s.stats()).collect()
+    }
+}
+
+/// Count one write outcome on a sink.
+pub(crate) fn count(stats: &SinkStats, ok: bool) {
+    if ok {
+        stats.sent.fetch_add(1, Ordering::Relaxed);
+    } else {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use crate::detect::alert::{Alert, MatchInfo};
+    use crate::detect::rules::{AlertLevel, RuleMeta};
+    use crate::event::{names as f, Event, EventKind};
+
+    pub fn sample_alert(cmdline: &str, title: &str) -> Alert {
+        let mut ev = Event::new(EventKind::ProcessCreation);
+        ev.push_str(f::UTC_TIME, "2024-05-01 12:34:56.789");
+        ev.push_str(f::IMAGE, "/usr/bin/bash");
+        ev.push_str(f::COMMAND_LINE, cmdline);
+        ev.push_int(f::PROCESS_ID, 4242);
+        Alert {
+            time: chrono::DateTime::parse_from_rfc3339("2024-05-01T12:34:56.789Z").unwrap().into(),
+            host: "testhost".into(),
+            rule: Arc::new(RuleMeta {
+                id: Some("r-1".into()),
+                title: title.into(),
+                level: AlertLevel::High,
+                status: Some("test".into()),
+                tags: vec!["attack.t1059".into()],
+                author: None,
+                references: vec![],
+                path: "rules/x.yml".into(),
+            }),
+            matched: MatchInfo { selections: vec!["selection".into()], fields: vec![] },
+            event: ev,
+        }
+    }
+}
