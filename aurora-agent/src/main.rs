@@ -1,4 +1,5 @@
 //! `aurora`: parses the command line, sets up logging, dispatches. Nothing else lives here.
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use aurora_agent::cli::{Cli, Command, RulesCommand};
@@ -38,8 +39,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
-        Some(Command::Replay(args)) => commands::replay::run(args)
-            .map(|ok| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }),
+        Some(Command::Replay(args)) => commands::replay::run(args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         None => commands::run::run(cli.run).map(|()| ExitCode::SUCCESS),
     };
     match result {

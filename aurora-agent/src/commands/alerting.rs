@@ -27,7 +27,14 @@ pub struct AlertHandler {
 
 impl AlertHandler {
     pub fn new(detector: Detector, sinks: SinkSet, trace: bool, control: Arc<Control>) -> Self {
-        AlertHandler { detector, sinks, trace, control, buf: Vec::new(), per_rule: Default::default() }
+        AlertHandler {
+            detector,
+            sinks,
+            trace,
+            control,
+            buf: Vec::new(),
+            per_rule: Default::default(),
+        }
     }
 }
 

@@ -25,7 +25,13 @@ fn lower_priority() -> Result<()> {
         }
         const IOPRIO_WHO_PROCESS: libc::c_long = 1;
         const IOPRIO_CLASS_IDLE: libc::c_long = 3;
-        if libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13) != 0 {
+        if libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            IOPRIO_CLASS_IDLE << 13,
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error()).context("ioprio_set(idle)");
         }
     }
@@ -66,7 +72,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     if args.low_prio || file.low_prio.unwrap_or(false) {
         lower_priority()?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let shutdown = super::signals::Shutdown::install()?;
         let sinks = build_sinks(&args.output, &file, &tokio::runtime::Handle::current())?;
@@ -133,7 +141,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut handler = tokio::task::spawn_blocking(move || consumer.join())
             .await?
             .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
-        close_sinks(&mut handler.sinks, Duration::from_millis(1500).saturating_sub(started.elapsed())).await;
+        close_sinks(
+            &mut handler.sinks,
+            Duration::from_millis(1500).saturating_sub(started.elapsed()),
+        )
+        .await;
         tracing::info!("final: {}", stats.line(Default::default(), 0.0));
         for l in stats.throttle_lines() {
             tracing::info!("final: {l}");

@@ -9,13 +9,13 @@ use crate::cli::{DetectArgs, GlobalArgs, OutputArgs, SensorArgs};
 use crate::config::{self, ConfigFile};
 use crate::detect::rules::AlertLevel;
 use crate::detect::DetectConfig;
+use crate::enrich::EnrichConfig;
 use crate::sinks::file::{FileFormat, FileSink};
 use crate::sinks::network::{tls_config, NetworkSink, Transport};
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::syslog::format::{self as syslog_format, Formatter, Payload, Rfc};
 use crate::sinks::syslog::Framing;
 use crate::sinks::SinkSet;
-use crate::enrich::EnrichConfig;
 use crate::sources::ebpf::{ringsize, EbpfConfig};
 
 pub const DEFAULT_RING: &str = "4M";
@@ -95,8 +95,16 @@ impl Settings {
 }
 
 /// Detection settings from flags over the config file.
-pub fn detect_config(d: &DetectArgs, file: &ConfigFile, event_time_throttle: bool) -> Result<DetectConfig> {
-    let rule_dirs = if d.rules.is_empty() { file.rules.clone().unwrap_or_default() } else { d.rules.clone() };
+pub fn detect_config(
+    d: &DetectArgs,
+    file: &ConfigFile,
+    event_time_throttle: bool,
+) -> Result<DetectConfig> {
+    let rule_dirs = if d.rules.is_empty() {
+        file.rules.clone().unwrap_or_default()
+    } else {
+        d.rules.clone()
+    };
     if rule_dirs.is_empty() {
         bail!("no rules: give --rules DIR (repeatable), e.g. --rules rules");
     }
@@ -116,7 +124,10 @@ pub fn detect_config(d: &DetectArgs, file: &ConfigFile, event_time_throttle: boo
     crate::detect::throttle::Throttle::wall(throttle_rate, throttle_burst)?;
     Ok(DetectConfig {
         rule_dirs,
-        logsource_map: d.logsource_map.clone().or_else(|| file.logsource_map.clone()),
+        logsource_map: d
+            .logsource_map
+            .clone()
+            .or_else(|| file.logsource_map.clone()),
         min_level,
         throttle_rate,
         throttle_burst,
@@ -139,17 +150,30 @@ fn payload(flag: &str, v: Option<String>, default: Payload) -> Result<Payload> {
 }
 
 /// Build every sink the flags and config ask for. Network sink tasks run on `rt`.
-pub fn build_sinks(o: &OutputArgs, file: &ConfigFile, rt: &tokio::runtime::Handle) -> Result<SinkSet> {
+pub fn build_sinks(
+    o: &OutputArgs,
+    file: &ConfigFile,
+    rt: &tokio::runtime::Handle,
+) -> Result<SinkSet> {
     let rfc = match o.syslog_rfc.or(file.syslog_rfc).unwrap_or(5424) {
         5424 => Rfc::R5424,
         3164 => Rfc::R3164,
         n => bail!("--syslog-rfc {n}: expected 5424 or 3164"),
     };
-    let fac_name = o.syslog_facility.clone().or_else(|| file.syslog_facility.clone()).unwrap_or("user".into());
+    let fac_name = o
+        .syslog_facility
+        .clone()
+        .or_else(|| file.syslog_facility.clone())
+        .unwrap_or("user".into());
     let facility = syslog_format::facility(&fac_name).with_context(|| {
         format!("--syslog-facility {fac_name}: expected a name (user, daemon, auth, local0..local7) or 0-23")
     })?;
-    let formatter = |p: Payload| Formatter { rfc, payload: p, facility, pid: std::process::id() };
+    let formatter = |p: Payload| Formatter {
+        rfc,
+        payload: p,
+        facility,
+        pid: std::process::id(),
+    };
     let json = o.json || file.json.unwrap_or(false);
     let no_stdout = o.no_stdout || file.no_stdout.unwrap_or(false);
     let tcp_tls = o.tcp_tls || file.tcp_tls.unwrap_or(false);
@@ -162,14 +186,24 @@ pub fn build_sinks(o: &OutputArgs, file: &ConfigFile, rt: &tokio::runtime::Handl
         sinks.push(Box::new(StdoutSink::new(json)));
     }
     if let Some(path) = o.logfile.clone().or_else(|| file.logfile.clone()) {
-        let fmt = match payload("--logfile-format", o.logfile_format.clone().or_else(|| file.logfile_format.clone()), Payload::Json)? {
+        let fmt = match payload(
+            "--logfile-format",
+            o.logfile_format
+                .clone()
+                .or_else(|| file.logfile_format.clone()),
+            Payload::Json,
+        )? {
             Payload::Json => FileFormat::Json,
             Payload::Text => FileFormat::Syslog(formatter(Payload::Text)),
         };
         sinks.push(Box::new(FileSink::new(&path, fmt)?));
     }
     if let Some(t) = o.udp_target.clone().or_else(|| file.udp_target.clone()) {
-        let p = payload("--udp-format", o.udp_format.clone().or_else(|| file.udp_format.clone()), Payload::Text)?;
+        let p = payload(
+            "--udp-format",
+            o.udp_format.clone().or_else(|| file.udp_format.clone()),
+            Payload::Text,
+        )?;
         let s = NetworkSink::start("udp", &t, Transport::Udp, formatter(p), queue, rt)
             .with_context(|| format!("--udp-target {t}"))?;
         sinks.push(Box::new(s));
@@ -179,15 +213,29 @@ pub fn build_sinks(o: &OutputArgs, file: &ConfigFile, rt: &tokio::runtime::Handl
     let tls_key = o.tls_key.clone().or_else(|| file.tls_key.clone());
     match o.tcp_target.clone().or_else(|| file.tcp_target.clone()) {
         Some(t) => {
-            let p = payload("--tcp-format", o.tcp_format.clone().or_else(|| file.tcp_format.clone()), Payload::Text)?;
-            let framing = match o.tcp_framing.clone().or_else(|| file.tcp_framing.clone()).as_deref() {
+            let p = payload(
+                "--tcp-format",
+                o.tcp_format.clone().or_else(|| file.tcp_format.clone()),
+                Payload::Text,
+            )?;
+            let framing = match o
+                .tcp_framing
+                .clone()
+                .or_else(|| file.tcp_framing.clone())
+                .as_deref()
+            {
                 None | Some("octet-counting") => Framing::OctetCounting,
                 Some("newline") => Framing::Newline,
                 Some(x) => bail!("--tcp-framing {x}: expected octet-counting or newline"),
             };
             let transport = if tcp_tls {
-                let ca = tls_ca.as_deref().context("--tcp-tls needs --tls-ca FILE (the CA that signed the collector)")?;
-                Transport::Tls(framing, tls_config(ca, tls_cert.as_deref(), tls_key.as_deref())?)
+                let ca = tls_ca
+                    .as_deref()
+                    .context("--tcp-tls needs --tls-ca FILE (the CA that signed the collector)")?;
+                Transport::Tls(
+                    framing,
+                    tls_config(ca, tls_cert.as_deref(), tls_key.as_deref())?,
+                )
             } else {
                 if tls_ca.is_some() || tls_cert.is_some() || tls_key.is_some() {
                     bail!("--tls-ca/--tls-cert/--tls-key given without --tcp-tls");
@@ -199,7 +247,9 @@ pub fn build_sinks(o: &OutputArgs, file: &ConfigFile, rt: &tokio::runtime::Handl
                 .with_context(|| format!("--tcp-target {t}"))?;
             sinks.push(Box::new(s));
         }
-        None if tcp_tls || tls_ca.is_some() => bail!("--tcp-tls/--tls-ca given without --tcp-target"),
+        None if tcp_tls || tls_ca.is_some() => {
+            bail!("--tcp-tls/--tls-ca given without --tcp-target")
+        }
         None => {}
     }
     if sinks.is_empty() {

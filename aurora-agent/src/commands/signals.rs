@@ -10,7 +10,10 @@ pub struct Shutdown {
 
 impl Shutdown {
     pub fn install() -> std::io::Result<Self> {
-        Ok(Shutdown { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+        Ok(Shutdown {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
     }
 
     /// Resolves on the first SIGINT or SIGTERM, and arms an immediate exit on the second.
@@ -19,7 +22,9 @@ impl Shutdown {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
         }
-        tracing::info!("stopping: draining sensors and flushing outputs (signal again to exit now)");
+        tracing::info!(
+            "stopping: draining sensors and flushing outputs (signal again to exit now)"
+        );
         tokio::spawn(async move {
             tokio::select! {
                 _ = self.int.recv() => {}

@@ -18,11 +18,17 @@ pub enum LogfileError {
     #[error("--logfile {0}: is a symbolic link; refusing to follow it")]
     Symlink(PathBuf),
     #[error("--logfile {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub fn open(path: &Path) -> Result<File, LogfileError> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !parent.is_dir() {
         return Err(LogfileError::NoParent(path.to_path_buf()));
     }
@@ -36,7 +42,10 @@ pub fn open(path: &Path) -> Result<File, LogfileError> {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 LogfileError::Symlink(path.to_path_buf())
             } else {
-                LogfileError::Open { path: path.to_path_buf(), source: e }
+                LogfileError::Open {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
             }
         })
 }
@@ -72,7 +81,10 @@ impl Sink for FileSink {
             FileFormat::Syslog(f) => f.format(a),
         };
         let ok = match self.out.as_mut() {
-            Some(o) => o.write_all(line.as_bytes()).and_then(|()| o.write_all(b"\n")).is_ok(),
+            Some(o) => o
+                .write_all(line.as_bytes())
+                .and_then(|()| o.write_all(b"\n"))
+                .is_ok(),
             None => false,
         };
         count(&self.stats, ok);
@@ -118,7 +130,10 @@ mod tests {
         let mut s = FileSink::new(&p, FileFormat::Json).unwrap();
         s.emit(&sample_alert("a", "one"));
         s.flush();
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         std::fs::rename(&p, dir.path().join("alerts.log.1")).unwrap();
         s.reopen();
         s.emit(&sample_alert("b", "two"));
@@ -138,6 +153,9 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         assert!(matches!(open(&link), Err(LogfileError::Symlink(_))));
         let e = open(&dir.path().join("nope/alerts.log")).unwrap_err();
-        assert!(e.to_string().contains("parent directory does not exist"), "{e}");
+        assert!(
+            e.to_string().contains("parent directory does not exist"),
+            "{e}"
+        );
     }
 }

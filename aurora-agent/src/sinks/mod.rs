@@ -63,7 +63,10 @@ impl SinkSet {
     /// Flush local sinks and close network sinks: returns (name, task) to wait on.
     pub fn shutdown(&mut self) -> Vec<(Arc<SinkStats>, tokio::task::JoinHandle<()>)> {
         self.flush();
-        self.sinks.iter_mut().filter_map(|s| s.shutdown().map(|t| (s.stats(), t))).collect()
+        self.sinks
+            .iter_mut()
+            .filter_map(|s| s.shutdown().map(|t| (s.stats(), t)))
+            .collect()
     }
 
     pub fn all_stats(&self) -> Vec<Arc<SinkStats>> {
@@ -96,7 +99,9 @@ pub(crate) mod tests {
         ev.push_str(f::COMMAND_LINE, cmdline);
         ev.push_int(f::PROCESS_ID, 4242);
         Alert {
-            time: chrono::DateTime::parse_from_rfc3339("2024-05-01T12:34:56.789Z").unwrap().into(),
+            time: chrono::DateTime::parse_from_rfc3339("2024-05-01T12:34:56.789Z")
+                .unwrap()
+                .into(),
             host: "testhost".into(),
             rule: Arc::new(RuleMeta {
                 id: Some("r-1".into()),
@@ -108,7 +113,10 @@ pub(crate) mod tests {
                 references: vec![],
                 path: "rules/x.yml".into(),
             }),
-            matched: MatchInfo { selections: vec!["selection".into()], fields: vec![] },
+            matched: MatchInfo {
+                selections: vec!["selection".into()],
+                fields: vec![],
+            },
             event: ev,
         }
     }

@@ -59,23 +59,29 @@ pub fn tls_config(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
 ) -> Result<Arc<rustls::ClientConfig>> {
-    let read_certs = |p: &std::path::Path| -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-        let f = std::fs::File::open(p).with_context(|| format!("--tls-ca/--tls-cert {}", p.display()))?;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
-            .collect::<std::result::Result<_, _>>()
-            .with_context(|| format!("{}: not a PEM certificate file", p.display()))?;
-        if certs.is_empty() {
-            bail!("{}: no PEM certificate found", p.display());
-        }
-        Ok(certs)
-    };
+    let read_certs =
+        |p: &std::path::Path| -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+            let f = std::fs::File::open(p)
+                .with_context(|| format!("--tls-ca/--tls-cert {}", p.display()))?;
+            let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
+                .collect::<std::result::Result<_, _>>()
+                .with_context(|| format!("{}: not a PEM certificate file", p.display()))?;
+            if certs.is_empty() {
+                bail!("{}: no PEM certificate found", p.display());
+            }
+            Ok(certs)
+        };
     let mut roots = rustls::RootCertStore::empty();
     for c in read_certs(ca)? {
-        roots.add(c).with_context(|| format!("{}: unusable CA certificate", ca.display()))?;
+        roots
+            .add(c)
+            .with_context(|| format!("{}: unusable CA certificate", ca.display()))?;
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
     let config = match (cert, key) {
         (None, None) => builder.with_no_client_auth(),
         (Some(c), Some(k)) => {
@@ -105,7 +111,10 @@ impl Conn {
             Conn::Tls(t) => t.get_ref().0,
         };
         let mut b = [0u8; 1];
-        matches!(tokio::time::timeout(Duration::ZERO, tcp.peek(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(
+            tokio::time::timeout(Duration::ZERO, tcp.peek(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 
     async fn send(&mut self, msg: &[u8]) -> std::io::Result<()> {
@@ -127,7 +136,11 @@ async fn connect(host: &str, port: u16, transport: &Transport) -> std::io::Resul
                 .await?
                 .next()
                 .ok_or_else(|| std::io::Error::other("no address"))?;
-            let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+            let bind = if addr.is_ipv6() {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            };
             let s = UdpSocket::bind(bind).await?;
             s.connect(addr).await?;
             Ok(Conn::Udp(s))
@@ -186,7 +199,9 @@ async fn deliver(
                 }
                 Err(e) => {
                     if failures == 0 {
-                        tracing::warn!("collector {host}:{port} unreachable ({e}); alerts are queued");
+                        tracing::warn!(
+                            "collector {host}:{port} unreachable ({e}); alerts are queued"
+                        );
                     }
                     failures += 1;
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -235,14 +250,25 @@ impl NetworkSink {
             Transport::Tcp(f) | Transport::Tls(f, _) => (false, *f),
         };
         let task = rt.spawn(deliver(host, port, transport, rx, stats.clone()));
-        Ok(NetworkSink { formatter, udp, framing, tx: Some(tx), task: Some(task), stats })
+        Ok(NetworkSink {
+            formatter,
+            udp,
+            framing,
+            tx: Some(tx),
+            task: Some(task),
+            stats,
+        })
     }
 }
 
 impl Sink for NetworkSink {
     fn emit(&mut self, a: &Alert) {
         let msg = self.formatter.format(a);
-        let bytes = if self.udp { msg.into_bytes() } else { frame(&msg, self.framing) };
+        let bytes = if self.udp {
+            msg.into_bytes()
+        } else {
+            frame(&msg, self.framing)
+        };
         let Some(tx) = &self.tx else { return };
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if tx.try_send(bytes).is_err() {
@@ -270,9 +296,15 @@ mod tests {
 
     #[test]
     fn targets_are_validated() {
-        assert_eq!(split_target("127.0.0.1:514").unwrap(), ("127.0.0.1".into(), 514));
+        assert_eq!(
+            split_target("127.0.0.1:514").unwrap(),
+            ("127.0.0.1".into(), 514)
+        );
         assert_eq!(split_target("[::1]:6514").unwrap(), ("::1".into(), 6514));
-        assert!(split_target("localhost").unwrap_err().to_string().contains("host:port"));
+        assert!(split_target("localhost")
+            .unwrap_err()
+            .to_string()
+            .contains("host:port"));
         assert!(split_target("h:0").is_err());
         assert!(split_target("h:99999").is_err());
         assert!(split_target(":514").is_err());

@@ -14,14 +14,26 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn new(json: bool) -> Self {
-        StdoutSink { json, out: BufWriter::new(std::io::stdout()), stats: Arc::new(SinkStats::named("stdout")) }
+        StdoutSink {
+            json,
+            out: BufWriter::new(std::io::stdout()),
+            stats: Arc::new(SinkStats::named("stdout")),
+        }
     }
 }
 
 impl Sink for StdoutSink {
     fn emit(&mut self, a: &Alert) {
-        let line = if self.json { a.to_json() } else { text::line(a) };
-        let ok = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n")).is_ok();
+        let line = if self.json {
+            a.to_json()
+        } else {
+            text::line(a)
+        };
+        let ok = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"))
+            .is_ok();
         count(&self.stats, ok);
     }
 

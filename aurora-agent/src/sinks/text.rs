@@ -30,7 +30,11 @@ pub fn summary(a: &Alert) -> String {
     );
     for name in SHOWN {
         if let Some(v) = a.event.get(name) {
-            let _ = write!(s, " {name}=\"{}\"", neutralize(&v.as_text()).replace('"', "\\\""));
+            let _ = write!(
+                s,
+                " {name}=\"{}\"",
+                neutralize(&v.as_text()).replace('"', "\\\"")
+            );
         }
     }
     s

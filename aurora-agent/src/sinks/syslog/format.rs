@@ -52,7 +52,13 @@ pub fn facility(s: &str) -> Option<u8> {
         "cron" => 9,
         "authpriv" => 10,
         "ftp" => 11,
-        l if l.starts_with("local") => return l[5..].parse::<u8>().ok().filter(|n| *n <= 7).map(|n| 16 + n),
+        l if l.starts_with("local") => {
+            return l[5..]
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= 7)
+                .map(|n| 16 + n)
+        }
         _ => return None,
     };
     Some(n)
@@ -74,8 +80,16 @@ pub fn sd_escape(v: &str) -> String {
 
 /// HOSTNAME / APP-NAME / PROCID / MSGID must be printable US-ASCII without spaces.
 fn header_token(s: &str, max: usize) -> String {
-    let t: String = s.chars().filter(|c| c.is_ascii_graphic()).take(max).collect();
-    if t.is_empty() { "-".into() } else { t }
+    let t: String = s
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(max)
+        .collect();
+    if t.is_empty() {
+        "-".into()
+    } else {
+        t
+    }
 }
 
 pub struct Formatter {
@@ -113,7 +127,12 @@ impl Formatter {
                         a.rule.level.as_str()
                     );
                     for (k, v) in &a.event.fields {
-                        let _ = write!(s, " {}=\"{}\"", header_token(k, 32), sd_escape(&v.as_text()));
+                        let _ = write!(
+                            s,
+                            " {}=\"{}\"",
+                            header_token(k, 32),
+                            sd_escape(&v.as_text())
+                        );
                     }
                     s.push(']');
                 } else {
@@ -142,12 +161,20 @@ mod tests {
     #[test]
     fn rfc5424_grammar_and_sd_escaping() {
         let a = sample_alert("curl x | sh\n<13>1 forged", "My \"rule\" [x]\\");
-        let f = Formatter { rfc: Rfc::R5424, payload: Payload::Text, facility: 1, pid: 42 };
+        let f = Formatter {
+            rfc: Rfc::R5424,
+            payload: Payload::Text,
+            facility: 1,
+            pid: 42,
+        };
         let m = f.format(&a);
         // PRI = user(1)*8 + high(3)
         assert!(m.starts_with("<11>1 2024-05-01T12:34:56.789000Z testhost aurora 42 process_creation [aurora@32473 "), "{m}");
         assert!(m.contains(r#"ruleTitle="My \"rule\" [x\]\\""#), "{m}");
-        assert!(m.contains(r#"CommandLine="curl x | sh\\n<13>1 forged""#), "{m}");
+        assert!(
+            m.contains(r#"CommandLine="curl x | sh\\n<13>1 forged""#),
+            "{m}"
+        );
         assert!(!m.contains('\n'));
         assert!(m.contains("] Sigma match: My \"rule\" [x]\\ [high]"), "{m}");
     }
@@ -155,13 +182,28 @@ mod tests {
     #[test]
     fn rfc5424_json_payload_and_3164() {
         let a = sample_alert("id", "T");
-        let j = Formatter { rfc: Rfc::R5424, payload: Payload::Json, facility: 16, pid: 7 }.format(&a);
+        let j = Formatter {
+            rfc: Rfc::R5424,
+            payload: Payload::Json,
+            facility: 16,
+            pid: 7,
+        }
+        .format(&a);
         assert!(j.starts_with("<131>1 "), "{j}");
         let msg = j.split_once(" - ").unwrap().1;
         let v: serde_json::Value = serde_json::from_str(msg).unwrap();
         assert_eq!(v["rule"]["title"], "T");
-        let b = Formatter { rfc: Rfc::R3164, payload: Payload::Text, facility: 4, pid: 9 }.format(&a);
-        assert!(b.starts_with("<35>May  1 12:34:56 testhost aurora[9]: Sigma match: T [high]"), "{b}");
+        let b = Formatter {
+            rfc: Rfc::R3164,
+            payload: Payload::Text,
+            facility: 4,
+            pid: 9,
+        }
+        .format(&a);
+        assert!(
+            b.starts_with("<35>May  1 12:34:56 testhost aurora[9]: Sigma match: T [high]"),
+            "{b}"
+        );
     }
 
     #[test]

@@ -1,0 +1,106 @@
+//! Line reading in constant memory: a line longer than the limit is skipped (and reported)
+//! without being held; invalid UTF-8 is reported, not panicked on.
+use std::io::BufRead;
+
+/// Lines longer than this are rejected.
+pub const MAX_LINE: usize = 16 << 20;
+
+pub enum Line {
+    Text(String),
+    TooLong(usize),
+    InvalidUtf8(usize),
+}
+
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    pub line_no: u64,
+    max: usize,
+}
+
+impl<R: BufRead> LineReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self::with_limit(inner, MAX_LINE)
+    }
+
+    pub fn with_limit(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            line_no: 0,
+            max,
+        }
+    }
+
+    /// The next line (without its newline), or None at end of input.
+    pub fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        self.buf.clear();
+        let mut len = 0usize;
+        let mut any = false;
+        loop {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], Some(i + 1)),
+                None => (chunk, None),
+            };
+            len += part.len();
+            if len <= self.max {
+                self.buf.extend_from_slice(part);
+            } else if !self.buf.is_empty() {
+                self.buf = Vec::new(); // give the memory back
+            }
+            let used = done.unwrap_or(chunk.len());
+            self.inner.consume(used);
+            if done.is_some() {
+                break;
+            }
+        }
+        if !any {
+            return Ok(None);
+        }
+        self.line_no += 1;
+        if len > self.max {
+            return Ok(Some(Line::TooLong(len)));
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        match String::from_utf8(std::mem::take(&mut self.buf)) {
+            Ok(s) => Ok(Some(Line::Text(s))),
+            Err(e) => Ok(Some(Line::InvalidUtf8(e.utf8_error().valid_up_to()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<String> {
+        let mut r = LineReader::with_limit(std::io::BufReader::with_capacity(4, input), max);
+        let mut out = vec![];
+        while let Some(l) = r.next_line().unwrap() {
+            out.push(match l {
+                Line::Text(s) => s,
+                Line::TooLong(n) => format!("too long {n}"),
+                Line::InvalidUtf8(at) => format!("utf8 at {at}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn splits_limits_and_reports() {
+        assert_eq!(lines(b"a\nbb\r\n\nccc", 100), vec!["a", "bb", "", "ccc"]);
+        assert_eq!(
+            lines(b"short\nthis line is long\nok\n", 8),
+            vec!["short", "too long 17", "ok"]
+        );
+        assert_eq!(lines(b"ab\xffcd\nx\n", 100), vec!["utf8 at 2", "x"]);
+        assert!(lines(b"", 10).is_empty());
+    }
+}
