@@ -1,1 +1,117 @@
-fn main() {}
+//! `cargo xtask <task>`: what a fresh Debian 12 machine (as root) needs to build, run and test
+//! Aurora. Every task installs what is missing first — visibly, and as a fast no-op when all
+//! is present.
+mod bench;
+mod dist;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain pieces and system packages Aurora needs (idempotent).
+    Setup {
+        /// Also install what the test suite needs (rsyslog, openssl, systemd tools).
+        #[arg(long)]
+        test_deps: bool,
+    },
+    /// Build the agent (release).
+    Build,
+    /// Build and run the live agent: `cargo xtask run -- --rules rules --json`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: fmt check, clippy, unit, replay, live eBPF, sink and deploy tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks: replay throughput, live overhead, loss under load (table + JSON).
+    Bench(bench::BenchArgs),
+    /// Release tarball and .deb in dist/.
+    Dist,
+}
+
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+pub fn step(msg: &str) {
+    eprintln!("xtask: {msg}");
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn build_release() -> Result<std::path::PathBuf> {
+    step("building aurora (release)");
+    run(cargo().args(["build", "--release", "--quiet", "-p", "aurora-agent"]))?;
+    Ok(root().join("target/release/aurora"))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup { test_deps } => setup::ensure(test_deps),
+        Task::Build => {
+            setup::ensure(false)?;
+            build_release().map(|_| ())
+        }
+        Task::Run { args } => {
+            setup::ensure(false)?;
+            let bin = build_release()?;
+            step(&format!("running {} {}", bin.display(), args.join(" ")));
+            let err = std::os::unix::process::CommandExt::exec(
+                Command::new(bin).args(args).current_dir(root()),
+            );
+            Err(err).context("exec aurora")
+        }
+        Task::Test { args } => {
+            setup::ensure(true)?;
+            step("cargo fmt --check");
+            run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+            step("cargo clippy -D warnings");
+            run(cargo().args(["clippy", "--quiet", "--all-targets", "--", "-D", "warnings"]))?;
+            step("cargo test (unit, replay, CLI, live eBPF, sinks, deploy)");
+            // Live tests share the kernel's sensors and the machine's 2 cores: one at a time.
+            run(cargo()
+                .args(["test", "--workspace"])
+                .args(&args)
+                .args(["--", "--test-threads=1"]))
+        }
+        Task::Bench(a) => {
+            setup::ensure(false)?;
+            bench::run(a)
+        }
+        Task::Dist => {
+            setup::ensure(false)?;
+            dist::run()
+        }
+    }
+}

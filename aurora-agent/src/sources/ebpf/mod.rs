@@ -2,6 +2,7 @@
 //! per program into the pipeline queue.
 mod decode;
 pub mod drain;
+mod listeners;
 pub mod preflight;
 pub mod ringsize;
 
@@ -109,6 +110,15 @@ impl Sensors {
                     return Err(e).with_context(|| format!("attaching {category}/{name}"));
                 }
             }
+        }
+        {
+            let map = ebpf.map_mut("LISTENERS").context("LISTENERS map missing")?;
+            let mut listeners = aya::maps::HashMap::try_from(map)?;
+            let n = listeners::seed(&mut listeners);
+            tracing::debug!(
+                listeners = n,
+                "pre-existing TCP listeners recorded for attribution"
+            );
         }
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map missing")?)?;
         Ok(Sensors { ebpf, lost, logger })

@@ -1,0 +1,189 @@
+//! Helpers shared by the integration tests: running the `aurora` binary and reading its output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn aurora() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_aurora"))
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The SigmaHQ corpus beside the project (`../shared/sigmahq`).
+pub fn sigmahq() -> PathBuf {
+    repo().join("../shared/sigmahq")
+}
+
+/// A unique marker for this test run.
+pub fn marker(name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("aurora-test-{name}-{}-{t}-{n}", std::process::id())
+}
+
+/// `aurora record` running in the background, writing JSONL to a temp file.
+pub struct Recorder {
+    child: Child,
+    pub out: PathBuf,
+    stderr_lines: mpsc::Receiver<String>,
+    pub stderr: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    /// Start recording and wait until the sensors are attached. Panics (the test fails) if the
+    /// programs cannot load: live tests never skip.
+    pub fn start(extra: &[&str]) -> Recorder {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("events.jsonl");
+        let mut child = Command::new(aurora())
+            .arg("record")
+            .arg("--output")
+            .arg(&out)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn aurora record");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) => {
+                    let ready = l.contains("sensors attached");
+                    seen.push(l);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().unwrap();
+                    panic!(
+                        "aurora record exited before attaching ({status}):\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "aurora record did not attach within 60 s:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+        Recorder {
+            child,
+            out,
+            stderr_lines: rx,
+            stderr: seen,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, wait (must exit 0 within 5 s), and return every recorded event.
+    pub fn stop(mut self) -> (Vec<Value>, Vec<String>) {
+        // Let the last events travel through the rings and the pipeline.
+        std::thread::sleep(Duration::from_millis(500));
+        nix_kill(self.child.id(), 15);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = self.child.kill();
+                panic!("aurora record did not stop within 5 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(500)) {
+            self.stderr.push(l);
+        }
+        assert!(
+            status.success(),
+            "aurora record exit status {status}:\n{}",
+            self.stderr.join("\n")
+        );
+        let text = std::fs::read_to_string(&self.out).unwrap();
+        let events = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record writes JSON lines"))
+            .collect();
+        (events, std::mem::take(&mut self.stderr))
+    }
+}
+
+pub fn nix_kill(pid: u32, sig: i32) {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+pub fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("field {k} missing or not a string in {v}"))
+}
+
+pub fn n(v: &Value, k: &str) -> i64 {
+    v.get(k)
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("field {k} missing or not a number in {v}"))
+}
+
+pub fn of_kind(events: &[Value], id: i64) -> impl Iterator<Item = &Value> {
+    events
+        .iter()
+        .filter(move |e| e["EventID"].as_i64() == Some(id))
+}
+
+/// `kernel_lost[exec=A,exit=B,file=C,net=D]` from the final stats line.
+pub fn kernel_lost(stderr: &[String]) -> Vec<(String, u64)> {
+    let line = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains("kernel_lost["))
+        .expect("stats line");
+    let inner = line
+        .split("kernel_lost[")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    inner
+        .split(',')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
