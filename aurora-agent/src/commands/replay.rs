@@ -111,5 +111,17 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     for l in stats.throttle_lines() {
         writeln!(err, "replay: {l}")?;
     }
+    for k in handler.sinks.all_stats() {
+        writeln!(
+            err,
+            "replay: sink {}: sent={} queued={} dropped={} reconnects={} errors={}",
+            k.name,
+            k.sent.load(Ordering::Relaxed),
+            k.queued.load(Ordering::Relaxed),
+            k.dropped.load(Ordering::Relaxed),
+            k.reconnects.load(Ordering::Relaxed),
+            k.errors.load(Ordering::Relaxed)
+        )?;
+    }
     Ok(rejected == 0)
 }

@@ -1,0 +1,282 @@
+//! Alert delivery to a real rsyslog (Debian package, started here on loopback with a generated
+//! config in a temp dir): UDP, TCP with octet counting, TLS (rsyslog-gnutls, CA and server
+//! certificate generated here), and a collector that dies and comes back.
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BASE64_RULE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Rsyslog {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Rsyslog {
+    /// rsyslogd in the foreground with one input per transport, each written raw to its file.
+    fn start(dir: &Path, udp: u16, tcp: u16, tls: Option<u16>) -> Rsyslog {
+        let mut conf = format!(
+            "global(workDirectory=\"{d}\" maxMessageSize=\"64k\"{tlsglobal})\n\
+             module(load=\"imudp\")\nmodule(load=\"imtcp\" maxSessions=\"50\")\n\
+             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+             ruleset(name=\"udp\") {{ action(type=\"omfile\" file=\"{d}/udp.log\" template=\"raw\") }}\n\
+             ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"raw\") }}\n\
+             ruleset(name=\"tls\") {{ action(type=\"omfile\" file=\"{d}/tls.log\" template=\"raw\") }}\n\
+             input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\" ruleset=\"udp\")\n\
+             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\" ruleset=\"tcp\")\n",
+            d = dir.display(),
+            tlsglobal = if tls.is_some() {
+                format!(
+                    " defaultNetstreamDriverCAFile=\"{d}/ca.pem\" defaultNetstreamDriverCertFile=\"{d}/server.pem\" defaultNetstreamDriverKeyFile=\"{d}/server.key\"",
+                    d = dir.display()
+                )
+            } else {
+                String::new()
+            },
+        );
+        if let Some(p) = tls {
+            conf += &format!(
+                "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{p}\" ruleset=\"tls\" \
+                 streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n"
+            );
+        }
+        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
+        let child = Command::new("/usr/sbin/rsyslogd")
+            .args(["-n", "-f"])
+            .arg(dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(dir.join("rsyslog.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd (apt package rsyslog; `cargo xtask setup --test-deps` installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", tcp)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "rsyslogd did not listen on {tcp}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rsyslog {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn stop(mut self) {
+        nix_kill(self.child.id(), 15);
+        let _ = self.child.wait();
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Wait until `name` holds `n` lines (or time out) and return them.
+    fn wait_lines(&self, name: &str, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines: Vec<String> = self.read(name).lines().map(str::to_owned).collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn gen_certs(dir: &Path) {
+    let sh = format!(
+        "set -e; cd {d}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=aurora-test-ca 2>/dev/null; \
+         openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null; \
+         printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext; \
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext 2>/dev/null",
+        d = dir.display()
+    );
+    assert!(
+        Command::new("sh")
+            .args(["-c", &sh])
+            .status()
+            .unwrap()
+            .success(),
+        "openssl"
+    );
+}
+
+/// An event that fires the base64 rule, with a hostile command line.
+fn hostile_event(i: usize) -> String {
+    format!(
+        r#"{{"EventID":1,"UtcTime":"2025-06-01 10:00:0{}.000","Image":"/usr/bin/base64","CommandLine":"base64 -d {i}\n<13>1 2025-06-01T00:00:00Z forged host - - - fake\r\u001b[31m]\"\\","ProcessId":{},"User":"root"}}"#,
+        i % 10,
+        1000 + i
+    )
+}
+
+fn replay_stdin(args: &[String]) -> (Child, ChildStdin) {
+    let mut child = Command::new(aurora())
+        .args(["replay", "--no-stdout", "--throttle-rate", "0", "--rules"])
+        .arg(sigmahq())
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
+fn finish(child: Child, stdin: ChildStdin) -> String {
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    err
+}
+
+#[test]
+fn udp_tcp_and_tls_each_deliver_every_alert_once_with_exact_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    gen_certs(dir.path());
+    let (udp, tcp, tls) = (free_port(), free_port(), free_port());
+    let rs = Rsyslog::start(dir.path(), udp, tcp, Some(tls));
+    let ca = dir.path().join("ca.pem").display().to_string();
+    for (target, file, args) in [
+        (
+            "udp",
+            "udp.log",
+            vec!["--udp-target".into(), format!("127.0.0.1:{udp}")],
+        ),
+        (
+            "tcp",
+            "tcp.log",
+            vec!["--tcp-target".into(), format!("127.0.0.1:{tcp}")],
+        ),
+        (
+            "tls",
+            "tls.log",
+            vec![
+                "--tcp-target".into(),
+                format!("127.0.0.1:{tls}"),
+                "--tcp-tls".into(),
+                "--tls-ca".into(),
+                ca.clone(),
+            ],
+        ),
+    ] {
+        let (child, mut stdin) = replay_stdin(&args);
+        for i in 0..3 {
+            writeln!(stdin, "{}", hostile_event(i)).unwrap();
+        }
+        let err = finish(child, stdin);
+        assert!(err.contains("sent=3 queued=0 dropped=0"), "{target}: {err}");
+        let lines = rs.wait_lines(file, 3);
+        assert_eq!(
+            lines.len(),
+            3,
+            "{target}: each alert exactly once: {lines:#?}"
+        );
+        for (i, l) in lines.iter().enumerate() {
+            assert!(
+                l.starts_with("<13>1 "),
+                "{target}: PRI = user(1) * 8 + low(5): {l}"
+            );
+            assert!(l.contains(" aurora "), "{target}: APP-NAME {l}");
+            assert!(
+                l.contains(" process_creation [aurora@32473 "),
+                "{target}: MSGID + SD-ID {l}"
+            );
+            assert!(
+                l.contains(&format!("ruleId=\"{BASE64_RULE}\"")),
+                "{target}: {l}"
+            );
+            assert!(l.contains("level=\"low\""), "{target}: {l}");
+            assert!(l.contains(&format!("CommandLine=\"base64 -d {i}\\\\n<13>1 2025-06-01T00:00:00Z forged host - - - fake\\\\r\\\\x1b[31m\\]\\\"\\\\\"")), "{target}: SD escaping {l}");
+            assert!(
+                !l.contains('\u{1b}') && !l.contains('\r'),
+                "{target}: control characters neutralised"
+            );
+        }
+    }
+    rs.stop();
+}
+
+#[test]
+fn dead_collector_queues_then_delivers_and_counts_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = (free_port(), free_port());
+    let rs = Rsyslog::start(dir.path(), udp, tcp, None);
+    let (child, mut stdin) = replay_stdin(&[
+        "--tcp-target".into(),
+        format!("127.0.0.1:{tcp}"),
+        "--sink-queue".into(),
+        "5".into(),
+    ]);
+    for i in 0..2 {
+        writeln!(stdin, "{}", hostile_event(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    assert_eq!(rs.wait_lines("tcp.log", 2).len(), 2, "delivered while up");
+    rs.stop();
+    std::thread::sleep(Duration::from_millis(300));
+    // Collector down: 8 alerts; the queue holds 5 (one more may be in the sender's hands).
+    for i in 2..10 {
+        writeln!(stdin, "{}", hostile_event(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let rs = Rsyslog::start(dir.path(), udp, tcp, None);
+    let err = finish(child, stdin);
+    let line = err
+        .lines()
+        .find(|l| l.contains("sink tcp:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let num = |k: &str| -> u64 {
+        line.split(&format!("{k}="))
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (sent, dropped) = (num("sent"), num("dropped"));
+    assert_eq!(
+        sent + dropped,
+        10,
+        "every alert sent or counted dropped: {line}"
+    );
+    assert!(dropped >= 2, "overflow beyond the queue counted: {line}");
+    assert!(num("reconnects") >= 1, "{line}");
+    let lines = rs.wait_lines("tcp.log", sent as usize);
+    assert_eq!(
+        lines.len() as u64,
+        sent,
+        "what was queued arrived after the restart"
+    );
+    rs.stop();
+}
