@@ -92,7 +92,7 @@ pub struct DetectArgs {
     #[arg(long, value_name = "FILE")]
     pub logsource_map: Option<PathBuf>,
     /// Alerts per rule per second before throttling (0 disables). [default: 1.0]
-    #[arg(long, value_name = "RATE")]
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
     pub throttle_rate: Option<f64>,
     /// Alerts per rule allowed in a burst above the rate. [default: 5]
     #[arg(long, value_name = "N")]

@@ -70,7 +70,7 @@ fn cargo() -> Command {
     c
 }
 
-fn build_release() -> Result<std::path::PathBuf> {
+pub fn build_release() -> Result<std::path::PathBuf> {
     step("building aurora (release)");
     run(cargo().args(["build", "--release", "--quiet", "-p", "aurora-agent"]))?;
     Ok(root().join("target/release/aurora"))
@@ -111,7 +111,7 @@ fn main() -> Result<()> {
         }
         Task::Dist => {
             setup::ensure(false)?;
-            dist::run()
+            dist::run_dist()
         }
     }
 }

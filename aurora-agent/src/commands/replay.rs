@@ -47,7 +47,7 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
         let mut hup = signal(SignalKind::hangup())?;
         rt.spawn(async move {
             while hup.recv().await.is_some() {
-                match Detector::load(&cfg, detect_stats.clone()) {
+                match Detector::reload(&cfg, detect_stats.clone()) {
                     Ok(d) => {
                         if let Ok(mut slot) = control.new_detector.lock() {
                             *slot = Some(d);
@@ -68,14 +68,15 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
         let interactive = name == "-";
         let mut on_event = |mut ev| {
             events += 1;
+            // A pipe feeds us as events happen: apply reloads before the event, show its alerts
+            // at once. Files check for reloads every 4096 events.
+            if interactive || events % 4096 == 0 {
+                handler.poll_control();
+            }
             correlator.complete(&mut ev);
             handler.handle(ev);
             if interactive {
-                // A pipe feeds us as events happen: show alerts and apply reloads at once.
                 handler.flush();
-                handler.poll_control();
-            } else if events % 4096 == 0 {
-                handler.poll_control();
             }
         };
         let mut on_reject = |r: crate::sources::replay::Rejected| {

@@ -98,7 +98,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let reload_stats = stats.detect.clone();
         let reloader = tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match Detector::load(&cfg, reload_stats.clone()) {
+                match Detector::reload(&cfg, reload_stats.clone()) {
                     Ok(d) => {
                         if let Ok(mut slot) = reload_control.new_detector.lock() {
                             *slot = Some(d);

@@ -83,6 +83,8 @@ pub enum DetectorError {
     Map(#[from] logsource::MapError),
     #[error(transparent)]
     Throttle(#[from] throttle::ThrottleError),
+    #[error("{0} invalid rule(s), first: {1}")]
+    Invalid(usize, String),
 }
 
 fn hostname() -> Arc<str> {
@@ -144,6 +146,26 @@ impl Detector {
             entries,
             summary,
         })
+    }
+
+    /// SIGHUP: like `load`, but all or nothing — a set with any invalid rule is refused, so a
+    /// typo pushed to the rules directory never silently removes a rule from a running agent.
+    pub fn reload(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
+        let d = Self::load(cfg, stats)?;
+        if d.summary.invalid > 0 {
+            let first = d
+                .entries
+                .iter()
+                .find_map(|e| match &e.status {
+                    RuleStatus::Invalid { reason } => {
+                        Some(format!("{}: {reason}", e.path.display()))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default();
+            return Err(DetectorError::Invalid(d.summary.invalid, first));
+        }
+        Ok(d)
     }
 
     pub fn rule_count(&self) -> usize {

@@ -1,0 +1,448 @@
+//! Operator experience without root: flag and config validation (each message asserted),
+//! config precedence, SIGHUP reload (good and broken rule sets) and logfile reopen, the systemd
+//! unit checks, and install.sh into a staging root.
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn replay_err(args: &[&str]) -> String {
+    let out = Command::new(aurora())
+        .arg("replay")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "expected failure for {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn invalid_flags_fail_fast_with_actionable_messages() {
+    let rules = repo().join("rules");
+    let r = rules.to_str().unwrap();
+    let fx = repo().join("tests/fixtures/attack_base64.jsonl");
+    let f = fx.to_str().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let e = empty.path().to_str().unwrap();
+    let file = repo().join("README.md");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--rules", "/nonexistent-aurora", f],
+            "rules directory /nonexistent-aurora: does not exist",
+        ),
+        (
+            vec!["--rules", file.to_str().unwrap(), f],
+            "is not a directory",
+        ),
+        (
+            vec!["--rules", e, f],
+            "contains no *.yml or *.yaml rule files",
+        ),
+        (vec![f], "no rules: give --rules DIR"),
+        (
+            vec!["--rules", r, "--throttle-rate", "-1", f],
+            "--throttle-rate -1: must be a number ≥ 0",
+        ),
+        (
+            vec!["--rules", r, "--throttle-burst", "0", f],
+            "--throttle-burst 0: must be at least 1",
+        ),
+        (
+            vec!["--rules", r, "--min-level", "severe", f],
+            "--min-level severe: expected informational, low, medium, high or critical",
+        ),
+        (
+            vec!["--rules", r, "--logfile", "/nonexistent-aurora/a.log", f],
+            "parent directory does not exist",
+        ),
+        (
+            vec![
+                "--rules",
+                r,
+                "--logfile",
+                "/tmp/a.log",
+                "--logfile-format",
+                "xml",
+                f,
+            ],
+            "--logfile-format xml: expected json or syslog",
+        ),
+        (
+            vec!["--rules", r, "--tcp-target", "collector", f],
+            "'collector' is not host:port",
+        ),
+        (
+            vec!["--rules", r, "--udp-target", "10.0.0.1:99999", f],
+            "port '99999' is not a number in 1-65535",
+        ),
+        (
+            vec!["--rules", r, "--tcp-tls", f],
+            "--tcp-tls/--tls-ca given without --tcp-target",
+        ),
+        (
+            vec![
+                "--rules",
+                r,
+                "--tcp-target",
+                "127.0.0.1:6514",
+                "--tcp-tls",
+                f,
+            ],
+            "--tcp-tls needs --tls-ca FILE",
+        ),
+        (
+            vec!["--rules", r, "--no-stdout", f],
+            "no output: --no-stdout without --logfile",
+        ),
+        (
+            vec!["--rules", r, "--syslog-rfc", "1234", f],
+            "--syslog-rfc 1234: expected 5424 or 3164",
+        ),
+        (
+            vec!["--rules", r, "--syslog-facility", "local9", f],
+            "--syslog-facility local9",
+        ),
+        (
+            vec!["--rules", r, "/nonexistent-aurora.jsonl"],
+            "replay input /nonexistent-aurora.jsonl: no such file",
+        ),
+    ];
+    for (args, want) in cases {
+        let err = replay_err(&args);
+        assert!(err.contains(want), "{args:?}: wanted '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn live_agent_validates_before_touching_the_kernel() {
+    let out = Command::new(aurora())
+        .args(["--rules", "/nonexistent-aurora", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("rules directory /nonexistent-aurora: does not exist"));
+    let out = Command::new(aurora())
+        .args(["--rules", "rules", "--ringbuf-size", "3000"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("below one page"));
+}
+
+#[test]
+fn version_names_the_commit_and_help_shows_defaults_and_examples() {
+    let v = Command::new(aurora()).arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&v.stdout);
+    assert!(v.starts_with("aurora 0.") && v.contains('('), "{v}");
+    let h = Command::new(aurora()).arg("--help").output().unwrap();
+    let h = String::from_utf8_lossy(&h.stdout);
+    for want in [
+        "--throttle-rate",
+        "[default: 1.0]",
+        "--ringbuf-size",
+        "Example:",
+        "replay",
+        "record",
+        "rules",
+    ] {
+        assert!(h.contains(want), "--help lacks {want}");
+    }
+}
+
+#[test]
+fn config_file_keys_apply_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("aurora.yml");
+    // The base64 decode rule is `low`: a config min-level of high hides it, the flag brings it back.
+    std::fs::write(
+        &cfg,
+        format!(
+            "rules:\n  - {}\nmin-level: high\njson: true\n",
+            sigmahq().display()
+        ),
+    )
+    .unwrap();
+    let fx = repo().join("tests/fixtures/attack_base64.jsonl");
+    let run = |extra: &[&str]| {
+        let out = Command::new(aurora())
+            .args(["replay", "-c"])
+            .arg(&cfg)
+            .args(extra)
+            .arg(&fx)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let quiet = run(&[]);
+    assert!(
+        !quiet.contains("e2072cab"),
+        "config min-level applied: {quiet}"
+    );
+    assert!(
+        quiet.lines().all(|l| l.starts_with('{')),
+        "config json: true applied"
+    );
+    let loud = run(&["--min-level", "low"]);
+    assert!(
+        loud.contains("e2072cab-8c9a-459b-b63c-40ae79e27031"),
+        "flag overrides config"
+    );
+
+    std::fs::write(&cfg, "json: true\nthrotle-rate: 2\n").unwrap();
+    let err = replay_err(&["-c", cfg.to_str().unwrap(), fx.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!("{}:", cfg.display()))
+            && err.contains("throtle-rate")
+            && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+fn rule(title: &str, needle: &str) -> String {
+    format!(
+        "title: {title}\nid: 11111111-2222-3333-4444-{:012x}\nstatus: test\nlogsource:\n  category: process_creation\n  product: linux\n\
+         detection:\n  selection:\n    CommandLine|contains: '{needle}'\n  condition: selection\nlevel: high\n",
+        needle.len()
+    )
+}
+
+fn event(cmd: &str) -> String {
+    format!(r#"{{"EventID":1,"Image":"/usr/bin/true","CommandLine":"{cmd}","ProcessId":7}}"#)
+}
+
+struct Stdin {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: std::sync::mpsc::Receiver<String>,
+}
+
+impl Stdin {
+    fn start(args: &[&str]) -> Stdin {
+        let mut child = Command::new(aurora())
+            .args(["replay", "--json", "--throttle-rate", "0"])
+            .args(args)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, out) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(l);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        Stdin { child, stdin, out }
+    }
+
+    fn send(&mut self, line: &str) -> Vec<String> {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(800);
+        while let Ok(l) = self
+            .out
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            got.push(l);
+        }
+        got
+    }
+
+    fn hup(&self) {
+        nix_kill(self.child.id(), 1);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+
+    fn finish(self) -> String {
+        drop(self.stdin);
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+#[test]
+fn sighup_swaps_rules_atomically_and_keeps_the_old_set_when_the_new_one_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("a.yml"), rule("Rule A", "hup-one")).unwrap();
+    let mut r = Stdin::start(&["--rules", rules.to_str().unwrap()]);
+    assert_eq!(r.send(&event("x hup-one")).len(), 1, "rule A active");
+
+    std::fs::write(rules.join("a.yml"), rule("Rule B", "hup-two-b")).unwrap();
+    r.hup();
+    assert_eq!(
+        r.send(&event("x hup-one")).len(),
+        0,
+        "rule A gone after reload"
+    );
+    let b = r.send(&event("x hup-two-b"));
+    assert!(
+        b.len() == 1 && b[0].contains("Rule B"),
+        "rule B active: {b:?}"
+    );
+
+    std::fs::write(rules.join("broken.yml"), "title: [unclosed\n").unwrap();
+    r.hup();
+    let still = r.send(&event("x hup-two-b"));
+    assert_eq!(still.len(), 1, "broken set refused; rule B still active");
+    let err = r.finish();
+    assert!(
+        err.contains("rule reload failed, keeping the current rules"),
+        "{err}"
+    );
+    assert!(
+        err.contains("broken.yml"),
+        "the failing file is named: {err}"
+    );
+}
+
+#[test]
+fn sighup_reopens_the_logfile_after_logrotate_renamed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("a.yml"), rule("Rule A", "rotate-me")).unwrap();
+    let log = dir.path().join("alerts.log");
+    let mut r = Stdin::start(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--no-stdout",
+        "--logfile",
+        log.to_str().unwrap(),
+    ]);
+    r.send(&event("first rotate-me"));
+    std::fs::rename(&log, dir.path().join("alerts.log.1")).unwrap();
+    r.hup();
+    r.send(&event("second rotate-me"));
+    r.finish();
+    let old = std::fs::read_to_string(dir.path().join("alerts.log.1")).unwrap();
+    let new = std::fs::read_to_string(&log).unwrap();
+    assert!(old.contains("first rotate-me") && !old.contains("second"));
+    assert!(new.contains("second rotate-me") && !new.contains("first"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+fn unit_with_binary(dir: &Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(repo().join("deploy/aurora.service")).unwrap();
+    let p = dir.join("aurora.service");
+    std::fs::write(
+        &p,
+        unit.replace("/usr/local/bin/aurora", aurora().to_str().unwrap()),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn systemd_unit_verifies_and_scores_at_most_4_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_with_binary(dir.path());
+    let v = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        v.status.success(),
+        "verify: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let s = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&s.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.split("Overall exposure level for aurora.service: ")
+                .nth(1)
+        })
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no score in: {text}"));
+    assert!(score <= 4.5, "exposure {score} > 4.5");
+}
+
+#[test]
+fn install_sh_into_a_staging_root_is_idempotent_and_uninstalls() {
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    let install = |extra: &[&str]| {
+        let out = Command::new("sh")
+            .arg(repo().join("deploy/install.sh"))
+            .args(["--binary", aurora().to_str().unwrap()])
+            .args(extra)
+            .env("DESTDIR", d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    install(&[]);
+    for f in [
+        "usr/local/bin/aurora",
+        "etc/systemd/system/aurora.service",
+        "etc/default/aurora",
+        "etc/aurora/rules/logsources.yml",
+    ] {
+        assert!(d.join(f).exists(), "{f} installed");
+    }
+    assert!(
+        std::fs::read_to_string(d.join("etc/systemd/system/aurora.service"))
+            .unwrap()
+            .contains("ExecStart=/usr/local/bin/aurora")
+    );
+    std::fs::write(
+        d.join("etc/default/aurora"),
+        "AURORA_OPTS=\"--rules /custom\"\n",
+    )
+    .unwrap();
+    let again = install(&[]);
+    assert!(again.contains("keeping existing /etc/default/aurora"));
+    assert!(
+        std::fs::read_to_string(d.join("etc/default/aurora"))
+            .unwrap()
+            .contains("/custom"),
+        "operator edits kept"
+    );
+    install(&["--uninstall"]);
+    assert!(
+        !d.join("usr/local/bin/aurora").exists()
+            && !d.join("etc/systemd/system/aurora.service").exists()
+    );
+    assert!(
+        d.join("etc/default/aurora").exists(),
+        "config kept on uninstall"
+    );
+}

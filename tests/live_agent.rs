@@ -1,0 +1,90 @@
+//! The live agent end to end (root): real sensors → SigmaHQ rules → logfile, and a SIGTERM
+//! that loses no alert already matched.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("alerts.log");
+    let m = marker("b64");
+    let mut agent = Command::new(aurora())
+        .arg("--rules")
+        .arg(sigmahq())
+        .arg("--rules")
+        .arg(repo().join("rules"))
+        .args(["--no-stdout", "--throttle-rate", "0", "--logfile"])
+        .arg(&log)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = agent.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("agent attaches (BPF must load)");
+        if l.contains("sensors attached") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    let payload = dir.path().join(&m);
+    std::fs::write(&payload, "aGk=\n").unwrap();
+    for _ in 0..20 {
+        let st = Command::new("base64")
+            .arg("-d")
+            .arg(&payload)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    // Stop at once: alerts already matched (or still in the rings) must still be written.
+    let stop = Instant::now();
+    nix_kill(agent.id(), 15);
+    let status = agent.wait().unwrap();
+    assert!(status.success(), "exit 0 on SIGTERM");
+    assert!(
+        stop.elapsed() < Duration::from_secs(2),
+        "stopped within 2 s: {:?}",
+        stop.elapsed()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let hits: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|a| a["rule"]["id"] == "e2072cab-8c9a-459b-b63c-40ae79e27031")
+        .filter(|a| {
+            a["event"]["CommandLine"]
+                .as_str()
+                .is_some_and(|c| c.contains(&m))
+        })
+        .collect();
+    assert_eq!(
+        hits.len(),
+        20,
+        "every base64 -d alerted, none lost at shutdown"
+    );
+    let e = &hits[0]["event"];
+    assert_eq!(
+        e["Image"],
+        std::fs::canonicalize("/usr/bin/base64")
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    assert_eq!(e["ParentProcessId"], std::process::id() as i64);
+}
