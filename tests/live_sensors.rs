@@ -20,7 +20,7 @@ fn test_exe() -> String {
         .to_string()
 }
 
-fn find<'a>(events: &'a [Value], id: i64, pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+fn find(events: &[Value], id: i64, pred: impl Fn(&Value) -> bool) -> Vec<&Value> {
     of_kind(events, id).filter(|e| pred(e)).collect()
 }
 
@@ -221,7 +221,7 @@ fn watch_dir_filters_file_events() {
     );
 }
 
-fn connections<'a>(events: &'a [Value], port: u16) -> (Vec<&'a Value>, Vec<&'a Value>) {
+fn connections(events: &[Value], port: u16) -> (Vec<&Value>, Vec<&Value>) {
     let c: Vec<&Value> = find(events, 3, |e| e["DestinationPort"] == port as i64);
     let out = c
         .iter()

@@ -35,7 +35,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Replay JSONL events (files or - for stdin) through the detection path, without a kernel.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Run the sensors and print every enriched event as one JSON object per line.
     Record(RecordArgs),
     /// Work with rule sets.

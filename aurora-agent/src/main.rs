@@ -17,6 +17,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
-        Some(Command::Replay(args)) => commands::replay::run(args).map(|ok| {
+        Some(Command::Replay(args)) => commands::replay::run(*args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS
             } else {

@@ -89,7 +89,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in).
-    let mut fd = unsafe { AsyncFd::register(rb) }.map_err(|e| std::io::Error::from(e))?;
+    let mut fd = unsafe { AsyncFd::register(rb) }.map_err(std::io::Error::from)?;
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
