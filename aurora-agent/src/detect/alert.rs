@@ -28,7 +28,8 @@ pub struct Alert {
     pub rule: Arc<RuleMeta>,
     #[serde(rename = "match")]
     pub matched: MatchInfo,
-    pub event: Event,
+    /// Shared by every alert the event raised (no per-alert copy).
+    pub event: Arc<Event>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

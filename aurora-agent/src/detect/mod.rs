@@ -109,26 +109,28 @@ impl Detector {
         let mut engines: [Option<Engine>; 4] = Default::default();
         let mut metas = Vec::new();
         let mut entries = entries;
-        for e in entries.iter_mut() {
-            let (RuleStatus::Active { kind }, Some(rule), Some(meta)) =
-                (&e.status, e.rule.take(), &e.meta)
+        // (entry index, rule) per event kind; each engine is built in one batch so its
+        // indexes (including the Aho-Corasick prefilter) are built once, not per rule.
+        let mut per_kind: [Vec<(usize, rsigma_parser::SigmaRule)>; 4] = Default::default();
+        for (i, e) in entries.iter_mut().enumerate() {
+            let (RuleStatus::Active { kind }, Some(mut rule), Some(meta)) = (e.status.clone(), e.rule.take(), &e.meta)
             else {
                 continue;
             };
-            let mut rule = rule;
-            rule.custom_attributes.insert(
-                INDEX_ATTR.into(),
-                yaml_serde::Value::Number((metas.len() as u64).into()),
-            );
-            let engine = engines[kind.index()].get_or_insert_with(new_engine);
-            match engine.add_rule(&rule) {
-                Ok(()) => metas.push(meta.clone()),
-                Err(err) => {
-                    e.status = RuleStatus::Invalid {
-                        reason: format!("does not compile: {err}"),
-                    }
-                }
+            rule.custom_attributes
+                .insert(INDEX_ATTR.into(), yaml_serde::Value::Number((metas.len() as u64).into()));
+            metas.push(meta.clone());
+            per_kind[kind.index()].push((i, rule));
+        }
+        for (k, list) in per_kind.iter().enumerate() {
+            if list.is_empty() {
+                continue;
             }
+            let mut engine = new_engine();
+            for (pos, err) in engine.add_rules(list.iter().map(|(_, r)| r)) {
+                entries[list[pos].0].status = RuleStatus::Invalid { reason: format!("does not compile: {err}") };
+            }
+            engines[k] = Some(engine);
         }
         for e in &entries {
             if let RuleStatus::Invalid { reason } = &e.status {
@@ -194,6 +196,7 @@ impl Detector {
         if results.is_empty() {
             return;
         }
+        let mut shared: Option<Arc<Event>> = None;
         if matches!(self.throttle, Throttle::EventTime { .. }) {
             self.throttle.observe_time(event_time_ns(ev));
         }
@@ -236,7 +239,7 @@ impl Detector {
                 host: self.host.clone(),
                 rule: meta,
                 matched: MatchInfo { selections, fields },
-                event: ev.clone(),
+                event: shared.get_or_insert_with(|| Arc::new(ev.clone())).clone(),
             });
         }
     }
@@ -253,6 +256,10 @@ impl Detector {
 fn new_engine() -> Engine {
     let mut e = Engine::new();
     e.set_match_detail(rsigma_eval::result::MatchDetailLevel::Off);
+    // Aho-Corasick over every rule's literal needles: skips rules none of whose needles occur
+    // in the event. Measured +33 % events/s on SigmaHQ, 4x with the scale rules, same alerts.
+    // (The bloom prefilter measured slower on both sets and stays off.)
+    e.set_cross_rule_ac(true);
     e
 }
 

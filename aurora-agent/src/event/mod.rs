@@ -153,8 +153,22 @@ impl Event {
         }
     }
 
+    /// Field by name. The hot path of detection (every matcher of every candidate rule asks):
+    /// length and first/last bytes are compared before the full name, which avoids a memcmp
+    /// call for nearly every non-matching field.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        let n = name.as_bytes();
+        let (first, last) = match (n.first(), n.last()) {
+            (Some(f), Some(l)) => (*f, *l),
+            _ => return self.fields.iter().find(|(k, _)| k.is_empty()).map(|(_, v)| v),
+        };
+        self.fields
+            .iter()
+            .find(|(k, _)| {
+                let k = k.as_bytes();
+                k.len() == n.len() && k[0] == first && k[k.len() - 1] == last && k == n
+            })
+            .map(|(_, v)| v)
     }
 
     pub fn get_str(&self, name: &str) -> Option<&str> {

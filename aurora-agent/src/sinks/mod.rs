@@ -117,7 +117,7 @@ pub(crate) mod tests {
                 selections: vec!["selection".into()],
                 fields: vec![],
             },
-            event: ev,
+            event: Arc::new(ev),
         }
     }
 }
