@@ -64,8 +64,9 @@ pub struct GlobalArgs {
 
 #[derive(Args, Debug, Clone, Default)]
 pub struct SensorArgs {
-    /// Size of each kernel ring buffer: bytes, K/M suffix or pages (p); a power of two ≥ one
-    /// page. [default: 4M] Example: --ringbuf-size 16M
+    /// Size of the exec and file ring buffers (exit and connect rings get a quarter): bytes,
+    /// K/M suffix or pages (p); a power of two ≥ one page. Ring memory is resident (twice the
+    /// size, mapped). [default: 1M] Example: --ringbuf-size 4M
     #[arg(long, value_name = "SIZE")]
     pub ringbuf_size: Option<String>,
     /// Report file creation only under this directory (repeatable). [default: everywhere]

@@ -18,7 +18,7 @@ use crate::sinks::syslog::Framing;
 use crate::sinks::SinkSet;
 use crate::sources::ebpf::{ringsize, EbpfConfig};
 
-pub const DEFAULT_RING: &str = "4M";
+pub const DEFAULT_RING: &str = "1M";
 pub const DEFAULT_QUEUE: usize = 65536;
 pub const DEFAULT_CORRELATION_CACHE: usize = 16384;
 

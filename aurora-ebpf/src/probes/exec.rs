@@ -83,5 +83,5 @@ unsafe fn handle(ctx: &TracePointContext) {
         }
         (*rec).flags = flags;
     }
-    entry.submit(0);
+    entry.submit(maps::wakeup_flags(&maps::EXEC_RING));
 }

@@ -33,6 +33,6 @@ unsafe fn handle() {
         // The last thread may not be the leader: report the process, not the thread.
         (*rec).header.pid = tgid;
         (*rec).exit_code = co_re::aurora_task_exit_code(task);
-        entry.submit(0);
+        entry.submit(maps::wakeup_flags(&maps::EXIT_RING));
     }
 }

@@ -183,7 +183,7 @@ fn on_exit(ctx: &TracePointContext) {
         (*rec).mode = pending.mode;
         (*rec).fd = ret as i32;
     }
-    entry.submit(0);
+    entry.submit(maps::wakeup_flags(&maps::FILE_RING));
 }
 
 /// Longest-prefix match of the path's first `PREFIX_LEN` bytes against `WATCHED_PREFIXES`.

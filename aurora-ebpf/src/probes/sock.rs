@@ -163,5 +163,5 @@ fn emit(st: &SockState, owner: Option<&SockOwner>, direction: u8) {
         (*rec).direction = direction;
         (*rec)._pad = [0; 6];
     }
-    entry.submit(0);
+    entry.submit(maps::wakeup_flags(&maps::NET_RING));
 }

@@ -12,6 +12,9 @@ use super::decode;
 use crate::sources::RawEvent;
 use crate::stats::SourceStats;
 
+/// How often every ring is drained even without a wakeup.
+pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ring {
     Exec,
@@ -90,8 +93,17 @@ pub async fn run(
 ) -> std::io::Result<()> {
     // SAFETY: the RingBuf owns its fd for as long as the AsyncFd lives (it is moved in).
     let mut fd = unsafe { AsyncFd::register(rb) }.map_err(std::io::Error::from)?;
+    // Records submitted without a wakeup (see WAKEUP_BYTES in the kernel programs) are picked
+    // up here: the bound on event latency when the rings are quiet.
+    let mut tick = tokio::time::interval(DRAIN_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = tick.tick() => {
+                if !drain_ready(ring, fd.get_mut(), &tx, &stats) {
+                    return Ok(());
+                }
+            }
             guard = fd.readable_mut() => {
                 let mut guard = guard?;
                 if !drain_ready(ring, guard.get_inner_mut(), &tx, &stats) {

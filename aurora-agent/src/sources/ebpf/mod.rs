@@ -58,11 +58,17 @@ impl Sensors {
         let agent_tgid = std::process::id();
         let filter: u8 = u8::from(!cfg.watch_dirs.is_empty());
         let mut loader = EbpfLoader::new();
-        for name in RING_NAMES {
-            loader.map_max_entries(name, cfg.ring_bytes);
+        // Exit and connection records are 10-50x smaller than exec/file records: their rings
+        // get a quarter of the size (ring pages are resident: this is the agent's RSS).
+        let small = (cfg.ring_bytes / 4).max(ringsize::page_size() as u32);
+        for (i, name) in RING_NAMES.iter().enumerate() {
+            let small_ring = i as u32 == aurora_common::RING_EXIT || i as u32 == aurora_common::RING_NET;
+            loader.map_max_entries(name, if small_ring { small } else { cfg.ring_bytes });
         }
+        let wakeup_bytes: u64 = u64::from(cfg.ring_bytes) / 4;
         loader
             .override_global("AGENT_TGID", &agent_tgid, true)
+            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
             .override_global("FILTER_PREFIXES", &filter, true)
             .override_global(aya_log::LEVEL, &cfg.kernel_log_level, false);
         let mut ebpf = loader.load(OBJ).context(
