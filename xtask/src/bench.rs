@@ -38,7 +38,11 @@ const TRIGGER_RULE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
 }
 
 /// utime + stime of a process, in seconds.
@@ -54,7 +58,11 @@ fn cpu_seconds(pid: u32) -> f64 {
 fn max_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")).map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())
+        })
         .and_then(|v| v.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -68,7 +76,11 @@ struct Agent {
 impl Agent {
     fn start(args: &[String]) -> Result<Agent> {
         let bin = root().join("target/release/aurora");
-        let mut child = Command::new(&bin).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        let mut child = Command::new(&bin)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
         let stderr = child.stderr.take().context("stderr")?;
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -85,7 +97,9 @@ impl Agent {
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                     bail!("agent exited before attaching: {}", seen.join("\n"))
                 }
-                Err(_) if Instant::now() > deadline => bail!("agent did not attach: {}", seen.join("\n")),
+                Err(_) if Instant::now() > deadline => {
+                    bail!("agent did not attach: {}", seen.join("\n"))
+                }
                 Err(_) => {}
             }
         }
@@ -98,7 +112,11 @@ impl Agent {
 
     /// SIGTERM; returns the final stats line.
     fn stop(mut self) -> Result<String> {
-        run_cmd(Command::new("kill").arg("-TERM").arg(self.child.id().to_string()))?;
+        run_cmd(
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string()),
+        )?;
         self.child.wait()?;
         let mut last = String::new();
         while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
@@ -115,7 +133,12 @@ fn counter_sum(line: &str, name: &str) -> u64 {
     line.split(&format!("{name}["))
         .nth(1)
         .and_then(|r| r.split(']').next())
-        .map(|inner| inner.split(',').filter_map(|kv| kv.split_once('=')?.1.parse::<u64>().ok()).sum())
+        .map(|inner| {
+            inner
+                .split(',')
+                .filter_map(|kv| kv.split_once('=')?.1.parse::<u64>().ok())
+                .sum()
+        })
         .unwrap_or(0)
 }
 
@@ -126,7 +149,11 @@ fn exec_loop(n: usize, trigger_dir: &Path, round: usize) -> Result<Duration> {
     for i in 0..n {
         let st = if i % every == every / 2 {
             let f = trigger_dir.join(format!("trigger-r{round}-{}", i / every));
-            Command::new("/usr/bin/base64").arg("-d").arg(&f).stdout(Stdio::null()).status()?
+            Command::new("/usr/bin/base64")
+                .arg("-d")
+                .arg(&f)
+                .stdout(Stdio::null())
+                .status()?
         } else {
             Command::new("/bin/true").status()?
         };
@@ -147,14 +174,29 @@ fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
     let (mut base, mut with) = (vec![], vec![]);
     let (mut cpu_per_1k, mut rss, mut lost, mut alerted) = (vec![], 0f64, 0u64, 10usize);
     for r in 0..a.rounds {
-        step(&format!("exec: round {}/{}: baseline {} execs", r + 1, a.rounds, a.execs));
+        step(&format!(
+            "exec: round {}/{}: baseline {} execs",
+            r + 1,
+            a.rounds,
+            a.execs
+        ));
         base.push(exec_loop(a.execs, &dir, r)?.as_secs_f64());
         let log = dir.join(format!("alerts-{r}.log"));
         let agent = Agent::start(&[
-            "--rules".into(), sigmahq.display().to_string(), "--json".into(), "--no-stdout".into(),
-            "--logfile".into(), log.display().to_string(), "--stats-interval".into(), "0".into(),
+            "--rules".into(),
+            sigmahq.display().to_string(),
+            "--json".into(),
+            "--no-stdout".into(),
+            "--logfile".into(),
+            log.display().to_string(),
+            "--stats-interval".into(),
+            "0".into(),
         ])?;
-        step(&format!("exec: round {}/{}: with the agent", r + 1, a.rounds));
+        step(&format!(
+            "exec: round {}/{}: with the agent",
+            r + 1,
+            a.rounds
+        ));
         let c0 = cpu_seconds(agent.pid());
         let took = exec_loop(a.execs, &dir, r)?;
         std::thread::sleep(Duration::from_millis(500));
@@ -168,8 +210,13 @@ fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
         let hits = (0..10)
             .filter(|k| {
                 // The full command line, as exec'd: argv[0] is the absolute path.
-                let want = format!("/usr/bin/base64 -d {}", dir.join(format!("trigger-r{r}-{k}")).display());
-                text.lines().any(|l| l.contains(TRIGGER_RULE) && l.contains(&format!("\"CommandLine\":\"{want}\"")))
+                let want = format!(
+                    "/usr/bin/base64 -d {}",
+                    dir.join(format!("trigger-r{r}-{k}")).display()
+                );
+                text.lines().any(|l| {
+                    l.contains(TRIGGER_RULE) && l.contains(&format!("\"CommandLine\":\"{want}\""))
+                })
             })
             .count();
         alerted = alerted.min(hits);
@@ -194,7 +241,11 @@ fn part_storms(a: &BenchArgs) -> Result<Value> {
     let n = if a.quick { 500 } else { 5000 };
     let dir = tempdir()?;
     let out = dir.join("events.jsonl");
-    let agent = Agent::start(&["record".into(), "--output".into(), out.display().to_string()])?;
+    let agent = Agent::start(&[
+        "record".into(),
+        "--output".into(),
+        out.display().to_string(),
+    ])?;
     let c0 = cpu_seconds(agent.pid());
     step(&format!("storms: {n} O_CREAT opens, {n} loopback connects"));
     let files = dir.join("files");
@@ -222,8 +273,14 @@ fn part_storms(a: &BenchArgs) -> Result<Value> {
     let prefix = format!("\"TargetFilename\":\"{}/f", files.display());
     let file_seen = text.lines().filter(|l| l.contains(&prefix)).count();
     let dport = format!("\"DestinationPort\":{port}");
-    let out_seen = text.lines().filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"true\"")).count();
-    let in_seen = text.lines().filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"false\"")).count();
+    let out_seen = text
+        .lines()
+        .filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"true\""))
+        .count();
+    let in_seen = text
+        .lines()
+        .filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"false\""))
+        .count();
     Ok(json!({
         "file_creates": n, "file_events_seen": file_seen,
         "connects": n, "outbound_seen": out_seen, "inbound_seen": in_seen,
@@ -236,10 +293,23 @@ fn part_ring(a: &BenchArgs) -> Result<Value> {
     let n = if a.quick { 1000 } else { 4000 };
     let mut tried = vec![];
     for size in ["16K", "64K", "256K", "1M", "4M", "16M"] {
-        let agent = Agent::start(&["record".into(), "--output".into(), "/dev/null".into(), "--ringbuf-size".into(), size.into()])?;
-        step(&format!("ring: {size} under two parallel exec loops of {} execs", n / 2));
+        let agent = Agent::start(&[
+            "record".into(),
+            "--output".into(),
+            "/dev/null".into(),
+            "--ringbuf-size".into(),
+            size.into(),
+        ])?;
+        step(&format!(
+            "ring: {size} under two parallel exec loops of {} execs",
+            n / 2
+        ));
         let workers: Vec<_> = (0..2)
-            .map(|_| std::thread::spawn(move || (0..n / 2).for_each(|_| drop(Command::new("/bin/true").status()))))
+            .map(|_| {
+                std::thread::spawn(move || {
+                    (0..n / 2).for_each(|_| drop(Command::new("/bin/true").status()))
+                })
+            })
             .collect();
         for w in workers {
             let _ = w.join();
@@ -256,7 +326,11 @@ fn part_ring(a: &BenchArgs) -> Result<Value> {
 }
 
 fn tempdir() -> Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("aurora-bench-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let d = std::env::temp_dir().join(format!(
+        "aurora-bench-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     let d = if d.exists() { d.with_extension("x") } else { d };
     std::fs::create_dir_all(&d)?;
     Ok(d)
@@ -265,9 +339,16 @@ fn tempdir() -> Result<PathBuf> {
 fn machine() -> Value {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
         .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     json!({"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "kernel": kernel})
 }
 
@@ -288,13 +369,28 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     if want("detect") {
         step("detect: replay throughput (one thread)");
         let jp = out_dir.join("detect.json");
-        run_cmd(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root())
-            .args(["bench", "--quiet", "-p", "aurora-agent", "--bench", "detection", "--"])
-            .args(["--events", &a.events.to_string(), "--rounds", &a.rounds.max(3).to_string()])
-            .arg("--json-out")
-            .arg(&jp)
-            .stdout(Stdio::null()))?;
+        run_cmd(
+            Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .current_dir(root())
+                .args([
+                    "bench",
+                    "--quiet",
+                    "-p",
+                    "aurora-agent",
+                    "--bench",
+                    "detection",
+                    "--",
+                ])
+                .args([
+                    "--events",
+                    &a.events.to_string(),
+                    "--rounds",
+                    &a.rounds.max(3).to_string(),
+                ])
+                .arg("--json-out")
+                .arg(&jp)
+                .stdout(Stdio::null()),
+        )?;
         results["detect"] = serde_json::from_str(&std::fs::read_to_string(&jp)?)?;
     }
     if want("exec") {
@@ -315,33 +411,101 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
 }
 
 fn print_table(r: &Value) {
-    let row = |what: &str, v: &Value, target: &str| println!("| {what:<46} | {:>14} | {target:<22} |", v.to_string());
-    println!("| {:<46} | {:>14} | {:<22} |", "measure", "value", "target [Go peer]");
+    let row = |what: &str, v: &Value, target: &str| {
+        println!("| {what:<46} | {:>14} | {target:<22} |", v.to_string())
+    };
+    println!(
+        "| {:<46} | {:>14} | {:<22} |",
+        "measure", "value", "target [Go peer]"
+    );
     println!("|{}|{}|{}|", "-".repeat(48), "-".repeat(16), "-".repeat(24));
     if let Some(d) = r.get("detect") {
-        row("replay detection, SigmaHQ rules (events/s)", &d["sigmahq_events_per_s"], ">= 500k [14.4k]");
-        row("JSONL parse alone (events/s)", &d["parse_events_per_s"], "-");
-        row("parse + detection (events/s)", &d["parse_plus_detect_events_per_s"], "-");
-        row("with 1,183 scale rules (events/s)", &d["with_scale_events_per_s"], "-");
+        row(
+            "replay detection, SigmaHQ rules (events/s)",
+            &d["sigmahq_events_per_s"],
+            ">= 500k [14.4k]",
+        );
+        row(
+            "JSONL parse alone (events/s)",
+            &d["parse_events_per_s"],
+            "-",
+        );
+        row(
+            "parse + detection (events/s)",
+            &d["parse_plus_detect_events_per_s"],
+            "-",
+        );
+        row(
+            "with 1,183 scale rules (events/s)",
+            &d["with_scale_events_per_s"],
+            "-",
+        );
         row("scale rules cost (%)", &d["scale_cost_pct"], "< 20");
-        row("sigma-rust 0.7, same rules (events/s)", &d["sigma_rust_events_per_s"], "-");
-        row("speed-up vs sigma-rust (x)", &d["speedup_vs_sigma_rust"], "-");
+        row(
+            "sigma-rust 0.7, same rules (events/s)",
+            &d["sigma_rust_events_per_s"],
+            "-",
+        );
+        row(
+            "speed-up vs sigma-rust (x)",
+            &d["speedup_vs_sigma_rust"],
+            "-",
+        );
     }
     if let Some(e) = r.get("exec") {
-        row("exec loop slowdown (%)", &e["slowdown_pct"], "<= 2 [+6..+24]");
-        row("agent CPU per exec (us)", &e["agent_cpu_us_per_exec"], "<= 20 [200-650]");
-        row("agent CPU per 1,000 execs (s)", &e["agent_cpu_s_per_1000_execs"], "-");
-        row("agent max RSS, SigmaHQ rules (MB)", &e["agent_max_rss_mb"], "<= 25 [65-81]");
+        row(
+            "exec loop slowdown (%)",
+            &e["slowdown_pct"],
+            "<= 2 [+6..+24]",
+        );
+        row(
+            "agent CPU per exec (us)",
+            &e["agent_cpu_us_per_exec"],
+            "<= 20 [200-650]",
+        );
+        row(
+            "agent CPU per 1,000 execs (s)",
+            &e["agent_cpu_s_per_1000_execs"],
+            "-",
+        );
+        row(
+            "agent max RSS, SigmaHQ rules (MB)",
+            &e["agent_max_rss_mb"],
+            "<= 25 [65-81]",
+        );
         row("events lost in the storm", &e["events_lost"], "0");
-        row("triggers alerted under load (of 10)", &e["triggers_alerted_of_10"], "10 [8]");
+        row(
+            "triggers alerted under load (of 10)",
+            &e["triggers_alerted_of_10"],
+            "10 [8]",
+        );
     }
     if let Some(s) = r.get("storms") {
-        row("file creates seen / made", &json!(format!("{}/{}", s["file_events_seen"], s["file_creates"])), "all");
-        row("connects seen out / in / made", &json!(format!("{}/{}/{}", s["outbound_seen"], s["inbound_seen"], s["connects"])), "all");
+        row(
+            "file creates seen / made",
+            &json!(format!("{}/{}", s["file_events_seen"], s["file_creates"])),
+            "all",
+        );
+        row(
+            "connects seen out / in / made",
+            &json!(format!(
+                "{}/{}/{}",
+                s["outbound_seen"], s["inbound_seen"], s["connects"]
+            )),
+            "all",
+        );
         row("storm events lost", &s["lost"], "0");
-        row("agent CPU per 1,000 storm events (s)", &s["agent_cpu_s_per_1000_events"], "-");
+        row(
+            "agent CPU per 1,000 storm events (s)",
+            &s["agent_cpu_s_per_1000_events"],
+            "-",
+        );
     }
     if let Some(g) = r.get("ring") {
-        row("smallest zero-loss --ringbuf-size", &g["smallest_zero_loss"], "-");
+        row(
+            "smallest zero-loss --ringbuf-size",
+            &g["smallest_zero_loss"],
+            "-",
+        );
     }
 }

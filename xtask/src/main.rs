@@ -97,7 +97,15 @@ fn main() -> Result<()> {
             step("cargo fmt --check");
             run(cargo().args(["fmt", "--all", "--", "--check"]))?;
             step("cargo clippy -D warnings");
-            run(cargo().args(["clippy", "--quiet", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+            run(cargo().args([
+                "clippy",
+                "--quiet",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
             step("cargo test (unit, replay, CLI, live eBPF, sinks, deploy)");
             // Live tests share the kernel's sensors and the machine's 2 cores: one at a time.
             run(cargo()

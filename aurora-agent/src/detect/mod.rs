@@ -113,12 +113,15 @@ impl Detector {
         // indexes (including the Aho-Corasick prefilter) are built once, not per rule.
         let mut per_kind: [Vec<(usize, rsigma_parser::SigmaRule)>; 4] = Default::default();
         for (i, e) in entries.iter_mut().enumerate() {
-            let (RuleStatus::Active { kind }, Some(mut rule), Some(meta)) = (e.status.clone(), e.rule.take(), &e.meta)
+            let (RuleStatus::Active { kind }, Some(mut rule), Some(meta)) =
+                (e.status.clone(), e.rule.take(), &e.meta)
             else {
                 continue;
             };
-            rule.custom_attributes
-                .insert(INDEX_ATTR.into(), yaml_serde::Value::Number((metas.len() as u64).into()));
+            rule.custom_attributes.insert(
+                INDEX_ATTR.into(),
+                yaml_serde::Value::Number((metas.len() as u64).into()),
+            );
             metas.push(meta.clone());
             per_kind[kind.index()].push((i, rule));
         }
@@ -128,7 +131,9 @@ impl Detector {
             }
             let mut engine = new_engine();
             for (pos, err) in engine.add_rules(list.iter().map(|(_, r)| r)) {
-                entries[list[pos].0].status = RuleStatus::Invalid { reason: format!("does not compile: {err}") };
+                entries[list[pos].0].status = RuleStatus::Invalid {
+                    reason: format!("does not compile: {err}"),
+                };
             }
             engines[k] = Some(engine);
         }

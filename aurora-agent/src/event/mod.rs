@@ -160,7 +160,13 @@ impl Event {
         let n = name.as_bytes();
         let (first, last) = match (n.first(), n.last()) {
             (Some(f), Some(l)) => (*f, *l),
-            _ => return self.fields.iter().find(|(k, _)| k.is_empty()).map(|(_, v)| v),
+            _ => {
+                return self
+                    .fields
+                    .iter()
+                    .find(|(k, _)| k.is_empty())
+                    .map(|(_, v)| v)
+            }
         };
         self.fields
             .iter()

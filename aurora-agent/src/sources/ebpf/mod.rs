@@ -62,7 +62,8 @@ impl Sensors {
         // get a quarter of the size (ring pages are resident: this is the agent's RSS).
         let small = (cfg.ring_bytes / 4).max(ringsize::page_size() as u32);
         for (i, name) in RING_NAMES.iter().enumerate() {
-            let small_ring = i as u32 == aurora_common::RING_EXIT || i as u32 == aurora_common::RING_NET;
+            let small_ring =
+                i as u32 == aurora_common::RING_EXIT || i as u32 == aurora_common::RING_NET;
             loader.map_max_entries(name, if small_ring { small } else { cfg.ring_bytes });
         }
         let wakeup_bytes: u64 = u64::from(cfg.ring_bytes) / 4;
