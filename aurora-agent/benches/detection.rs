@@ -101,7 +101,7 @@ fn generate(n: usize, seed: u64) -> Vec<String> {
     let mut r = Rng(seed);
     (0..n)
         .map(|i| {
-            let (image, cmd) = if r.next() % 100 == 0 { *r.pick(ATTACK) } else { *r.pick(BENIGN) };
+            let (image, cmd) = if r.next().is_multiple_of(100) { *r.pick(ATTACK) } else { *r.pick(BENIGN) };
             let (pimage, pcmd) = *r.pick(PARENTS);
             let cmd = cmd.replace("{n}", &(r.next() % 250).to_string());
             let user = *r.pick(&["root", "deploy", "www-data"]);
