@@ -210,7 +210,7 @@ mod tests {
         r.header = header();
         r.filename[..7].copy_from_slice(b"/bin/ls");
         r.filename_len = 7;
-        r.args[..6].copy_from_slice(b"ls\0-la\0");
+        r.args[..7].copy_from_slice(b"ls\0-la\0");
         r.args_len = 6;
         r.flags = EXEC_ARGV_TRUNCATED;
         let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else {
