@@ -124,6 +124,7 @@ impl Enricher {
             uid: s.uid,
             loginuid: s.loginuid,
             cgroup: None,
+            since_ns: 0,
         }
     }
 
@@ -147,7 +148,7 @@ impl Enricher {
             return None;
         }
         let key = (t.ppid, self.clock.ticks(t.parent_start_boottime_ns));
-        if let Some(p) = self.table.get(key) {
+        if let Some(p) = self.table.get_at(key, t.ts_boot_ns) {
             return Some(p);
         }
         // Older than the agent and evicted, or raced the scan: /proc, if the pid still names it.
@@ -160,7 +161,7 @@ impl Enricher {
     /// it), else a forked child inherits its parent's image (fork without exec), else comm.
     fn process_of(&mut self, t: &TaskIdent) -> Arc<ProcInfo> {
         let ticks = self.clock.ticks(t.start_boottime_ns);
-        if let Some(p) = self.table.get((t.tgid, ticks)) {
+        if let Some(p) = self.table.get_at((t.tgid, ticks), t.ts_boot_ns) {
             return p;
         }
         if let Some(s) = procfs::snapshot(t.tgid).filter(|s| s.start_ticks == ticks) {
@@ -189,6 +190,7 @@ impl Enricher {
             uid: t.uid,
             loginuid: u32::MAX,
             cgroup: parent.as_ref().and_then(|p| p.cgroup.clone()),
+            since_ns: 0,
         };
         self.table.insert(info)
     }
@@ -241,6 +243,7 @@ impl Enricher {
             uid: t.uid,
             loginuid: r.loginuid,
             cgroup,
+            since_ns: t.ts_boot_ns,
         });
         let mut ev = self.common(EventKind::ProcessCreation, t.ts_boot_ns, &info);
         ev.push_str(f::COMMAND_LINE, &*info.cmdline);

@@ -2,6 +2,11 @@
 //! inherits a dead process's identity. Filled on exec and by the startup /proc scan; entries of
 //! exited processes stay for a grace period so late events (and children) still resolve; LRU-
 //! bounded by `--correlation-cache`.
+//!
+//! A process can exec again (bash runs its last command with exec): each key keeps the last few
+//! identities with the boot time of the exec that made them, and lookups ask "who was this
+//! process at time T". The rings are drained independently, so a connect recorded before an
+//! exec may be processed after it; it must still get the image it had.
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
@@ -29,7 +34,12 @@ pub struct ProcInfo {
     pub uid: u32,
     pub loginuid: u32,
     pub cgroup: Option<CgroupInfo>,
+    /// Boot-time ns of the exec that gave the process this identity (0: seeded or inferred).
+    pub since_ns: u64,
 }
+
+/// Identities kept per process (re-exec chains longer than this resolve to the oldest kept).
+const HISTORY: usize = 4;
 
 impl ProcInfo {
     pub fn key(&self) -> ProcKey {
@@ -38,7 +48,8 @@ impl ProcInfo {
 }
 
 pub struct ProcessTable {
-    lru: LruCache<ProcKey, Arc<ProcInfo>>,
+    /// Identities per process, oldest first.
+    lru: LruCache<ProcKey, Vec<Arc<ProcInfo>>>,
     exited: VecDeque<(Instant, ProcKey)>,
     grace: Duration,
     stats: Arc<EnrichStats>,
@@ -58,7 +69,16 @@ impl ProcessTable {
     pub fn insert(&mut self, info: ProcInfo) -> Arc<ProcInfo> {
         let key = info.key();
         let info = Arc::new(info);
-        if let Some((old_key, _)) = self.lru.push(key, info.clone()) {
+        if let Some(history) = self.lru.get_mut(&key) {
+            // Re-exec: keep the older identities for events stamped before this exec.
+            let at = history.partition_point(|h| h.since_ns <= info.since_ns);
+            history.insert(at, info.clone());
+            if history.len() > HISTORY {
+                history.remove(0);
+            }
+            return info;
+        }
+        if let Some((old_key, _)) = self.lru.push(key, vec![info.clone()]) {
             if old_key != key {
                 self.stats.proc_evictions.fetch_add(1, Ordering::Relaxed);
             }
@@ -69,9 +89,18 @@ impl ProcessTable {
         info
     }
 
-    /// Lookup that counts hits and misses.
+    /// The latest identity of a process (counts hits and misses).
     pub fn get(&mut self, key: ProcKey) -> Option<Arc<ProcInfo>> {
-        let hit = self.lru.get(&key).cloned();
+        self.get_at(key, u64::MAX)
+    }
+
+    /// Who the process was at boot-time `ts_ns`: the newest identity not younger than the
+    /// event (or the oldest kept, for events older than every exec we know of).
+    pub fn get_at(&mut self, key: ProcKey, ts_ns: u64) -> Option<Arc<ProcInfo>> {
+        let hit = self.lru.get(&key).and_then(|h| {
+            let n = h.partition_point(|i| i.since_ns <= ts_ns);
+            h.get(n.saturating_sub(1)).cloned()
+        });
         let counter = if hit.is_some() {
             &self.stats.proc_hits
         } else {
@@ -131,7 +160,34 @@ mod tests {
             uid: 0,
             loginuid: u32::MAX,
             cgroup: None,
+            since_ns: 0,
         }
+    }
+
+    #[test]
+    fn re_exec_keeps_the_identity_an_event_had_at_its_time() {
+        let mut t = ProcessTable::new(16, Duration::from_secs(5), Arc::default());
+        t.insert(ProcInfo {
+            since_ns: 100,
+            ..info(5, 1, "/usr/bin/bash")
+        });
+        t.insert(ProcInfo {
+            since_ns: 200,
+            ..info(5, 1, "/usr/bin/sleep")
+        });
+        assert_eq!(
+            &*t.get_at((5, 1), 150).unwrap().image,
+            "/usr/bin/bash",
+            "connect before the exec"
+        );
+        assert_eq!(&*t.get_at((5, 1), 250).unwrap().image, "/usr/bin/sleep");
+        assert_eq!(&*t.get((5, 1)).unwrap().image, "/usr/bin/sleep", "latest");
+        assert_eq!(
+            &*t.get_at((5, 1), 50).unwrap().image,
+            "/usr/bin/bash",
+            "older than all: oldest"
+        );
+        assert_eq!(t.len(), 1, "one process, two identities");
     }
 
     #[test]
