@@ -76,6 +76,44 @@ pub fn build_release() -> Result<std::path::PathBuf> {
     Ok(root().join("target/release/aurora"))
 }
 
+/// Run `cargo test`, passing its output through, and end with one total line
+/// (`N passed, N failed`) over every test binary.
+fn test_with_total(cmd: &mut Command) -> Result<()> {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    for line in std::io::BufReader::new(child.stdout.take().context("stdout")?).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let num = |key: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|p| {
+                        p.trim().strip_suffix(key).map(|n| {
+                            n.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .to_owned()
+                        })
+                    })
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            passed += num("passed");
+            failed += num("failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("{passed} passed, {failed} failed");
+    if !status.success() || failed > 0 {
+        bail!("cargo test failed ({status})");
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Setup { test_deps } => setup::ensure(test_deps),
@@ -108,10 +146,12 @@ fn main() -> Result<()> {
             ]))?;
             step("cargo test (unit, replay, CLI, live eBPF, sinks, deploy)");
             // Live tests share the kernel's sensors and the machine's 2 cores: one at a time.
-            run(cargo()
-                .args(["test", "--workspace"])
-                .args(&args)
-                .args(["--", "--test-threads=1"]))
+            test_with_total(
+                cargo()
+                    .args(["test", "--workspace"])
+                    .args(&args)
+                    .args(["--", "--test-threads=1"]),
+            )
         }
         Task::Bench(a) => {
             setup::ensure(false)?;
