@@ -46,9 +46,24 @@ impl Default for BootClock {
     }
 }
 
-/// Sysmon's UtcTime format: `2024-05-01 12:34:56.789`.
+/// Sysmon's UtcTime format: `2024-05-01 12:34:56.789`. Written field by field: this runs for
+/// every event, and `format()` re-parses its pattern each call.
 pub fn utc_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(23);
+    let _ = write!(
+        s,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.timestamp_subsec_millis().min(999)
+    );
+    s
 }
 
 #[cfg(test)]

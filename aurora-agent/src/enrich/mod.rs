@@ -48,8 +48,14 @@ impl Default for EnrichConfig {
     }
 }
 
+/// How long a canonicalized exec filename is reused (a re-pointed symlink shows after this).
+const CANON_TTL: Duration = Duration::from_secs(5);
+
 pub struct Enricher {
     table: ProcessTable,
+    /// Kernel filename → absolute, symlink-free path, for processes gone before /proc was read
+    /// (in exec storms that is most of them, and realpath() walked every component each time).
+    canon: lru::LruCache<Vec<u8>, (Arc<str>, Instant)>,
     users: UserCache,
     cgroups: CgroupCache,
     clock: BootClock,
@@ -78,6 +84,9 @@ impl Enricher {
     pub fn new(cfg: &EnrichConfig, stats: Arc<EnrichStats>) -> Self {
         Enricher {
             table: ProcessTable::new(cfg.correlation_cache, cfg.exit_grace, stats),
+            canon: lru::LruCache::new(
+                std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             users: UserCache::new(1024),
             cgroups: CgroupCache::new(4096),
             clock: BootClock::new(),
@@ -126,6 +135,23 @@ impl Enricher {
             cgroup: None,
             since_ns: 0,
         }
+    }
+
+    fn canonical(&mut self, filename: &[u8]) -> Arc<str> {
+        let now = Instant::now();
+        if let Some((p, at)) = self.canon.get(filename) {
+            if now.duration_since(*at) < CANON_TTL {
+                return p.clone();
+            }
+        }
+        let name = bytes_to_string(filename);
+        let p: Arc<str> = std::fs::canonicalize(&name)
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned))
+            .unwrap_or(name)
+            .into();
+        self.canon.put(filename.to_vec(), (p.clone(), now));
+        p
     }
 
     pub fn table_len(&self) -> usize {
@@ -208,14 +234,11 @@ impl Enricher {
         let t = &r.task;
         let ticks = self.clock.ticks(t.start_boottime_ns);
         let parent = self.parent_of(t);
-        let image = procfs::exe(t.tgid).unwrap_or_else(|| {
+        let image = match procfs::exe(t.tgid) {
+            Some(i) => i,
             // Gone already: the kernel's filename, made absolute where possible.
-            let name = bytes_to_string(&r.filename);
-            std::fs::canonicalize(&name)
-                .ok()
-                .and_then(|p| p.to_str().map(str::to_owned))
-                .unwrap_or(name)
-        });
+            None => self.canonical(&r.filename).to_string(),
+        };
         // The kernel copy of argv is exact unless it was cut; then /proc has all of it (if the
         // process still runs), else we keep the cut copy and flag it.
         let (cmdline, truncated) = if !r.argv_truncated && !r.argv.is_empty() {
