@@ -51,6 +51,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `aurora rules check | head`: a closed pipe is the reader's choice, not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("aurora: error: {e:#}");
             ExitCode::from(2)
