@@ -236,3 +236,67 @@ fn hostile_input_is_rejected_per_line_never_panics() {
     }
     assert!(err.contains("8 lines read, 1 events"), "{err}");
 }
+
+/// Every active SigmaHQ rule has a positive event written from its detection that fires it and
+/// a near-miss (one character of each needle changed) that does not
+/// (`tests/fixtures/sigmahq_synthetic.jsonl`, made by `gen_sigmahq.py`).
+#[test]
+fn every_active_sigmahq_rule_fires_on_its_positive_and_not_on_its_near_miss() {
+    use std::collections::BTreeSet;
+    let check = Command::new(aurora())
+        .args(["rules", "check", "--json"])
+        .arg(sigmahq())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let active: BTreeSet<String> = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "active")
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(active.len(), 167);
+    let fixture = fixtures().join("sigmahq_synthetic.jsonl");
+    let out = Command::new(aurora())
+        .args(["replay", "--json", "--throttle-rate", "0", "--rules"])
+        .arg(sigmahq())
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fired: BTreeSet<(String, i64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|a| {
+            (
+                a["rule"]["id"].as_str().unwrap().to_owned(),
+                a["event"]["ProcessId"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let (mut positive, mut negative) = (BTreeSet::new(), BTreeSet::new());
+    for line in std::fs::read_to_string(&fixture).unwrap().lines() {
+        let e: Value = serde_json::from_str(line).unwrap();
+        let (what, id) = e["AuroraExpect"].as_str().unwrap().split_once(' ').unwrap();
+        let pid = e["ProcessId"].as_i64().unwrap();
+        let hit = fired.contains(&(id.to_owned(), pid));
+        match what {
+            "match" => {
+                assert!(hit, "positive for {id} (pid {pid}) did not fire");
+                positive.insert(id.to_owned());
+            }
+            "nomatch" => {
+                assert!(!hit, "near-miss for {id} (pid {pid}) fired");
+                negative.insert(id.to_owned());
+            }
+            other => panic!("bad AuroraExpect {other}"),
+        }
+    }
+    assert_eq!(positive, active, "a positive for every active rule");
+    assert_eq!(negative, active, "a near-miss for every active rule");
+}
