@@ -4,15 +4,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::detect::alert::Alert;
-use crate::detect::Detector;
+use crate::detect::{DetectConfig, Detector};
 use crate::event::Event;
 use crate::pipeline::EventHandler;
 use crate::sinks::SinkSet;
+use crate::stats::DetectStats;
 
 #[derive(Default)]
 pub struct Control {
     pub new_detector: Mutex<Option<Detector>>,
     pub reopen: AtomicBool,
+}
+
+/// SIGHUP: reload the rules atomically (a set that fails to load, or has an invalid rule, is
+/// refused and the running rules stay) and ask the sinks to reopen their files. Must be called
+/// inside a tokio runtime; the handler is installed before it returns.
+pub fn spawn_reloader(
+    cfg: DetectConfig,
+    stats: Arc<DetectStats>,
+    control: Arc<Control>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match Detector::reload(&cfg, stats.clone()) {
+                Ok(d) => {
+                    if let Ok(mut slot) = control.new_detector.lock() {
+                        *slot = Some(d);
+                    }
+                }
+                Err(e) => tracing::error!("rule reload failed, keeping the current rules: {e}"),
+            }
+            control.reopen.store(true, Ordering::Relaxed);
+        }
+    }))
 }
 
 pub struct AlertHandler {

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use tokio::signal::unix::{signal, SignalKind};
 
-use super::alerting::{AlertHandler, Control};
+use super::alerting::{spawn_reloader, AlertHandler, Control};
 use super::run::close_sinks;
 use super::settings::{build_sinks, detect_config, load_file};
 use crate::cli::ReplayArgs;
@@ -40,24 +39,8 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     let control = Arc::new(Control::default());
     {
         // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
-        let control = control.clone();
-        let detect_stats = stats.detect.clone();
-        let cfg = cfg.clone();
         let _guard = rt.enter();
-        let mut hup = signal(SignalKind::hangup())?;
-        rt.spawn(async move {
-            while hup.recv().await.is_some() {
-                match Detector::reload(&cfg, detect_stats.clone()) {
-                    Ok(d) => {
-                        if let Ok(mut slot) = control.new_detector.lock() {
-                            *slot = Some(d);
-                        }
-                    }
-                    Err(e) => tracing::error!("rule reload failed, keeping the current rules: {e}"),
-                }
-                control.reopen.store(true, Ordering::Relaxed);
-            }
-        });
+        spawn_reloader(cfg.clone(), stats.detect.clone(), control.clone())?;
     }
     let mut handler = AlertHandler::new(detector, sinks, false, control);
     let mut correlator = ReplayCorrelator::new(65536);

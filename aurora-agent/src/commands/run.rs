@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use tokio::signal::unix::{signal, SignalKind};
 
-use super::alerting::{AlertHandler, Control};
+use super::alerting::{spawn_reloader, AlertHandler, Control};
 use super::live::LiveSession;
 use super::settings::{build_sinks, detect_config, Settings};
 use crate::cli::RunArgs;
@@ -91,24 +90,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .name("aurora-pipeline".into())
             .spawn(move || consume(rx, enricher, handler))?;
 
-        // SIGHUP: reload rules atomically (the old set stays if the new one fails) and reopen
-        // the logfile.
-        let mut hup = signal(SignalKind::hangup())?;
-        let reload_control = control.clone();
-        let reload_stats = stats.detect.clone();
-        let reloader = tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match Detector::reload(&cfg, reload_stats.clone()) {
-                    Ok(d) => {
-                        if let Ok(mut slot) = reload_control.new_detector.lock() {
-                            *slot = Some(d);
-                        }
-                    }
-                    Err(e) => tracing::error!("rule reload failed, keeping the current rules: {e}"),
-                }
-                reload_control.reopen.store(true, Ordering::Relaxed);
-            }
-        });
+        let reloader = spawn_reloader(cfg, stats.detect.clone(), control.clone())?;
 
         let reporter_stats = stats.clone();
         let sensors = session.sensors.clone();
