@@ -13,7 +13,7 @@ pub fn run(args: RulesCheckArgs) -> Result<bool> {
         ..Default::default()
     };
     let map = mapping(&cfg)?;
-    let entries = rules::load(&args.dirs, &map, AlertLevel::Informational)?;
+    let entries = rules::load(&args.dirs, &map, AlertLevel::Informational, true)?;
     let summary = rules::summarize(&entries);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

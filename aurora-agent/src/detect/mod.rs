@@ -100,7 +100,7 @@ impl Detector {
     /// warned about); only directory, mapping or flag problems are errors.
     pub fn load(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
         let map = mapping(cfg)?;
-        let entries = rules::load(&cfg.rule_dirs, &map, cfg.min_level)?;
+        let entries = rules::load(&cfg.rule_dirs, &map, cfg.min_level, false)?;
         let throttle = if cfg.event_time_throttle {
             Throttle::event_time(cfg.throttle_rate, cfg.throttle_burst)?
         } else {
