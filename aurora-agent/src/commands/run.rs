@@ -61,11 +61,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let file = settings.file.clone();
     let cfg: DetectConfig = detect_config(&args.detect, &file, false)?;
     let stats = Arc::new(Stats::default());
-    let detector = Detector::load(&cfg, stats.detect.clone())?;
-    tracing::info!("rules: {}", detector.summary);
-    if detector.rule_count() == 0 {
-        tracing::warn!("no active rules: events are collected but nothing can alert");
-    }
+    // Fail fast on the logsource mapping before touching the kernel (flags and rule
+    // directories were validated by detect_config).
+    crate::detect::mapping(&cfg)?;
     let stats_interval = args.stats_interval.or(file.stats_interval).unwrap_or(60);
     let trace = args.trace || file.trace.unwrap_or(false);
     if args.low_prio || file.low_prio.unwrap_or(false) {
@@ -82,6 +80,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
         let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
+        // Rules load after the sensors: loading the sensors parses the kernel's BTF, and not
+        // holding both at once lowers the agent's peak memory. Events wait in the queue.
+        let detector = Detector::load(&cfg, stats.detect.clone())?;
+        tracing::info!("rules: {}", detector.summary);
+        if detector.rule_count() == 0 {
+            tracing::warn!("no active rules: events are collected but nothing can alert");
+        }
         let seeded = enricher.seed_from_proc();
         tracing::info!(processes = seeded, "sensors attached; watching");
         let control = Arc::new(Control::default());
