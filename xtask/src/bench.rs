@@ -440,16 +440,7 @@ fn print_table(r: &Value) {
             &d["with_scale_events_per_s"],
             "-",
         );
-        row(
-            "scale rules cost, forced onto Linux events (%)",
-            &d["scale_cost_pct"],
-            "< 20",
-        );
-        row(
-            "scale rules cost, default routing (%)",
-            &d["scale_cost_default_routing_pct"],
-            "< 20",
-        );
+        row("scale rules cost (%)", &d["scale_cost_pct"], "< 20");
         row(
             "sigma-rust 0.7, same rules (events/s)",
             &d["sigma_rust_events_per_s"],
