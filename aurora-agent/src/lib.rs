@@ -3,6 +3,7 @@
 //! sources (ebpf, replay) → enrich (process table, /proc, users, cgroups) → detect (rules,
 //! routing, throttle) → sinks (stdout, file, syslog). `main.rs` parses the command line and
 //! wires them (through `commands`).
+mod alloc;
 pub mod cli;
 pub mod commands;
 pub mod config;
