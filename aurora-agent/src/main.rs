@@ -21,30 +21,6 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// A resident agent keeps its footprint: arenas are committed on demand and freed memory is
-/// returned at once (mimalloc's defaults trade ~40 MB of RSS for speed we do not need).
-fn tune_allocator() {
-    // mimalloc v2 option ids (mimalloc.h): arena_eager_commit = 4, purge_delay = 15.
-    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: options may be set at any time; they apply to later arena commits and purges.
-    unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
-    }
-}
-
-/// Runs from .init_array, before the Rust runtime's first allocation: options set later do not
-/// apply to the arena those first allocations commit.
-#[used]
-#[unsafe(link_section = ".init_array")]
-static TUNE_ALLOCATOR: extern "C" fn() = {
-    extern "C" fn tune() {
-        tune_allocator();
-    }
-    tune
-};
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbose = match &cli.command {
