@@ -170,19 +170,13 @@ fn config_file_keys_apply_and_flags_override_them() {
     .unwrap();
     let fx = repo().join("tests/fixtures/attack_base64.jsonl");
     let run = |extra: &[&str]| {
-        let out = Command::new(aurora())
-            .args(["replay", "-c"])
-            .arg(&cfg)
-            .args(extra)
-            .arg(&fx)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run_ok(
+            Command::new(aurora())
+                .args(["replay", "-c"])
+                .arg(&cfg)
+                .args(extra)
+                .arg(&fx),
+        )
     };
     let quiet = run(&[]);
     assert!(
@@ -395,19 +389,13 @@ fn install_sh_into_a_staging_root_is_idempotent_and_uninstalls() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
     let install = |extra: &[&str]| {
-        let out = Command::new("sh")
-            .arg(repo().join("deploy/install.sh"))
-            .args(["--binary", aurora().to_str().unwrap()])
-            .args(extra)
-            .env("DESTDIR", d)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        run_ok(
+            Command::new("sh")
+                .arg(repo().join("deploy/install.sh"))
+                .args(["--binary", aurora().to_str().unwrap()])
+                .args(extra)
+                .env("DESTDIR", d),
+        )
     };
     install(&[]);
     for f in [

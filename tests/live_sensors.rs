@@ -119,15 +119,7 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
         .rev()
         .find(|l| l.contains("proc_table entries="))
         .unwrap();
-    let entries: u64 = line
-        .split("proc_table entries=")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let entries = stat_value(line, "proc_table entries");
     assert!(entries <= 1000, "table bounded: {entries}");
 }
 

@@ -258,18 +258,13 @@ fn every_active_sigmahq_rule_fires_on_its_positive_and_not_on_its_near_miss() {
         .collect();
     assert_eq!(active.len(), 167);
     let fixture = fixtures().join("sigmahq_synthetic.jsonl");
-    let out = Command::new(aurora())
-        .args(["replay", "--json", "--throttle-rate", "0", "--rules"])
-        .arg(sigmahq())
-        .arg(&fixture)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_ok(
+        Command::new(aurora())
+            .args(["replay", "--json", "--throttle-rate", "0", "--rules"])
+            .arg(sigmahq())
+            .arg(&fixture),
     );
-    let fired: BTreeSet<(String, i64)> = String::from_utf8_lossy(&out.stdout)
+    let fired: BTreeSet<(String, i64)> = stdout
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .map(|a| {

@@ -254,16 +254,7 @@ fn dead_collector_queues_then_delivers_and_counts_overflow() {
         .lines()
         .find(|l| l.contains("sink tcp:"))
         .unwrap_or_else(|| panic!("{err}"));
-    let num = |k: &str| -> u64 {
-        line.split(&format!("{k}="))
-            .nth(1)
-            .unwrap()
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let num = |k: &str| stat_value(line, k);
     let (sent, dropped) = (num("sent"), num("dropped"));
     assert_eq!(
         sent + dropped,

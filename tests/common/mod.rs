@@ -187,3 +187,23 @@ pub fn kernel_lost(stderr: &[String]) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// Run a command that must succeed (its stderr is the failure message); returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The number after `key=` in a stats line (`... key=42 ...`).
+pub fn stat_value(line: &str, key: &str) -> u64 {
+    line.split(&format!("{key}="))
+        .nth(1)
+        .and_then(|r| r.split([' ', ')']).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {key}= in: {line}"))
+}
