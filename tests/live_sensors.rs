@@ -159,9 +159,14 @@ fn file_creation_resolves_relative_paths_and_ignores_non_creating_opens() {
     let cwd = std::fs::canonicalize(dir.path()).unwrap();
     std::fs::write(cwd.join("existing.txt"), "x").unwrap();
     let rec = Recorder::start(&[]);
+    // The shell exits at once, before user space could read its /proc/PID/cwd: the paths must
+    // come out absolute anyway (resolved in the kernel from the new fd), with `..` and the
+    // symlink resolved and the tmpfs mount point crossed.
     let script = format!(
         ": > {m}-created.txt; cat existing.txt > /dev/null; \
-         (: > /nonexistent-dir-{m}/x.txt) 2>/dev/null; mkdir sub; : > sub/../{m}-dotted.txt"
+         (: > /nonexistent-dir-{m}/x.txt) 2>/dev/null; mkdir sub; : > sub/../{m}-dotted.txt; \
+         ln -s sub link; : > link/{m}-via-link.txt; \
+         mkdir mnt; mount -t tmpfs aurora-test mnt && : > mnt/{m}-mounted.txt; umount mnt"
     );
     Command::new("/bin/sh")
         .args(["-c", &script])
@@ -174,13 +179,20 @@ fn file_creation_resolves_relative_paths_and_ignores_non_creating_opens() {
     });
     let mut names: Vec<&str> = created.iter().map(|e| s(e, "TargetFilename")).collect();
     names.sort();
-    let want_a = cwd.join(format!("{m}-created.txt")).display().to_string();
-    let want_b = cwd.join(format!("{m}-dotted.txt")).display().to_string();
-    let mut want = vec![want_a.as_str(), want_b.as_str()];
+    let want: Vec<String> = [
+        format!("{m}-created.txt"),
+        format!("{m}-dotted.txt"),
+        format!("sub/{m}-via-link.txt"),
+        format!("mnt/{m}-mounted.txt"),
+    ]
+    .iter()
+    .map(|p| cwd.join(p).display().to_string())
+    .collect();
+    let mut want: Vec<&str> = want.iter().map(String::as_str).collect();
     want.sort();
     assert_eq!(
         names, want,
-        "only the successful O_CREAT opens, as absolute paths"
+        "only the successful O_CREAT opens, as absolute resolved paths"
     );
     assert!(created
         .iter()

@@ -36,6 +36,11 @@ pub const EXEC_FILENAME_TRUNCATED: u32 = 4;
 
 /// Flag bits in [`FileRecord::flags`].
 pub const FILE_PATH_TRUNCATED: u32 = 1;
+/// `path` is the absolute path of the opened file, resolved in the kernel from the new fd
+/// (mounts crossed, `..` and symlinks resolved); otherwise it is the caller's argument.
+pub const FILE_PATH_RESOLVED: u32 = 2;
+/// Bytes of the per-CPU scratch buffer the kernel builds a resolved path in (twice PATH_LEN).
+pub const PATH_SCRATCH_LEN: usize = 2 * PATH_LEN;
 
 /// [`NetRecord::direction`].
 pub const NET_OUTBOUND: u8 = 1;

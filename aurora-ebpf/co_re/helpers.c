@@ -17,6 +17,9 @@ typedef int __s32;
 
 static long (*bpf_probe_read_kernel)(void *dst, __u32 size, const void *unsafe_ptr) = (void *)113;
 
+// Byte offset of a field, relocated against the running kernel (BPF_FIELD_BYTE_OFFSET).
+#define CORE_OFFSET_OF(type, field) __builtin_preserve_field_info(((type *)0)->field, 0)
+
 #define CORE_READ_INTO(dst, src)                                                              \
   bpf_probe_read_kernel((void *)(dst), sizeof(*(dst)), (const void *)__builtin_preserve_access_index(&(src)))
 
@@ -39,7 +42,52 @@ struct signal_struct {
   atomic_t live;
 };
 
+struct qstr {
+  union {
+    struct {
+      __u32 hash;
+      __u32 len;
+    };
+    __u64 hash_len;
+  };
+  const unsigned char *name;
+};
+
+struct dentry {
+  struct dentry *d_parent;
+  struct qstr d_name;
+};
+
+struct vfsmount {
+  struct dentry *mnt_root;
+};
+
+struct mount {
+  struct mount *mnt_parent;
+  struct dentry *mnt_mountpoint;
+  struct vfsmount mnt;
+};
+
+struct path {
+  struct vfsmount *mnt;
+  struct dentry *dentry;
+};
+
+struct file {
+  struct path f_path;
+};
+
+struct fdtable {
+  unsigned int max_fds;
+  struct file **fd;
+};
+
+struct files_struct {
+  struct fdtable *fdt;
+};
+
 struct task_struct {
+  struct files_struct *files;
   int pid;
   int tgid;
   int exit_code;
@@ -180,6 +228,109 @@ AURORA_API int aurora_task_argv_bounds(struct task_struct *task, __u64 *start, _
   *start = s;
   *end = e;
   return 0;
+}
+
+// ---- file paths --------------------------------------------------------------------------
+
+// Scratch layout for aurora_task_fd_path: the path is built backwards ending at byte 1024, so
+// every masked write stays inside the 2048-byte buffer; the write position lives in the last
+// word of the buffer (see below).
+#define PATH_SCRATCH_HALF 1024
+#define PATH_SCRATCH_POS 2040
+#define PATH_MAX_COMPONENTS 64
+#define NAME_MASK 255
+
+// Absolute path of the file open at `fd` in `task`, as d_path() would print it (mount points
+// crossed, `..` and symlinks already resolved by the kernel). Built in `scratch` (2048 bytes),
+// copied NUL-terminated to `out` (1024 bytes). Returns the length without the NUL, or a
+// negative value when the path is deeper or longer than we walk (the caller falls back).
+//
+// Verifier cost: the write position is kept in map memory (volatile), not in a register. The
+// verifier does not track map contents, so the states reaching the loop head after a path
+// component and after a mount crossing are identical and get pruned; with the position in a
+// register every iteration doubles the paths and 64 iterations exceed the 1M-insn budget.
+AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scratch, __u8 *out) {
+  struct files_struct *files = 0;
+  struct fdtable *fdt = 0;
+  struct file **fds = 0;
+  struct file *file = 0;
+  unsigned int max_fds = 0;
+  CORE_READ_INTO(&files, task->files);
+  if (!files)
+    return -1;
+  CORE_READ_INTO(&fdt, files->fdt);
+  if (!fdt)
+    return -1;
+  CORE_READ_INTO(&max_fds, fdt->max_fds);
+  CORE_READ_INTO(&fds, fdt->fd);
+  if (fd < 0 || (unsigned int)fd >= max_fds || !fds)
+    return -1;
+  bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+  if (!file)
+    return -1;
+
+  struct vfsmount *vfsmnt = 0;
+  struct dentry *dentry = 0;
+  CORE_READ_INTO(&vfsmnt, file->f_path.mnt);
+  CORE_READ_INTO(&dentry, file->f_path.dentry);
+  if (!vfsmnt || !dentry)
+    return -1;
+  struct mount *mnt = (struct mount *)((char *)vfsmnt - CORE_OFFSET_OF(struct mount, mnt));
+  struct dentry *mnt_root = 0;
+  CORE_READ_INTO(&mnt_root, vfsmnt->mnt_root);
+
+  volatile __u32 *posp = (volatile __u32 *)&scratch[PATH_SCRATCH_POS];
+  *posp = PATH_SCRATCH_HALF;
+  int reached_root = 0;
+#pragma clang loop unroll(disable)
+  for (int i = 0; i < PATH_MAX_COMPONENTS; i++) {
+    struct dentry *parent = 0;
+    CORE_READ_INTO(&parent, dentry->d_parent);
+    if (dentry == mnt_root || dentry == parent) {
+      struct mount *mnt_parent = 0;
+      CORE_READ_INTO(&mnt_parent, mnt->mnt_parent);
+      if (dentry != mnt_root || mnt == mnt_parent || !mnt_parent) {
+        // The root of the mount tree (or a detached dentry): done.
+        reached_root = 1;
+        break;
+      }
+      // Cross from the root of this mount to where it is mounted.
+      CORE_READ_INTO(&dentry, mnt->mnt_mountpoint);
+      mnt = mnt_parent;
+      vfsmnt = (struct vfsmount *)((char *)mnt + CORE_OFFSET_OF(struct mount, mnt));
+      CORE_READ_INTO(&mnt_root, vfsmnt->mnt_root);
+      continue;
+    }
+    __u32 len = 0;
+    const unsigned char *name = 0;
+    CORE_READ_INTO(&len, dentry->d_name.len);
+    CORE_READ_INTO(&name, dentry->d_name.name);
+    len &= NAME_MASK;
+    __u32 pos = *posp;
+    if (pos > PATH_SCRATCH_HALF || len + 1 >= pos)
+      return -1;
+    pos -= len;
+    bpf_probe_read_kernel(&scratch[pos & (PATH_SCRATCH_HALF - 1)], len, name);
+    pos -= 1;
+    scratch[pos & (PATH_SCRATCH_HALF - 1)] = '/';
+    *posp = pos;
+    dentry = parent;
+  }
+  if (!reached_root)
+    return -1;
+  __u32 pos = *posp;
+  if (pos > PATH_SCRATCH_HALF)
+    return -1;
+  __u32 n = PATH_SCRATCH_HALF - pos;
+  if (n == 0) {
+    out[0] = '/';
+    out[1] = 0;
+    return 1;
+  }
+  n &= PATH_SCRATCH_HALF - 1;
+  bpf_probe_read_kernel(out, n, &scratch[pos & (PATH_SCRATCH_HALF - 1)]);
+  out[n] = 0;
+  return (int)n;
 }
 
 // ---- tracepoint contexts -----------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES, PREFIX_LEN,
-    RING_COUNT,
+    ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES,
+    PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
     helpers::{
@@ -43,6 +43,11 @@ pub static CONNECTING: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries
 /// Owner of each listening socket, keyed by (family, port, address), for inbound attribution.
 #[map]
 pub static LISTENERS: LruHashMap<ListenKey, SockOwner> = LruHashMap::with_max_entries(8192, 0);
+
+/// Per-CPU scratch space where `aurora_task_fd_path` builds a path backwards (too big for the
+/// 512-byte BPF stack).
+#[map]
+pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Path prefixes watched for file creation (`--watch-dir`); unused while `FILTER_PREFIXES` = 0.
 #[map]

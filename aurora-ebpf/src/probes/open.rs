@@ -1,11 +1,14 @@
 //! File creation: `syscalls/sys_{enter,exit}_{openat,openat2,creat,open}`.
 //!
 //! sys_enter saves the arguments of opens that carry O_CREAT (keyed by pid_tgid); sys_exit emits
-//! a record only when the call succeeded. The path is copied at exit from the caller's memory
-//! (the kernel already faulted it in). With `--watch-dir`, absolute paths outside the watched
-//! prefixes are dropped here; relative paths go to user space, which resolves and filters them.
+//! a record only when the call succeeded. The path is then resolved in the kernel from the new
+//! fd (`aurora_task_fd_path`): absolute, with `..`, symlinks and the cwd already applied, even
+//! when the process exits before user space could read /proc/PID/cwd. Only if that walk fails
+//! (deeper than we walk) is the caller's argument copied instead, and user space resolves it.
+//! With `--watch-dir`, absolute paths outside the watched prefixes are dropped here.
 use aurora_common::{
-    FileRecord, PendingOpen, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN, RING_FILE,
+    FileRecord, PendingOpen, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN,
+    RING_FILE,
 };
 use aya_ebpf::{
     helpers::{
@@ -155,13 +158,35 @@ fn on_exit(ctx: &TracePointContext) {
         return;
     };
     let rec = entry.as_mut_ptr();
-    // SAFETY: rec points into our ring reservation; filename_ptr is the caller's path.
+    // SAFETY: returns the current task pointer, only dereferenced through probe reads.
+    let task = unsafe { bpf_get_current_task() } as *const c_void;
+    // SAFETY: rec points into our ring reservation; filename_ptr is the caller's path; the
+    // scratch buffer is this CPU's slot of PATH_SCRATCH.
     unsafe {
-        let n = bpf_probe_read_user_str(
-            (&raw mut (*rec).path).cast(),
-            PATH_LEN as u32,
-            pending.filename_ptr as *const c_void,
-        );
+        let resolved = match maps::PATH_SCRATCH.get_ptr_mut(0) {
+            Some(scratch) => co_re::aurora_task_fd_path(
+                task,
+                ret as i32,
+                scratch.cast(),
+                (&raw mut (*rec).path).cast(),
+            ),
+            None => -1,
+        };
+        let (n, flags) = if resolved > 0 {
+            (resolved as i64 + 1, FILE_PATH_RESOLVED)
+        } else {
+            let n = bpf_probe_read_user_str(
+                (&raw mut (*rec).path).cast(),
+                PATH_LEN as u32,
+                pending.filename_ptr as *const c_void,
+            );
+            let truncated = if n as usize == PATH_LEN {
+                FILE_PATH_TRUNCATED
+            } else {
+                0
+            };
+            (n, truncated)
+        };
         if n <= 0 {
             entry.discard(0);
             return;
@@ -170,14 +195,9 @@ fn on_exit(ctx: &TracePointContext) {
             entry.discard(0);
             return;
         }
-        let task = bpf_get_current_task() as *const c_void;
         maps::fill_header(&raw mut (*rec).header, task);
         (*rec).path_len = (n - 1) as u32;
-        (*rec).flags = if n as usize == PATH_LEN {
-            FILE_PATH_TRUNCATED
-        } else {
-            0
-        };
+        (*rec).flags = flags;
         (*rec).dfd = pending.dfd;
         (*rec).open_flags = pending.open_flags;
         (*rec).mode = pending.mode;
