@@ -3,7 +3,7 @@
 //! dead sink.
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aurora_common::RING_COUNT;
 
@@ -35,13 +35,27 @@ pub struct DetectStats {
     pub matches: AtomicU64,
     pub alerts: AtomicU64,
     pub excluded: AtomicU64,
-    /// Suppressed by the per-rule rate limit, per rule id (never silent).
-    pub throttled: Mutex<BTreeMap<String, u64>>,
+    /// Suppressed by the per-rule rate limit, per rule id (never silent). The detector keeps
+    /// each rule's counter and bumps it without taking the lock (rules that match every event
+    /// are throttled on every event); the counters outlive rule reloads.
+    pub throttled: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
 }
 
 impl DetectStats {
     pub fn throttled_total(&self) -> u64 {
-        self.throttled.lock().map(|m| m.values().sum()).unwrap_or(0)
+        self.throttled
+            .lock()
+            .map(|m| m.values().map(|c| c.load(Ordering::Relaxed)).sum())
+            .unwrap_or(0)
+    }
+
+    /// The shared suppression counter of one rule.
+    pub fn throttle_counter(&self, rule: &str) -> Arc<AtomicU64> {
+        match self.throttled.lock() {
+            Ok(mut m) => m.entry(rule.to_owned()).or_default().clone(),
+            // A poisoned lock only means another thread panicked mid-update; keep counting.
+            Err(p) => p.into_inner().entry(rule.to_owned()).or_default().clone(),
+        }
     }
 }
 
@@ -162,7 +176,10 @@ impl Stats {
             .lock()
             .map(|m| {
                 m.iter()
-                    .map(|(r, n)| format!("rule {r}: {n} matches suppressed by throttle"))
+                    .map(|(r, n)| {
+                        let n = n.load(Ordering::Relaxed);
+                        format!("rule {r}: {n} matches suppressed by throttle")
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -6,17 +6,44 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock, FakeRelativeClock};
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-type Keyed<C> =
-    RateLimiter<usize, DefaultKeyedStateStore<usize>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+/// One limiter per rule, indexed by rule: no hashing per match (a keyed limiter hashes the key
+/// into a map on every check, and with rules that match every event that showed up in profiles).
+type Direct<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+pub struct PerRule<C: Clock> {
+    quota: Quota,
+    clock: C,
+    limiters: Vec<Direct<C>>,
+}
+
+impl<C: Clock + Clone> PerRule<C> {
+    fn new(quota: Quota, clock: C) -> Self {
+        PerRule {
+            quota,
+            clock,
+            limiters: Vec::new(),
+        }
+    }
+
+    fn allow(&mut self, idx: usize) -> bool {
+        while self.limiters.len() <= idx {
+            self.limiters.push(RateLimiter::direct_with_clock(
+                self.quota,
+                self.clock.clone(),
+            ));
+        }
+        self.limiters[idx].check().is_ok()
+    }
+}
 
 pub enum Throttle {
     Off,
-    Wall(Keyed<DefaultClock>),
+    Wall(PerRule<DefaultClock>),
     EventTime {
-        limiter: Keyed<FakeRelativeClock>,
+        limiters: PerRule<FakeRelativeClock>,
         clock: FakeRelativeClock,
         origin_ns: Option<i64>,
         now_ns: i64,
@@ -47,7 +74,7 @@ impl Throttle {
     pub fn wall(rate: f64, burst: u32) -> Result<Self, ThrottleError> {
         Ok(match quota(rate, burst)? {
             None => Throttle::Off,
-            Some(q) => Throttle::Wall(RateLimiter::keyed(q)),
+            Some(q) => Throttle::Wall(PerRule::new(q, DefaultClock::default())),
         })
     }
 
@@ -55,9 +82,11 @@ impl Throttle {
         Ok(match quota(rate, burst)? {
             None => Throttle::Off,
             Some(q) => {
+                // Clones of a FakeRelativeClock share one time, so advancing `clock` moves
+                // every rule's limiter.
                 let clock = FakeRelativeClock::default();
                 Throttle::EventTime {
-                    limiter: RateLimiter::dashmap_with_clock(q, clock.clone()),
+                    limiters: PerRule::new(q, clock.clone()),
                     clock,
                     origin_ns: None,
                     now_ns: 0,
@@ -88,11 +117,11 @@ impl Throttle {
     }
 
     /// true = the alert for rule `idx` may go out now.
-    pub fn allow(&self, idx: usize) -> bool {
+    pub fn allow(&mut self, idx: usize) -> bool {
         match self {
             Throttle::Off => true,
-            Throttle::Wall(l) => l.check_key(&idx).is_ok(),
-            Throttle::EventTime { limiter, .. } => limiter.check_key(&idx).is_ok(),
+            Throttle::Wall(l) => l.allow(idx),
+            Throttle::EventTime { limiters, .. } => limiters.allow(idx),
         }
     }
 }
@@ -120,7 +149,7 @@ mod tests {
 
     #[test]
     fn zero_disables_and_bad_values_rejected() {
-        let t = Throttle::wall(0.0, 5).unwrap();
+        let mut t = Throttle::wall(0.0, 5).unwrap();
         assert!((0..1000).all(|_| t.allow(0)));
         assert_eq!(
             Throttle::wall(-1.0, 5).err(),

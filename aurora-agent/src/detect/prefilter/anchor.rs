@@ -1,0 +1,485 @@
+//! Rule analysis for the prefilter: which cheap facts about an event can decide a rule.
+//!
+//! An *anchor* of a detection is a set of atoms such that the detection cannot be true unless
+//! at least one atom *hits* the event. It over-approximates: `and` picks the most selective
+//! operand, `or` unions its operands, a regex contributes the literals all its matches start or
+//! end with (regex-syntax's extractor), and anything we cannot bound (`not`, numbers, keywords,
+//! `|exists: true`, literal-free regexes) leaves that branch unbounded (`None`).
+//!
+//! Each rule is then classified:
+//! - `Anchored`: the condition is false when every detection is false, and the rule has an
+//!   anchor: no hit ⇒ the rule does not match (skip it).
+//! - `Inverse`: the condition is *true* when every detection is false (`not filter`-only rules,
+//!   e.g. "image has no Windows path"), and every referenced detection has an anchor: no hit ⇒
+//!   every detection is false ⇒ the rule matches, with no matched selection, without evaluating.
+//! - `Always`: evaluated on every event.
+use rsigma_eval::matcher::GroupMode;
+use rsigma_eval::{CompiledDetection, CompiledMatcher, CompiledRule};
+use rsigma_parser::{ConditionExpr, Quantifier};
+
+/// Where a needle must occur in the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pos {
+    Anywhere,
+    Start,
+    End,
+    /// The whole value (Sigma's plain `Field: value`).
+    Whole,
+}
+
+/// What must be true of a field for an atom to hit.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Test {
+    /// The value contains the (lowered) needle at `Pos`, ASCII case folded.
+    Substr(String, Pos),
+    /// The field is absent (or null): Sigma's `Field: null` and `|exists: false`.
+    Absent,
+    /// The value is the empty string: Sigma's `Field: ''`.
+    Empty,
+}
+
+/// One atom of an anchor.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Atom {
+    pub field: String,
+    pub test: Test,
+    /// Derived from a regex, whose literals are only exact for ASCII values: on a non-ASCII
+    /// value the atom counts as hit.
+    pub from_regex: bool,
+}
+
+/// At least one of these atoms hits whenever the detection (or rule) is true.
+pub type Anchor = Vec<Atom>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Class {
+    Anchored(Anchor),
+    Inverse(Anchor),
+    Always,
+}
+
+pub fn classify(rule: &CompiledRule) -> Class {
+    if rule.conditions.iter().any(|c| true_when_all_false(c, rule)) {
+        // Every detection the conditions read must be bounded.
+        let mut all = Anchor::new();
+        for (name, det) in &rule.detections {
+            if !rule.conditions.iter().any(|c| references(c, name)) {
+                continue;
+            }
+            match detection_anchor(det) {
+                Some(a) => all.extend(a),
+                None => return Class::Always,
+            }
+        }
+        return match dedup(all) {
+            Some(a) if !a.is_empty() => Class::Inverse(a),
+            _ => Class::Always,
+        };
+    }
+    match rule_anchor(rule) {
+        Some(a) if !a.is_empty() => Class::Anchored(a),
+        _ => Class::Always,
+    }
+}
+
+/// The anchor of a whole rule, or `None` when the rule is not bounded by any atom.
+pub fn rule_anchor(rule: &CompiledRule) -> Option<Anchor> {
+    let mut all = Anchor::new();
+    // Several conditions are alternatives: the rule fires when any one does.
+    for cond in &rule.conditions {
+        all.extend(condition_anchor(cond, rule)?);
+    }
+    dedup(all)
+}
+
+/// The condition's value when every detection is false.
+fn true_when_all_false(cond: &ConditionExpr, rule: &CompiledRule) -> bool {
+    match cond {
+        ConditionExpr::Identifier(_) => false,
+        ConditionExpr::And(items) => items.iter().all(|c| true_when_all_false(c, rule)),
+        ConditionExpr::Or(items) => items.iter().any(|c| true_when_all_false(c, rule)),
+        ConditionExpr::Not(inner) => !true_when_all_false(inner, rule),
+        ConditionExpr::Selector {
+            quantifier,
+            pattern,
+        } => match quantifier {
+            Quantifier::Any => false,
+            // `all of` an empty set is true; of a non-empty set of false detections, false.
+            Quantifier::All => !rule
+                .detections
+                .keys()
+                .any(|n| pattern.matches_detection_name(n)),
+            Quantifier::Count(n) => *n == 0,
+        },
+    }
+}
+
+fn references(cond: &ConditionExpr, name: &str) -> bool {
+    match cond {
+        ConditionExpr::Identifier(id) => id == name,
+        ConditionExpr::And(items) | ConditionExpr::Or(items) => {
+            items.iter().any(|c| references(c, name))
+        }
+        ConditionExpr::Not(inner) => references(inner, name),
+        ConditionExpr::Selector { pattern, .. } => pattern.matches_detection_name(name),
+    }
+}
+
+fn condition_anchor(cond: &ConditionExpr, rule: &CompiledRule) -> Option<Anchor> {
+    match cond {
+        ConditionExpr::Identifier(name) => detection_anchor(rule.detections.get(name)?),
+        ConditionExpr::And(items) => best(items.iter().map(|c| condition_anchor(c, rule))),
+        ConditionExpr::Or(items) => union(items.iter().map(|c| condition_anchor(c, rule))),
+        ConditionExpr::Not(_) => None,
+        ConditionExpr::Selector {
+            quantifier,
+            pattern,
+        } => {
+            // By name: the detections are a HashMap, and ties in `best` must not depend on
+            // its iteration order (the chosen anchor, and so the speed, would vary per run).
+            let mut matching: Vec<_> = rule
+                .detections
+                .iter()
+                .filter(|(name, _)| pattern.matches_detection_name(name))
+                .collect();
+            matching.sort_by(|a, b| a.0.cmp(b.0));
+            let matching = matching.into_iter().map(|(_, d)| detection_anchor(d));
+            match quantifier {
+                Quantifier::All => best(matching),
+                Quantifier::Any => union(matching),
+                Quantifier::Count(0) => None,
+                Quantifier::Count(_) => union(matching),
+            }
+        }
+    }
+}
+
+pub fn detection_anchor(det: &CompiledDetection) -> Option<Anchor> {
+    match det {
+        CompiledDetection::AllOf(items) => best(items.iter().map(|item| {
+            let field = item.field.as_deref()?;
+            match item.exists {
+                Some(false) => return atom(field, Test::Absent),
+                Some(true) => return None,
+                None => {}
+            }
+            // An absent field satisfies the item only through a top-level `null` matcher.
+            if matches!(item.matcher, CompiledMatcher::Null) {
+                return atom(field, Test::Absent);
+            }
+            matcher_anchor(field, &item.matcher)
+        })),
+        CompiledDetection::AnyOf(subs) => union(subs.iter().map(detection_anchor)),
+        CompiledDetection::And(subs) => best(subs.iter().map(detection_anchor)),
+        CompiledDetection::Keywords(_)
+        | CompiledDetection::ArrayMatch { .. }
+        | CompiledDetection::Conditional { .. } => None,
+    }
+}
+
+/// Anchor of a matcher applied to a present field.
+fn matcher_anchor(field: &str, m: &CompiledMatcher) -> Option<Anchor> {
+    match m {
+        CompiledMatcher::Exact { value, .. } if value.is_empty() => atom(field, Test::Empty),
+        CompiledMatcher::Exact {
+            value,
+            case_insensitive,
+        } => substr(field, value, Pos::Whole, *case_insensitive),
+        CompiledMatcher::Contains {
+            value,
+            case_insensitive,
+        } => substr(field, value, Pos::Anywhere, *case_insensitive),
+        CompiledMatcher::StartsWith {
+            value,
+            case_insensitive,
+        } => substr(field, value, Pos::Start, *case_insensitive),
+        CompiledMatcher::EndsWith {
+            value,
+            case_insensitive,
+        } => substr(field, value, Pos::End, *case_insensitive),
+        CompiledMatcher::AhoCorasickSet {
+            needles,
+            case_insensitive,
+            ..
+        } => union(
+            needles
+                .iter()
+                .map(|n| substr(field, n, Pos::Anywhere, *case_insensitive)),
+        ),
+        CompiledMatcher::AnyOf(children) => {
+            union(children.iter().map(|c| matcher_anchor(field, c)))
+        }
+        CompiledMatcher::AllOf(children) => best(children.iter().map(|c| matcher_anchor(field, c))),
+        CompiledMatcher::CaseInsensitiveGroup { children, mode } => {
+            let each = children.iter().map(|c| matcher_anchor(field, c));
+            match mode {
+                GroupMode::Any => union(each),
+                GroupMode::All => best(each),
+            }
+        }
+        CompiledMatcher::Regex(re) => regex_anchor(field, re.as_str()),
+        CompiledMatcher::RegexSetMatch { set, mode } => {
+            let each = set.patterns().iter().map(|p| regex_anchor(field, p));
+            match mode {
+                GroupMode::Any => union(each),
+                GroupMode::All => best(each),
+            }
+        }
+        // A null value reads as absent to the prefilter.
+        CompiledMatcher::Null => atom(field, Test::Absent),
+        _ => None,
+    }
+}
+
+fn atom(field: &str, test: Test) -> Option<Anchor> {
+    Some(vec![Atom {
+        field: field.to_owned(),
+        test,
+        from_regex: false,
+    }])
+}
+
+fn substr(field: &str, needle: &str, pos: Pos, case_insensitive: bool) -> Option<Anchor> {
+    if needle.is_empty() {
+        return None; // contained in everything
+    }
+    // A `|cased` needle is compared with the value as written, but we compare lowered text;
+    // for ASCII that only widens the test, while Unicode lowering is context dependent (final
+    // sigma), so non-ASCII cased needles stay unbounded.
+    if !case_insensitive && !needle.is_ascii() {
+        return None;
+    }
+    // Lowered the way rsigma lowers case-insensitive values (it stores them lowered already).
+    atom(field, Test::Substr(needle.to_lowercase(), pos))
+}
+
+/// Literals one of which every match of the regex contains: the match is a substring of the
+/// value, so the value contains it too. Parsed in ASCII mode (`(?i)` folds ASCII only), which
+/// is exact for ASCII values; non-ASCII values are handled by `Atom::from_regex`.
+fn regex_anchor(field: &str, pattern: &str) -> Option<Anchor> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    required_literals(field, &hir, 0)
+}
+
+/// The best of: the literals every match starts with, those it ends with, and — a match of a
+/// concatenation contains a match of each part — the same for every part, recursively.
+fn required_literals(field: &str, hir: &regex_syntax::hir::Hir, depth: u32) -> Option<Anchor> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    use regex_syntax::hir::HirKind;
+    let mut options: Vec<Option<Anchor>> = [ExtractKind::Prefix, ExtractKind::Suffix]
+        .into_iter()
+        .map(|kind| literal_anchor(field, &Extractor::new().kind(kind).extract(hir)))
+        .collect();
+    if depth < 8 {
+        match hir.kind() {
+            HirKind::Concat(parts) => {
+                options.extend(parts.iter().map(|p| required_literals(field, p, depth + 1)));
+            }
+            HirKind::Capture(c) => options.push(required_literals(field, &c.sub, depth + 1)),
+            HirKind::Repetition(r) if r.min >= 1 => {
+                options.push(required_literals(field, &r.sub, depth + 1));
+            }
+            HirKind::Alternation(alts) => options.push(union(
+                alts.iter().map(|a| required_literals(field, a, depth + 1)),
+            )),
+            _ => {}
+        }
+    }
+    best(options.into_iter())
+}
+
+fn literal_anchor(field: &str, seq: &regex_syntax::hir::literal::Seq) -> Option<Anchor> {
+    let lits = seq.literals()?;
+    if lits.is_empty() {
+        return None;
+    }
+    let mut anchor = Anchor::new();
+    for lit in lits {
+        let needle = std::str::from_utf8(lit.as_bytes()).ok()?;
+        // ASCII is folded by the scan; other characters only when case cannot matter.
+        let caseless = |c: char| c.is_ascii() || (c.is_lowercase() == c.is_uppercase());
+        if needle.is_empty() || !needle.chars().all(caseless) {
+            return None;
+        }
+        anchor.push(Atom {
+            field: field.to_owned(),
+            test: Test::Substr(needle.to_ascii_lowercase(), Pos::Anywhere),
+            from_regex: true,
+        });
+    }
+    dedup(anchor)
+}
+
+/// OR: every operand must be bounded; the anchor is the union.
+fn union(items: impl Iterator<Item = Option<Anchor>>) -> Option<Anchor> {
+    let mut out = Anchor::new();
+    let mut any = false;
+    for a in items {
+        out.extend(a?);
+        any = true;
+    }
+    // An OR of nothing never matches; treating it as unbounded keeps the code obviously safe.
+    if any {
+        dedup(out)
+    } else {
+        None
+    }
+}
+
+/// AND: any bounded operand bounds the whole; keep the most selective one.
+fn best(items: impl Iterator<Item = Option<Anchor>>) -> Option<Anchor> {
+    items.flatten().max_by_key(selectivity)
+}
+
+/// Higher is rarer: the weakest atom decides how often the anchor hits; fewer atoms win ties.
+/// A needle counts its length, more when its position is fixed; an absent field is weak (many
+/// Windows fields never exist here), an empty value rarer.
+fn selectivity(a: &Anchor) -> (usize, std::cmp::Reverse<usize>) {
+    let shortest = a
+        .iter()
+        .map(|x| match &x.test {
+            Test::Substr(n, Pos::Anywhere) => n.len(),
+            Test::Substr(n, Pos::Start | Pos::End) => n.len() + 2,
+            Test::Substr(n, Pos::Whole) => n.len() + 4,
+            Test::Absent => 1,
+            Test::Empty => 6,
+        })
+        .min()
+        .unwrap_or(0);
+    (shortest.min(16), std::cmp::Reverse(a.len()))
+}
+
+fn dedup(mut a: Anchor) -> Option<Anchor> {
+    a.sort_unstable();
+    // Same test from a plain and a regex matcher: keep one atom, flagged if either was.
+    a.dedup_by(|later, kept| {
+        let same = later.field == kept.field && later.test == kept.test;
+        if same {
+            kept.from_regex |= later.from_regex;
+        }
+        same
+    });
+    Some(a)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn rule(detection: &str) -> CompiledRule {
+        let yaml = format!(
+            "title: t\nlogsource: {{category: process_creation, product: linux}}\n\
+             detection:\n{detection}\nlevel: high\n"
+        );
+        let parsed = rsigma_parser::parse_sigma_yaml(&yaml)
+            .expect("parses")
+            .rules
+            .remove(0);
+        rsigma_eval::compile_rule(&parsed).expect("compiles")
+    }
+
+    fn needles(a: &Anchor) -> Vec<(&str, &str)> {
+        a.iter()
+            .map(|x| match &x.test {
+                Test::Substr(n, _) => (x.field.as_str(), n.as_str()),
+                Test::Absent => (x.field.as_str(), "<absent>"),
+                Test::Empty => (x.field.as_str(), "<empty>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn and_keeps_the_most_selective_side_and_not_is_unbounded() {
+        let r = rule(
+            "  sel:\n    Image|endswith: '/curl'\n    CommandLine|contains: ' --upload-file '\n\
+             \x20 filter:\n    User: root\n  condition: sel and not filter",
+        );
+        let Class::Anchored(a) = classify(&r) else {
+            panic!("anchored")
+        };
+        assert_eq!(needles(&a), vec![("CommandLine", " --upload-file ")]);
+    }
+
+    #[test]
+    fn or_unions_and_any_unbounded_branch_unanchors() {
+        let r = rule(
+            "  a:\n    Image|endswith: '/wget'\n  b:\n    CommandLine|contains: 'XyZ'\n\
+             \x20 condition: 1 of a or b",
+        );
+        let a = rule_anchor(&r).expect("anchored");
+        assert_eq!(
+            needles(&a),
+            vec![("CommandLine", "xyz"), ("Image", "/wget")]
+        );
+        let r = rule(
+            "  a:\n    Image|endswith: '/wget'\n  b:\n    CommandLine|re: '[a-z]+x?'\n\
+             \x20 condition: a or b",
+        );
+        assert_eq!(classify(&r), Class::Always);
+    }
+
+    #[test]
+    fn regex_literals_anchor_with_the_better_of_prefix_and_suffix() {
+        let r = rule("  s:\n    CommandLine|re: 'ipconfig\\s+/all'\n  condition: s");
+        // `\s` is expanded: six needles "ipconfig" + one whitespace byte.
+        let a = rule_anchor(&r).unwrap();
+        assert_eq!(a.len(), 6);
+        assert!(a.iter().all(|x| x.from_regex
+            && matches!(&x.test, Test::Substr(n, Pos::Anywhere) if n.starts_with("ipconfig"))));
+        // `(?i)` multiplies case variants until the extractor trims them to a shorter suffix.
+        let r = rule("  s:\n    CommandLine|re: '(?i).*\\s+-EncodedCommand'\n  condition: s");
+        let a = rule_anchor(&r).unwrap();
+        assert!(a.iter().all(|x| matches!(&x.test,
+            Test::Substr(n, _) if n.len() >= 4 && "-encodedcommand".ends_with(n.as_str()))));
+        let r = rule("  s:\n    CommandLine|re: '\\w+\\d*'\n  condition: s");
+        assert_eq!(rule_anchor(&r), None);
+        // Neither prefix nor suffix is finite, but every match contains the backtick.
+        let r = rule("  s:\n    CommandLine|re: '\\w+`(?:\\w+|-|.)`[\\w+|\\s]'\n  condition: s");
+        assert_eq!(
+            needles(&rule_anchor(&r).unwrap()),
+            vec![("CommandLine", "`")]
+        );
+    }
+
+    #[test]
+    fn negation_only_rules_are_inverse_when_every_filter_is_bounded() {
+        let r = rule(
+            "  filter_main:\n    Image|contains: '\\'\n  filter_null:\n    Image: null\n\
+             \x20 filter_empty:\n    Image:\n      - '-'\n      - ''\n\
+             \x20 condition: not 1 of filter_*",
+        );
+        let Class::Inverse(a) = classify(&r) else {
+            panic!("inverse: {:?}", classify(&r))
+        };
+        assert_eq!(
+            needles(&a),
+            vec![
+                ("Image", "-"),
+                ("Image", "\\"),
+                ("Image", "<absent>"),
+                ("Image", "<empty>")
+            ]
+        );
+        // A filter the prefilter cannot bound makes the rule evaluated every time.
+        let r = rule(
+            "  filter_a:\n    Image|contains: 'x'\n  filter_b:\n    ProcessId|gt: 5\n\
+             \x20 condition: not 1 of filter_*",
+        );
+        assert_eq!(classify(&r), Class::Always);
+    }
+
+    #[test]
+    fn all_false_value_follows_sigma_semantics() {
+        let r = rule("  a:\n    Image: x\n  condition: all of b*");
+        assert!(true_when_all_false(&r.conditions[0], &r));
+        let r = rule("  a:\n    Image: x\n  condition: all of a*");
+        assert!(!true_when_all_false(&r.conditions[0], &r));
+        let r = rule("  a:\n    Image: x\n  b:\n    Image: y\n  condition: a or not b");
+        assert!(true_when_all_false(&r.conditions[0], &r));
+    }
+}
