@@ -78,8 +78,11 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
          /bin/true {m} the needle with args; \
          while [ $i -lt 5000 ]; do /bin/true {m}-b-$i; i=$((i+1)); done"
     );
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::fs::canonicalize(dir.path()).unwrap();
     let st = Command::new("/bin/sh")
         .args(["-c", &script])
+        .current_dir(&cwd)
         .status()
         .unwrap();
     assert!(st.success());
@@ -112,7 +115,13 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
         "no loss at the default ring size:\n{}",
         stderr.join("\n")
     );
+    // Image and CurrentDirectory are read in the kernel at exec: present and right although
+    // every one of these processes is gone before user space sees its exec.
     assert!(burst.iter().all(|e| s(e, "Image") == canon("/bin/true")));
+    let cwd = cwd.display().to_string();
+    assert!(burst
+        .iter()
+        .all(|e| e["CurrentDirectory"].as_str() == Some(cwd.as_str())));
     // The process table stayed bounded by --correlation-cache.
     let line = stderr
         .iter()

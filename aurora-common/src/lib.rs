@@ -85,7 +85,16 @@ pub struct ExecRecord {
     pub filename_len: u32,
     /// Bytes of `args` used (NULs between arguments kept).
     pub args_len: u32,
+    /// Bytes of `exe` used; 0 when the kernel-side walk failed (user space falls back).
+    pub exe_len: u32,
+    /// Bytes of `cwd` used; 0 when the kernel-side walk failed.
+    pub cwd_len: u32,
     pub filename: [u8; EXEC_FILENAME_LEN],
+    /// Absolute path of the new executable (`mm->exe_file`, as /proc/PID/exe shows it), read
+    /// in the kernel at exec: right even when the process exits or execs again at once.
+    pub exe: [u8; PATH_LEN],
+    /// Working directory at exec (`fs->pwd`), read in the kernel for the same reason.
+    pub cwd: [u8; PATH_LEN],
     pub args: [u8; ARGV_LEN],
 }
 

@@ -36,6 +36,7 @@ typedef struct {
 struct mm_struct {
   unsigned long arg_start;
   unsigned long arg_end;
+  struct file *exe_file;
 };
 
 struct signal_struct {
@@ -86,8 +87,13 @@ struct files_struct {
   struct fdtable *fdt;
 };
 
+struct fs_struct {
+  struct path pwd;
+};
+
 struct task_struct {
   struct files_struct *files;
+  struct fs_struct *fs;
   int pid;
   int tgid;
   int exit_code;
@@ -240,39 +246,17 @@ AURORA_API int aurora_task_argv_bounds(struct task_struct *task, __u64 *start, _
 #define PATH_MAX_COMPONENTS 64
 #define NAME_MASK 255
 
-// Absolute path of the file open at `fd` in `task`, as d_path() would print it (mount points
-// crossed, `..` and symlinks already resolved by the kernel). Built in `scratch` (2048 bytes),
-// copied NUL-terminated to `out` (1024 bytes). Returns the length without the NUL, or a
-// negative value when the path is deeper or longer than we walk (the caller falls back).
+// Absolute path of (vfsmnt, dentry), as d_path() would print it (mount points crossed; `..` and
+// symlinks were resolved by the kernel when the path was looked up). Built in `scratch` (2048
+// bytes), copied NUL-terminated to `out` (1024 bytes). Returns the length without the NUL, or
+// a negative value when the path is deeper or longer than we walk (the caller falls back).
 //
 // Verifier cost: the write position is kept in map memory (volatile), not in a register. The
 // verifier does not track map contents, so the states reaching the loop head after a path
 // component and after a mount crossing are identical and get pruned; with the position in a
 // register every iteration doubles the paths and 64 iterations exceed the 1M-insn budget.
-AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scratch, __u8 *out) {
-  struct files_struct *files = 0;
-  struct fdtable *fdt = 0;
-  struct file **fds = 0;
-  struct file *file = 0;
-  unsigned int max_fds = 0;
-  CORE_READ_INTO(&files, task->files);
-  if (!files)
-    return -1;
-  CORE_READ_INTO(&fdt, files->fdt);
-  if (!fdt)
-    return -1;
-  CORE_READ_INTO(&max_fds, fdt->max_fds);
-  CORE_READ_INTO(&fds, fdt->fd);
-  if (fd < 0 || (unsigned int)fd >= max_fds || !fds)
-    return -1;
-  bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-  if (!file)
-    return -1;
-
-  struct vfsmount *vfsmnt = 0;
-  struct dentry *dentry = 0;
-  CORE_READ_INTO(&vfsmnt, file->f_path.mnt);
-  CORE_READ_INTO(&dentry, file->f_path.dentry);
+AURORA_API int aurora_path_walk(struct vfsmount *vfsmnt, struct dentry *dentry, __u8 *scratch,
+                                __u8 *out) {
   if (!vfsmnt || !dentry)
     return -1;
   struct mount *mnt = (struct mount *)((char *)vfsmnt - CORE_OFFSET_OF(struct mount, mnt));
@@ -331,6 +315,63 @@ AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scrat
   bpf_probe_read_kernel(out, n, &scratch[pos & (PATH_SCRATCH_HALF - 1)]);
   out[n] = 0;
   return (int)n;
+}
+
+// Path of the file open at `fd` in `task` (see aurora_path_walk).
+AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scratch, __u8 *out) {
+  struct files_struct *files = 0;
+  struct fdtable *fdt = 0;
+  struct file **fds = 0;
+  struct file *file = 0;
+  unsigned int max_fds = 0;
+  CORE_READ_INTO(&files, task->files);
+  if (!files)
+    return -1;
+  CORE_READ_INTO(&fdt, files->fdt);
+  if (!fdt)
+    return -1;
+  CORE_READ_INTO(&max_fds, fdt->max_fds);
+  CORE_READ_INTO(&fds, fdt->fd);
+  if (fd < 0 || (unsigned int)fd >= max_fds || !fds)
+    return -1;
+  bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+  if (!file)
+    return -1;
+  struct vfsmount *vfsmnt = 0;
+  struct dentry *dentry = 0;
+  CORE_READ_INTO(&vfsmnt, file->f_path.mnt);
+  CORE_READ_INTO(&dentry, file->f_path.dentry);
+  return aurora_path_walk(vfsmnt, dentry, scratch, out);
+}
+
+// Path of the task's executable (mm->exe_file): what /proc/PID/exe links to.
+AURORA_API int aurora_task_exe_path(struct task_struct *task, __u8 *scratch, __u8 *out) {
+  struct mm_struct *mm = 0;
+  struct file *exe = 0;
+  CORE_READ_INTO(&mm, task->mm);
+  if (!mm)
+    return -1;
+  CORE_READ_INTO(&exe, mm->exe_file);
+  if (!exe)
+    return -1;
+  struct vfsmount *vfsmnt = 0;
+  struct dentry *dentry = 0;
+  CORE_READ_INTO(&vfsmnt, exe->f_path.mnt);
+  CORE_READ_INTO(&dentry, exe->f_path.dentry);
+  return aurora_path_walk(vfsmnt, dentry, scratch, out);
+}
+
+// The task's working directory (fs->pwd): what /proc/PID/cwd links to.
+AURORA_API int aurora_task_cwd_path(struct task_struct *task, __u8 *scratch, __u8 *out) {
+  struct fs_struct *fs = 0;
+  CORE_READ_INTO(&fs, task->fs);
+  if (!fs)
+    return -1;
+  struct vfsmount *vfsmnt = 0;
+  struct dentry *dentry = 0;
+  CORE_READ_INTO(&vfsmnt, fs->pwd.mnt);
+  CORE_READ_INTO(&dentry, fs->pwd.dentry);
+  return aurora_path_walk(vfsmnt, dentry, scratch, out);
 }
 
 // ---- tracepoint contexts -----------------------------------------------------------------

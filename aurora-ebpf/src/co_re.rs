@@ -27,6 +27,8 @@ unsafe extern "C" {
     pub fn aurora_task_argv_bounds(task: *const c_void, start: *mut u64, end: *mut u64) -> i32;
     pub fn aurora_task_fd_path(task: *const c_void, fd: i32, scratch: *mut u8, out: *mut u8)
         -> i32;
+    pub fn aurora_task_exe_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
+    pub fn aurora_task_cwd_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_exec_filename_offset(ctx: *const c_void) -> u32;
     pub fn aurora_sys_enter_arg(ctx: *const c_void, n: u32) -> u64;
     pub fn aurora_sys_exit_ret(ctx: *const c_void) -> i64;

@@ -234,10 +234,15 @@ impl Enricher {
         let t = &r.task;
         let ticks = self.clock.ticks(t.start_boottime_ns);
         let parent = self.parent_of(t);
-        let image = match procfs::exe(t.tgid) {
-            Some(i) => i,
-            // Gone already: the kernel's filename, made absolute where possible.
-            None => self.canonical(&r.filename).to_string(),
+        // The kernel resolved the executable at exec; /proc and then the exec'd filename are
+        // fallbacks for paths too deep for the kernel-side walk.
+        let image = if !r.exe.is_empty() {
+            bytes_to_string(&r.exe)
+        } else {
+            match procfs::exe(t.tgid) {
+                Some(i) => i,
+                None => self.canonical(&r.filename).to_string(),
+            }
         };
         // The kernel copy of argv is exact unless it was cut; then /proc has all of it (if the
         // process still runs), else we keep the cut copy and flag it.
@@ -249,9 +254,13 @@ impl Enricher {
                 None => (crate::event::text::join_argv(&r.argv), r.argv_truncated),
             }
         };
-        // No guess when the process is already gone: a parent's cwd may be stale, and a wrong
-        // CurrentDirectory is worse than none.
-        let cwd = procfs::cwd(t.tgid).map(Into::into);
+        // No guess when neither the kernel nor /proc has it: a parent's cwd may be stale, and a
+        // wrong CurrentDirectory is worse than none.
+        let cwd = if !r.cwd.is_empty() {
+            Some(bytes_to_string(&r.cwd).into())
+        } else {
+            procfs::cwd(t.tgid).map(Into::into)
+        };
         let cgroup = self.cgroups.lookup(t.tgid, r.cgroup_id);
         let info = self.table.insert(ProcInfo {
             pid: t.tgid,

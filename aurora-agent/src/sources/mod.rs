@@ -25,6 +25,10 @@ pub struct ExecRaw {
     /// argv bytes, NUL-separated, as copied from the new mm.
     pub argv: Vec<u8>,
     pub argv_truncated: bool,
+    /// Executable path resolved in the kernel; empty when that failed.
+    pub exe: Vec<u8>,
+    /// Working directory resolved in the kernel; empty when that failed.
+    pub cwd: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

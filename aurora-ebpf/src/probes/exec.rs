@@ -1,7 +1,8 @@
 //! `sched/sched_process_exec`: identity, parent, filename and argv of every exec.
 //!
-//! argv is copied from the new mm here, in the kernel, so a process that exits before user space
-//! reads /proc keeps its command line.
+//! argv, the executable's path and the working directory are read here, in the kernel, so a
+//! process that exits (or execs again) before user space could read /proc keeps them, and user
+//! space needs no /proc read per exec.
 use aurora_common::{
     ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
     EXEC_FILENAME_TRUNCATED, RING_EXEC,
@@ -82,6 +83,19 @@ unsafe fn handle(ctx: &TracePointContext) {
             }
         }
         (*rec).flags = flags;
+
+        (*rec).exe_len = 0;
+        (*rec).cwd_len = 0;
+        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
+            let n = co_re::aurora_task_exe_path(task, scratch.cast(), (&raw mut (*rec).exe).cast());
+            if n > 0 {
+                (*rec).exe_len = n as u32;
+            }
+            let n = co_re::aurora_task_cwd_path(task, scratch.cast(), (&raw mut (*rec).cwd).cast());
+            if n > 0 {
+                (*rec).cwd_len = n as u32;
+            }
+        }
     }
     entry.submit(maps::wakeup_flags(&maps::EXEC_RING));
 }

@@ -64,6 +64,8 @@ struct ExecFixed {
     flags: u32,
     filename_len: u32,
     args_len: u32,
+    exe_len: u32,
+    cwd_len: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -103,6 +105,18 @@ pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
             aurora_common::ARGV_LEN,
         ),
         argv_truncated: f.flags & EXEC_ARGV_TRUNCATED != 0,
+        exe: bytes_at(
+            item,
+            offset_of!(ExecRecord, exe),
+            f.exe_len,
+            aurora_common::PATH_LEN,
+        ),
+        cwd: bytes_at(
+            item,
+            offset_of!(ExecRecord, cwd),
+            f.cwd_len,
+            aurora_common::PATH_LEN,
+        ),
     }))
 }
 
