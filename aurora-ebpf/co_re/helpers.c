@@ -317,6 +317,16 @@ AURORA_API int aurora_path_walk(struct vfsmount *vfsmnt, struct dentry *dentry, 
   return (int)n;
 }
 
+// aurora_path_walk of a `struct path` (in kernel memory, read field by field).
+static __attribute__((always_inline)) int walk_struct_path(const struct path *p, __u8 *scratch,
+                                                           __u8 *out) {
+  struct vfsmount *vfsmnt = 0;
+  struct dentry *dentry = 0;
+  CORE_READ_INTO(&vfsmnt, p->mnt);
+  CORE_READ_INTO(&dentry, p->dentry);
+  return aurora_path_walk(vfsmnt, dentry, scratch, out);
+}
+
 // Path of the file open at `fd` in `task` (see aurora_path_walk).
 AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scratch, __u8 *out) {
   struct files_struct *files = 0;
@@ -337,11 +347,7 @@ AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scrat
   bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
   if (!file)
     return -1;
-  struct vfsmount *vfsmnt = 0;
-  struct dentry *dentry = 0;
-  CORE_READ_INTO(&vfsmnt, file->f_path.mnt);
-  CORE_READ_INTO(&dentry, file->f_path.dentry);
-  return aurora_path_walk(vfsmnt, dentry, scratch, out);
+  return walk_struct_path(__builtin_preserve_access_index(&file->f_path), scratch, out);
 }
 
 // Path of the task's executable (mm->exe_file): what /proc/PID/exe links to.
@@ -354,11 +360,7 @@ AURORA_API int aurora_task_exe_path(struct task_struct *task, __u8 *scratch, __u
   CORE_READ_INTO(&exe, mm->exe_file);
   if (!exe)
     return -1;
-  struct vfsmount *vfsmnt = 0;
-  struct dentry *dentry = 0;
-  CORE_READ_INTO(&vfsmnt, exe->f_path.mnt);
-  CORE_READ_INTO(&dentry, exe->f_path.dentry);
-  return aurora_path_walk(vfsmnt, dentry, scratch, out);
+  return walk_struct_path(__builtin_preserve_access_index(&exe->f_path), scratch, out);
 }
 
 // The task's working directory (fs->pwd): what /proc/PID/cwd links to.
@@ -367,11 +369,7 @@ AURORA_API int aurora_task_cwd_path(struct task_struct *task, __u8 *scratch, __u
   CORE_READ_INTO(&fs, task->fs);
   if (!fs)
     return -1;
-  struct vfsmount *vfsmnt = 0;
-  struct dentry *dentry = 0;
-  CORE_READ_INTO(&vfsmnt, fs->pwd.mnt);
-  CORE_READ_INTO(&dentry, fs->pwd.dentry);
-  return aurora_path_walk(vfsmnt, dentry, scratch, out);
+  return walk_struct_path(__builtin_preserve_access_index(&fs->pwd), scratch, out);
 }
 
 // ---- tracepoint contexts -----------------------------------------------------------------

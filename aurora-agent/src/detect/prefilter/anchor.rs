@@ -211,19 +211,11 @@ fn matcher_anchor(field: &str, m: &CompiledMatcher) -> Option<Anchor> {
         }
         CompiledMatcher::AllOf(children) => best(children.iter().map(|c| matcher_anchor(field, c))),
         CompiledMatcher::CaseInsensitiveGroup { children, mode } => {
-            let each = children.iter().map(|c| matcher_anchor(field, c));
-            match mode {
-                GroupMode::Any => union(each),
-                GroupMode::All => best(each),
-            }
+            group(mode, children.iter().map(|c| matcher_anchor(field, c)))
         }
         CompiledMatcher::Regex(re) => regex_anchor(field, re.as_str()),
         CompiledMatcher::RegexSetMatch { set, mode } => {
-            let each = set.patterns().iter().map(|p| regex_anchor(field, p));
-            match mode {
-                GroupMode::Any => union(each),
-                GroupMode::All => best(each),
-            }
+            group(mode, set.patterns().iter().map(|p| regex_anchor(field, p)))
         }
         // A null value reads as absent to the prefilter.
         CompiledMatcher::Null => atom(field, Test::Absent),
@@ -313,6 +305,13 @@ fn literal_anchor(field: &str, seq: &regex_syntax::hir::literal::Seq) -> Option<
         });
     }
     dedup(anchor)
+}
+
+fn group(mode: &GroupMode, each: impl Iterator<Item = Option<Anchor>>) -> Option<Anchor> {
+    match mode {
+        GroupMode::Any => union(each),
+        GroupMode::All => best(each),
+    }
 }
 
 /// OR: every operand must be bounded; the anchor is the union.
