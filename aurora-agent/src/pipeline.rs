@@ -28,6 +28,7 @@ pub fn consume<H: EventHandler>(
             Err(mpsc::error::TryRecvError::Empty) => {
                 handler.flush();
                 handler.poll_control();
+                crate::alloc::release_idle_memory();
                 match rx.blocking_recv() {
                     Some(raw) => raw,
                     None => break,
