@@ -3,6 +3,7 @@
 pub mod cgroup;
 pub mod clock;
 pub mod guid;
+pub mod intern;
 pub mod paths;
 pub mod procfs;
 pub mod proctable;
@@ -60,6 +61,7 @@ pub struct Enricher {
     cgroups: CgroupCache,
     clock: BootClock,
     guids: GuidMaker,
+    strings: intern::Interner,
     watch_dirs: Vec<PathBuf>,
 }
 
@@ -91,6 +93,7 @@ impl Enricher {
             cgroups: CgroupCache::new(4096),
             clock: BootClock::new(),
             guids: GuidMaker::from_system(),
+            strings: intern::Interner::new(4096),
             watch_dirs: cfg.watch_dirs.clone(),
         }
     }
@@ -256,10 +259,10 @@ impl Enricher {
         };
         // No guess when neither the kernel nor /proc has it: a parent's cwd may be stale, and a
         // wrong CurrentDirectory is worse than none.
-        let cwd = if !r.cwd.is_empty() {
-            Some(bytes_to_string(&r.cwd).into())
+        let cwd: Option<String> = if !r.cwd.is_empty() {
+            Some(bytes_to_string(&r.cwd))
         } else {
-            procfs::cwd(t.tgid).map(Into::into)
+            procfs::cwd(t.tgid)
         };
         let cgroup = self.cgroups.lookup(t.tgid, r.cgroup_id);
         let info = self.table.insert(ProcInfo {
@@ -268,9 +271,9 @@ impl Enricher {
             ppid: t.ppid,
             parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
             guid: self.guids.guid(t.tgid, ticks).into(),
-            image: image.into(),
-            cmdline: cmdline.into(),
-            cwd,
+            image: self.strings.intern(&image),
+            cmdline: self.strings.intern(&cmdline),
+            cwd: cwd.map(|c| self.strings.intern(&c)),
             user: self.users.name(t.uid),
             uid: t.uid,
             loginuid: r.loginuid,
