@@ -9,7 +9,7 @@
 //! filter`, so with 1,183 rules it still evaluated nearly all of them on every event.
 pub mod anchor;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use daachorse::DoubleArrayAhoCorasick;
 use rsigma_eval::event::EventValue;
@@ -51,7 +51,7 @@ pub struct Prefilter {
     inverse: Vec<u64>,
     /// Per-event bitset of rules with a hit, reused.
     hits: Vec<u64>,
-    /// Scratch for non-ASCII values, lowered the way rsigma lowers them.
+    /// Reused buffer for lowering ASCII values with capitals.
     lowered: String,
 }
 
@@ -64,8 +64,10 @@ impl Prefilter {
         let words = rules.len().div_ceil(64);
         let mut always = vec![0u64; words];
         let mut inverse = vec![0u64; words];
-        let mut by_field: HashMap<String, FieldIndex> = HashMap::new();
-        let mut needles: HashMap<String, HashMap<String, Vec<(u32, Pos)>>> = HashMap::new();
+        // Per field (in name order): its index and its needles (in needle order, which fixes
+        // the pattern ids).
+        type Needles = BTreeMap<String, Vec<(u32, Pos)>>;
+        let mut by_field: BTreeMap<String, (FieldIndex, Needles)> = BTreeMap::new();
         for (i, rule) in rules.iter().enumerate() {
             let i = i as u32;
             let atoms = match anchor::classify(rule) {
@@ -80,34 +82,21 @@ impl Prefilter {
                 }
             };
             for a in atoms {
-                let fi = by_field.entry(a.field.clone()).or_default();
+                let (fi, needles) = by_field.entry(a.field).or_default();
                 if a.from_regex && fi.regex_rules.last() != Some(&i) {
                     fi.regex_rules.push(i);
                 }
                 match a.test {
                     Test::Absent => fi.absent_rules.push(i),
                     Test::Empty => fi.empty_rules.push(i),
-                    Test::Substr(n, pos) => needles
-                        .entry(a.field)
-                        .or_default()
-                        .entry(n)
-                        .or_default()
-                        .push((i, pos)),
+                    Test::Substr(n, pos) => needles.entry(n).or_default().push((i, pos)),
                 }
             }
         }
         let mut fields = Vec::new();
-        let mut names: Vec<String> = by_field.keys().cloned().collect();
-        names.sort();
-        for name in names {
-            let mut fi = by_field.remove(&name).unwrap_or_default();
-            let mut list: Vec<(String, Vec<(u32, Pos)>)> = needles
-                .remove(&name)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            list.sort();
-            if !list.is_empty() {
+        for (name, (mut fi, needles)) in by_field {
+            if !needles.is_empty() {
+                let list: Vec<(String, Vec<(u32, Pos)>)> = needles.into_iter().collect();
                 let patterns: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
                 match DoubleArrayAhoCorasick::<u32>::new(&patterns) {
                     Ok(ac) => {
@@ -217,19 +206,22 @@ fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
     let Some(automaton) = &fi.automaton else {
         return;
     };
-    // Needles are stored lowered: lower the value the way rsigma does before comparing (ASCII
-    // in place into a reused buffer; otherwise the full Unicode way, so a non-ASCII value can
-    // never hide a match).
-    let hay = if s.is_ascii() {
+    // Needles are stored lowered, so the value is lowered exactly as rsigma lowers it before
+    // comparing: ASCII in a reused buffer (and only when it has capitals), anything else with
+    // rsigma's own function (`str::to_lowercase`, whose final-sigma rule a per-character
+    // lowering would miss).
+    let unicode;
+    let hay = if !s.is_ascii() {
+        mark(hits, &fi.regex_rules);
+        unicode = rsigma_eval::matcher::ascii_lowercase_cow(s);
+        &*unicode
+    } else if s.bytes().any(|b| b.is_ascii_uppercase()) {
         lowered.clear();
         lowered.push_str(s);
         lowered.make_ascii_lowercase();
         lowered.as_str()
     } else {
-        mark(hits, &fi.regex_rules);
-        lowered.clear();
-        lowered.extend(s.chars().flat_map(char::to_lowercase));
-        lowered.as_str()
+        s
     };
     for m in automaton.find_overlapping_iter(hay) {
         let (start, end) = (m.start() == 0, m.end() == hay.len());
@@ -306,6 +298,17 @@ mod tests {
             run(&mut p, &[("CommandLine", "zz")]),
             vec![(1, Evaluate), (4, Evaluate)]
         );
+    }
+
+    #[test]
+    fn non_ascii_values_are_lowered_as_rsigma_lowers_them() {
+        use Verdict::*;
+        // rsigma stores the needle as "ας" (final sigma) and lowers "xΑΣ" to "xας"; lowering
+        // character by character would give "xασ" and skip a rule that matches.
+        let rules = vec![rule("  s:\n    CommandLine|endswith: 'ΑΣ'\n  condition: s")];
+        let mut p = Prefilter::build(&rules);
+        assert_eq!(run(&mut p, &[("CommandLine", "xΑΣ")]), vec![(0, Evaluate)]);
+        assert_eq!(run(&mut p, &[("CommandLine", "xΑΣy")]), vec![]);
     }
 
     #[test]
