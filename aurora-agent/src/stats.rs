@@ -51,11 +51,12 @@ impl DetectStats {
 
     /// The shared suppression counter of one rule.
     pub fn throttle_counter(&self, rule: &str) -> Arc<AtomicU64> {
-        match self.throttled.lock() {
-            Ok(mut m) => m.entry(rule.to_owned()).or_default().clone(),
-            // A poisoned lock only means another thread panicked mid-update; keep counting.
-            Err(p) => p.into_inner().entry(rule.to_owned()).or_default().clone(),
-        }
+        // A poisoned lock only means another thread panicked mid-update; keep counting.
+        let mut m = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.entry(rule.to_owned()).or_default().clone()
     }
 }
 

@@ -238,7 +238,7 @@ AURORA_API int aurora_task_argv_bounds(struct task_struct *task, __u64 *start, _
 
 // ---- file paths --------------------------------------------------------------------------
 
-// Scratch layout for aurora_task_fd_path: the path is built backwards ending at byte 1024, so
+// Scratch layout for aurora_path_walk (PATH_SCRATCH_LEN in aurora-common): the path is built backwards ending at byte 1024, so
 // every masked write stays inside the 2048-byte buffer; the write position lives in the last
 // word of the buffer (see below).
 #define PATH_SCRATCH_HALF 1024

@@ -44,8 +44,8 @@ pub static CONNECTING: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries
 #[map]
 pub static LISTENERS: LruHashMap<ListenKey, SockOwner> = LruHashMap::with_max_entries(8192, 0);
 
-/// Per-CPU scratch space where `aurora_task_fd_path` builds a path backwards (too big for the
-/// 512-byte BPF stack).
+/// Per-CPU scratch space where `aurora_path_walk` (created files, exe, cwd) builds a path
+/// backwards (too big for the 512-byte BPF stack).
 #[map]
 pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 

@@ -485,76 +485,29 @@ fn print_table(r: &Value) {
         "measure", "value", "target [Go peer]"
     );
     println!("|{}|{}|{}|", "-".repeat(48), "-".repeat(16), "-".repeat(24));
-    if let Some(d) = r.get("detect") {
-        row(
-            "replay detection, SigmaHQ rules (events/s)",
-            &d["sigmahq_events_per_s"],
-            ">= 500k [14.4k]",
-        );
-        row(
-            "JSONL parse alone (events/s)",
-            &d["parse_events_per_s"],
-            "-",
-        );
-        row(
-            "parse + detection (events/s)",
-            &d["parse_plus_detect_events_per_s"],
-            "-",
-        );
-        row(
-            "with 1,183 scale rules (events/s)",
-            &d["with_scale_events_per_s"],
-            "-",
-        );
-        row("scale rules cost (%)", &d["scale_cost_pct"], "< 20");
-        row(
-            "sigma-rust 0.7, same rules (events/s)",
-            &d["sigma_rust_events_per_s"],
-            "-",
-        );
-        row(
-            "speed-up vs sigma-rust (x)",
-            &d["speedup_vs_sigma_rust"],
-            "-",
-        );
-    }
-    if let Some(e) = r.get("exec") {
-        row(
-            "exec loop slowdown (%)",
-            &e["slowdown_pct"],
-            "<= 2 [+6..+24]",
-        );
-        row(
-            "agent CPU per exec (us)",
-            &e["agent_cpu_us_per_exec"],
-            "<= 20 [200-650]",
-        );
-        row(
-            "BPF programs per exec (us)",
-            &e["kernel_programs_us_per_exec"],
-            "-",
-        );
-        row(
-            "added CPU, % of one exec",
-            &e["added_cpu_pct_of_an_exec"],
-            "-",
-        );
-        row(
-            "agent CPU per 1,000 execs (s)",
-            &e["agent_cpu_s_per_1000_execs"],
-            "-",
-        );
-        row(
-            "agent max RSS, SigmaHQ rules (MB)",
-            &e["agent_max_rss_mb"],
-            "<= 25 [65-81]",
-        );
-        row("events lost in the storm", &e["events_lost"], "0");
-        row(
-            "triggers alerted under load (of 10)",
-            &e["triggers_alerted_of_10"],
-            "10 [8]",
-        );
+    // (part, JSON key, label, target [Go peer]) for the rows that print one value as it is.
+    #[rustfmt::skip]
+    const ROWS: &[(&str, &str, &str, &str)] = &[
+        ("detect", "sigmahq_events_per_s", "replay detection, SigmaHQ rules (events/s)", ">= 500k [14.4k]"),
+        ("detect", "parse_events_per_s", "JSONL parse alone (events/s)", "-"),
+        ("detect", "parse_plus_detect_events_per_s", "parse + detection (events/s)", "-"),
+        ("detect", "with_scale_events_per_s", "with 1,183 scale rules (events/s)", "-"),
+        ("detect", "scale_cost_pct", "scale rules cost (%)", "< 20"),
+        ("detect", "sigma_rust_events_per_s", "sigma-rust 0.7, same rules (events/s)", "-"),
+        ("detect", "speedup_vs_sigma_rust", "speed-up vs sigma-rust (x)", "-"),
+        ("exec", "slowdown_pct", "exec loop slowdown (%)", "<= 2 [+6..+24]"),
+        ("exec", "agent_cpu_us_per_exec", "agent CPU per exec (us)", "<= 20 [200-650]"),
+        ("exec", "kernel_programs_us_per_exec", "BPF programs per exec (us)", "-"),
+        ("exec", "added_cpu_pct_of_an_exec", "added CPU, % of one exec", "-"),
+        ("exec", "agent_cpu_s_per_1000_execs", "agent CPU per 1,000 execs (s)", "-"),
+        ("exec", "agent_max_rss_mb", "agent max RSS, SigmaHQ rules (MB)", "<= 25 [65-81]"),
+        ("exec", "events_lost", "events lost in the storm", "0"),
+        ("exec", "triggers_alerted_of_10", "triggers alerted under load (of 10)", "10 [8]"),
+    ];
+    for (part, key, label, target) in ROWS {
+        if let Some(p) = r.get(part) {
+            row(label, &p[key], target);
+        }
     }
     if let Some(s) = r.get("storms") {
         row(

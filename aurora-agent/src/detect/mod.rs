@@ -1,7 +1,7 @@
 //! Detection: rules routed by logsource (one rule set per event kind, so a rule only ever sees
 //! events of its logsource), process exclusions, per-rule throttling → alerts. Rules are
 //! compiled and evaluated by rsigma; which rules to evaluate per event is decided by our
-//! prefilter (`prefilter.rs`).
+//! prefilter (`prefilter/`).
 pub mod alert;
 pub mod check;
 pub mod logsource;

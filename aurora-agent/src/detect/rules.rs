@@ -142,7 +142,7 @@ fn meta(rule: &SigmaRule, path: &Path) -> RuleMeta {
 /// Parse and classify every rule of `dirs`. Directory problems are errors; rule problems are
 /// entries with status Invalid. `check_compile` compiles active rules to find the ones that
 /// parse but cannot compile (`rules check`); the detector skips it because building its
-/// engines compiles them anyway (and reports failures the same way), halving load work.
+/// rule sets compiles them anyway (and reports failures the same way), halving load work.
 pub fn load(
     dirs: &[PathBuf],
     map: &LogsourceMap,

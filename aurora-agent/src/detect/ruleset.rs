@@ -60,17 +60,8 @@ impl RuleSet {
         )
     }
 
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
-    }
-
-    /// Rules evaluated on every event because no needle bounds them.
-    pub fn unanchored(&self) -> usize {
-        self.prefilter.unanchored()
     }
 
     /// The rules `ev` matches, in rule order. Only the prefilter's candidates are evaluated.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::event::names as f;
-use crate::event::text::bytes_to_string;
+use crate::event::text::{bytes_to_string, bytes_to_text};
 use crate::event::{Event, EventKind, Value};
 use crate::sources::{ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
 use crate::stats::EnrichStats;
@@ -239,12 +239,14 @@ impl Enricher {
         let parent = self.parent_of(t);
         // The kernel resolved the executable at exec; /proc and then the exec'd filename are
         // fallbacks for paths too deep for the kernel-side walk.
+        // Interned straight from the record's bytes: no per-exec copy of a string the table
+        // already holds.
         let image = if !r.exe.is_empty() {
-            bytes_to_string(&r.exe)
+            self.strings.intern(&bytes_to_text(&r.exe))
         } else {
             match procfs::exe(t.tgid) {
-                Some(i) => i,
-                None => self.canonical(&r.filename).to_string(),
+                Some(i) => self.strings.intern(&i),
+                None => self.canonical(&r.filename),
             }
         };
         // The kernel copy of argv is exact unless it was cut; then /proc has all of it (if the
@@ -259,10 +261,10 @@ impl Enricher {
         };
         // No guess when neither the kernel nor /proc has it: a parent's cwd may be stale, and a
         // wrong CurrentDirectory is worse than none.
-        let cwd: Option<String> = if !r.cwd.is_empty() {
-            Some(bytes_to_string(&r.cwd))
+        let cwd = if !r.cwd.is_empty() {
+            Some(self.strings.intern(&bytes_to_text(&r.cwd)))
         } else {
-            procfs::cwd(t.tgid)
+            procfs::cwd(t.tgid).map(|c| self.strings.intern(&c))
         };
         let cgroup = self.cgroups.lookup(t.tgid, r.cgroup_id);
         let info = self.table.insert(ProcInfo {
@@ -271,9 +273,9 @@ impl Enricher {
             ppid: t.ppid,
             parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
             guid: self.guids.guid(t.tgid, ticks).into(),
-            image: self.strings.intern(&image),
+            image,
             cmdline: self.strings.intern(&cmdline),
-            cwd: cwd.map(|c| self.strings.intern(&c)),
+            cwd,
             user: self.users.name(t.uid),
             uid: t.uid,
             loginuid: r.loginuid,
@@ -316,7 +318,9 @@ impl Enricher {
         let raw_path =
             Path::new(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&r.path));
         let info = self.process_of(&r.task);
-        let target = if raw_path.is_absolute() {
+        let target = if r.path_resolved {
+            raw_path.to_path_buf()
+        } else if raw_path.is_absolute() {
             paths::resolve(Path::new("/"), raw_path)
         } else {
             let base = if r.dfd == AT_FDCWD {

@@ -4,9 +4,14 @@ use std::fmt::Write as _;
 /// Valid UTF-8 passes through; each invalid byte becomes `\xNN` (so nothing is dropped and the
 /// output is always valid UTF-8).
 pub fn bytes_to_string(bytes: &[u8]) -> String {
+    bytes_to_text(bytes).into_owned()
+}
+
+/// [`bytes_to_string`] without a copy when the bytes are valid UTF-8.
+pub fn bytes_to_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => escape_invalid(bytes),
+        Ok(s) => std::borrow::Cow::Borrowed(s),
+        Err(_) => std::borrow::Cow::Owned(escape_invalid(bytes)),
     }
 }
 

@@ -46,6 +46,8 @@ pub struct FileRaw {
     pub fd: i32,
     pub path: Vec<u8>,
     pub path_truncated: bool,
+    /// `path` was resolved in the kernel from the new fd: absolute and normalised already.
+    pub path_resolved: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::{
     read_record, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, AF_INET,
-    EXEC_ARGV_TRUNCATED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -154,6 +154,7 @@ pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
             aurora_common::PATH_LEN,
         ),
         path_truncated: f.flags & FILE_PATH_TRUNCATED != 0,
+        path_resolved: f.flags & FILE_PATH_RESOLVED != 0,
     }))
 }
 
