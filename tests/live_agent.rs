@@ -2,7 +2,6 @@
 //! that loses no alert already matched.
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("alerts.log");
     let m = marker("b64");
+    let ready = dir.path().join("ready.json");
     let mut agent = Command::new(aurora())
         .arg("--rules")
         .arg(sigmahq())
@@ -21,26 +21,17 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
         .arg(repo().join("rules"))
         .args(["--no-stdout", "--throttle-rate", "0", "--logfile"])
         .arg(&log)
+        .arg("--ready-file")
+        .arg(&ready)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = agent.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let l = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("agent attaches (BPF must load)");
-        if l.contains("sensors attached") {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-    }
+    let rx = stderr_lines(&mut agent);
+    let state = wait_ready(&mut agent, &ready, &rx);
+    assert!(
+        state["rules_active"].as_u64().unwrap() > 100,
+        "the agent is ready only with its rules loaded: {state}"
+    );
     let payload = dir.path().join(&m);
     std::fs::write(&payload, "aGk=\n").unwrap();
     for _ in 0..20 {

@@ -62,11 +62,7 @@ fn prefiltered_evaluation_equals_evaluating_every_rule() {
     )
     .unwrap();
     let cfg = DetectConfig {
-        rule_dirs: vec![
-            repo().join("rules"),
-            sigmahq(),
-            repo().join("../shared/sigmahq-scale"),
-        ],
+        rule_dirs: vec![repo().join("rules"), sigmahq(), sigmahq_scale()],
         logsource_map: Some(map),
         ..Default::default()
     };

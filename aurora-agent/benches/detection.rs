@@ -9,6 +9,8 @@
 //! Detection runs with the default per-rule throttle on event time, as `aurora replay` does:
 //! several scale rules (e.g. "Execution Of Non-Existing File") match every Linux event, and
 //! without a throttle the figure would measure alert construction, not rule evaluation.
+#[path = "../../tests/common/testdata.rs"]
+mod testdata;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -169,10 +171,10 @@ fn main() {
     let rounds: usize = arg("--rounds").and_then(|s| s.parse().ok()).unwrap_or(3);
     let sigmahq = arg("--sigmahq")
         .map(PathBuf::from)
-        .unwrap_or(root.join("../shared/sigmahq"));
+        .unwrap_or_else(|| testdata::require(testdata::Corpus::SigmaHq, &root));
     let scale = arg("--scale")
         .map(PathBuf::from)
-        .unwrap_or(root.join("../shared/sigmahq-scale"));
+        .unwrap_or_else(|| testdata::require(testdata::Corpus::SigmaHqScale, &root));
     let sr_events: usize = arg("--sigma-rust-events")
         .and_then(|s| s.parse().ok())
         .unwrap_or(20_000);

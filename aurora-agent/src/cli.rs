@@ -80,6 +80,17 @@ pub struct SensorArgs {
     /// Process table size for parent correlation (LRU). [default: 16384]
     #[arg(long, value_name = "N")]
     pub correlation_cache: Option<usize>,
+    /// How file creation is observed: vfs (a hook in the VFS: sees io_uring, no cost to other
+    /// syscalls), tracepoint (openat-family syscall tracepoints), or auto (vfs, else
+    /// tracepoint, said at start), or off (no file events). [default: auto]
+    #[arg(long, value_name = "MODE")]
+    pub file_sensor: Option<String>,
+    /// Write a JSON document here once the sensors are attached (and, for the agent, the
+    /// rules loaded): pid, kernel, each program with its verifier instruction count. Removed
+    /// at exit. For scripts and service managers that wait for readiness.
+    /// Example: --ready-file /run/aurora/ready.json
+    #[arg(long, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone, Default)]

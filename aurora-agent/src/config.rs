@@ -36,6 +36,8 @@ pub struct ConfigFile {
     pub watch_dir: Option<Vec<PathBuf>>,
     pub queue_size: Option<usize>,
     pub correlation_cache: Option<usize>,
+    pub ready_file: Option<PathBuf>,
+    pub file_sensor: Option<String>,
     // agent
     pub stats_interval: Option<u64>,
     pub low_prio: Option<bool>,

@@ -14,3 +14,4 @@ pub mod pipeline;
 pub mod sinks;
 pub mod sources;
 pub mod stats;
+pub mod telemetry;

@@ -39,6 +39,11 @@ pub const FILE_PATH_TRUNCATED: u32 = 1;
 /// `path` is the absolute path of the opened file, resolved in the kernel from the new fd
 /// (mounts crossed, `..` and symlinks resolved); otherwise it is the caller's argument.
 pub const FILE_PATH_RESOLVED: u32 = 2;
+/// [`FileRecord::action`]: the open created the file (FMODE_CREATED).
+pub const FILE_ACTION_CREATED: u32 = 1;
+/// [`FileRecord::action`]: the open truncated an existing regular file (O_TRUNC).
+pub const FILE_ACTION_OVERWRITTEN: u32 = 2;
+
 /// Bytes of the per-CPU scratch buffer the kernel builds a resolved path in (twice PATH_LEN).
 pub const PATH_SCRATCH_LEN: usize = 2 * PATH_LEN;
 
@@ -115,11 +120,14 @@ pub struct FileRecord {
     pub dfd: i32,
     pub open_flags: u32,
     pub mode: u32,
-    /// Returned file descriptor.
+    /// Returned file descriptor (-1 from the VFS hook, which runs before it is installed).
     pub fd: i32,
     pub flags: u32,
     /// Bytes of `path` used, without the NUL.
     pub path_len: u32,
+    /// FILE_ACTION_CREATED or FILE_ACTION_OVERWRITTEN.
+    pub action: u32,
+    pub _pad: u32,
     pub path: [u8; PATH_LEN],
 }
 

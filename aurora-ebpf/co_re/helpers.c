@@ -74,8 +74,24 @@ struct path {
   struct dentry *dentry;
 };
 
+struct inode {
+  unsigned short i_mode;
+};
+
 struct file {
   struct path f_path;
+  struct inode *f_inode;
+  unsigned int f_mode;
+};
+
+struct filename {
+  const char *name;
+};
+
+// fs/internal.h: what do_filp_open() was asked to do.
+struct open_flags {
+  int open_flag;
+  unsigned short mode;
 };
 
 struct fdtable {
@@ -145,6 +161,18 @@ struct trace_event_raw_inet_sock_set_state {
   __u8 daddr[4];
   __u8 saddr_v6[16];
   __u8 daddr_v6[16];
+};
+
+// io_uring's request (io_uring/io_uring.h); only the opcode is read.
+struct io_kiocb {
+  __u8 opcode;
+};
+
+struct trace_event_raw_io_uring_complete {
+  struct trace_entry ent;
+  void *ctx;
+  void *req;
+  int res;
 };
 
 #pragma clang attribute pop
@@ -246,6 +274,10 @@ AURORA_API int aurora_task_argv_bounds(struct task_struct *task, __u64 *start, _
 #define PATH_MAX_COMPONENTS 64
 #define NAME_MASK 255
 
+// Hides a value from the compiler's range analysis, so a mask after it is really emitted
+// (libbpf's barrier_var).
+#define barrier_var(var) asm volatile("" : "+r"(var))
+
 // Absolute path of (vfsmnt, dentry), as d_path() would print it (mount points crossed; `..` and
 // symlinks were resolved by the kernel when the path was looked up). Built in `scratch` (2048
 // bytes), copied NUL-terminated to `out` (1024 bytes). Returns the length without the NUL, or
@@ -294,6 +326,11 @@ AURORA_API int aurora_path_walk(struct vfsmount *vfsmnt, struct dentry *dentry, 
     if (pos > PATH_SCRATCH_HALF || len + 1 >= pos)
       return -1;
     pos -= len;
+    // Re-mask the size right before the call. The mask above is not enough on every kernel:
+    // 6.12's verifier loses len's bound through `pos -= len` (clang reuses the register) and
+    // rejects the read as "R2 unbounded memory access"; 5.10, 6.1 and 6.18 accept both forms.
+    barrier_var(len);
+    len &= NAME_MASK;
     bpf_probe_read_kernel(&scratch[pos & (PATH_SCRATCH_HALF - 1)], len, name);
     pos -= 1;
     scratch[pos & (PATH_SCRATCH_HALF - 1)] = '/';
@@ -327,8 +364,8 @@ static __attribute__((always_inline)) int walk_struct_path(const struct path *p,
   return aurora_path_walk(vfsmnt, dentry, scratch, out);
 }
 
-// Path of the file open at `fd` in `task` (see aurora_path_walk).
-AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scratch, __u8 *out) {
+// The struct file open at `fd` in `task`, or 0.
+AURORA_API struct file *aurora_task_fd_file(struct task_struct *task, int fd) {
   struct files_struct *files = 0;
   struct fdtable *fdt = 0;
   struct file **fds = 0;
@@ -336,18 +373,71 @@ AURORA_API int aurora_task_fd_path(struct task_struct *task, int fd, __u8 *scrat
   unsigned int max_fds = 0;
   CORE_READ_INTO(&files, task->files);
   if (!files)
-    return -1;
+    return 0;
   CORE_READ_INTO(&fdt, files->fdt);
   if (!fdt)
-    return -1;
+    return 0;
   CORE_READ_INTO(&max_fds, fdt->max_fds);
   CORE_READ_INTO(&fds, fdt->fd);
   if (fd < 0 || (unsigned int)fd >= max_fds || !fds)
-    return -1;
+    return 0;
   bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+  return file;
+}
+
+// Path of an open file (see aurora_path_walk).
+AURORA_API int aurora_file_path(struct file *file, __u8 *scratch, __u8 *out) {
   if (!file)
     return -1;
   return walk_struct_path(__builtin_preserve_access_index(&file->f_path), scratch, out);
+}
+
+// FMODE_CREATED (include/linux/fs.h, bit 20 since 4.19; checked by the kernel matrix).
+#define FMODE_CREATED 0x100000
+#define O_TRUNC_FLAG 01000
+#define S_IFMT_BITS 0170000
+#define S_IFREG_BITS 0100000
+
+// What an open did to the file (aurora_common FILE_ACTION_*): 1 when it created the file,
+// 2 when it truncated an existing regular file (an overwrite), 0 otherwise.
+AURORA_API __u32 aurora_file_action(struct file *file, __u32 open_flags) {
+  unsigned int mode = 0;
+  struct inode *inode = 0;
+  unsigned short i_mode = 0;
+  if (!file)
+    return 0;
+  CORE_READ_INTO(&mode, file->f_mode);
+  if (mode & FMODE_CREATED)
+    return 1;
+  if (!(open_flags & O_TRUNC_FLAG))
+    return 0;
+  CORE_READ_INTO(&inode, file->f_inode);
+  if (!inode)
+    return 0;
+  CORE_READ_INTO(&i_mode, inode->i_mode);
+  return (i_mode & S_IFMT_BITS) == S_IFREG_BITS ? 2 : 0;
+}
+
+// open(2) flags and create mode that do_filp_open() was given.
+AURORA_API __u32 aurora_open_flags(struct open_flags *op) {
+  int v = 0;
+  CORE_READ_INTO(&v, op->open_flag);
+  return (__u32)v;
+}
+
+// The kernel's copy of the path the caller gave (struct filename->name).
+AURORA_API const char *aurora_filename_name(struct filename *name) {
+  const char *v = 0;
+  if (!name)
+    return 0;
+  CORE_READ_INTO(&v, name->name);
+  return v;
+}
+
+AURORA_API __u32 aurora_open_mode(struct open_flags *op) {
+  unsigned short v = 0;
+  CORE_READ_INTO(&v, op->mode);
+  return v;
 }
 
 // Path of the task's executable (mm->exe_file): what /proc/PID/exe links to.
@@ -397,6 +487,27 @@ AURORA_API long aurora_sys_exit_ret(struct trace_event_raw_sys_exit *ctx) {
   long v = 0;
   CORE_READ_INTO(&v, ctx->ret);
   return v;
+}
+
+#define IORING_OP_OPENAT 18
+#define IORING_OP_OPENAT2 28
+
+// The fd an io_uring openat/openat2 request just returned, or -1 for any other completion
+// (other opcodes, failures, and kernels before 5.16 whose tracepoint carries no request).
+AURORA_API int aurora_uring_open_fd(struct trace_event_raw_io_uring_complete *ctx) {
+  void *req = 0;
+  int res = -1;
+  __u8 opcode = 0;
+  if (!__builtin_preserve_field_info(ctx->req, 2 /* BPF_FIELD_EXISTS */))
+    return -1;
+  CORE_READ_INTO(&req, ctx->req);
+  CORE_READ_INTO(&res, ctx->res);
+  if (!req || res < 0)
+    return -1;
+  CORE_READ_INTO(&opcode, ((struct io_kiocb *)req)->opcode);
+  if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2)
+    return -1;
+  return res;
 }
 
 // Plain copy of an inet_sock_set_state record, laid out for Rust (see sock.rs).

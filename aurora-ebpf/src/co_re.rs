@@ -25,8 +25,13 @@ unsafe extern "C" {
     pub fn aurora_task_exit_code(task: *const c_void) -> u32;
     pub fn aurora_task_group_dead(task: *const c_void) -> u32;
     pub fn aurora_task_argv_bounds(task: *const c_void, start: *mut u64, end: *mut u64) -> i32;
-    pub fn aurora_task_fd_path(task: *const c_void, fd: i32, scratch: *mut u8, out: *mut u8)
-        -> i32;
+    pub fn aurora_task_fd_file(task: *const c_void, fd: i32) -> *const c_void;
+    pub fn aurora_file_path(file: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
+    pub fn aurora_file_action(file: *const c_void, open_flags: u32) -> u32;
+    pub fn aurora_open_flags(op: *const c_void) -> u32;
+    pub fn aurora_open_mode(op: *const c_void) -> u32;
+    pub fn aurora_filename_name(name: *const c_void) -> *const u8;
+    pub fn aurora_uring_open_fd(ctx: *const c_void) -> i32;
     pub fn aurora_task_exe_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_task_cwd_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_exec_filename_offset(ctx: *const c_void) -> u32;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod testdata;
+
 pub fn aurora() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_aurora"))
 }
@@ -20,9 +22,14 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The SigmaHQ corpus beside the project (`../shared/sigmahq`).
+/// The SigmaHQ Linux rule corpus (see `testdata.rs` for where it is looked for).
 pub fn sigmahq() -> PathBuf {
-    repo().join("../shared/sigmahq")
+    testdata::require(testdata::Corpus::SigmaHq, &repo())
+}
+
+/// The rule-count scaling corpus.
+pub fn sigmahq_scale() -> PathBuf {
+    testdata::require(testdata::Corpus::SigmaHqScale, &repo())
 }
 
 /// A unique marker for this test run.
@@ -40,68 +47,76 @@ pub fn marker(name: &str) -> String {
 pub struct Recorder {
     child: Child,
     pub out: PathBuf,
+    /// The agent's ready file (programs, file sensor mode), read once it appeared.
+    pub ready: Value,
     stderr_lines: mpsc::Receiver<String>,
     pub stderr: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
+/// Wait until `child` has written its ready file; returns it parsed. Panics (the test fails)
+/// if the child exits first or nothing appears within 60 s: live tests never skip.
+pub fn wait_ready(child: &mut Child, ready: &Path, stderr: &mpsc::Receiver<String>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return serde_json::from_str(&text).expect("the ready file is JSON");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let log: Vec<String> = stderr.try_iter().collect();
+            panic!(
+                "aurora exited before it was ready ({status}):\n{}",
+                log.join("\n")
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let log: Vec<String> = stderr.try_iter().collect();
+            panic!("aurora not ready within 60 s:\n{}", log.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lines of a child's stderr, read on a thread.
+pub fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 impl Recorder {
-    /// Start recording and wait until the sensors are attached. Panics (the test fails) if the
-    /// programs cannot load: live tests never skip.
+    /// Start recording and wait until the sensors are attached (the ready file).
     pub fn start(extra: &[&str]) -> Recorder {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("events.jsonl");
+        let ready_path = dir.path().join("ready.json");
         let mut child = Command::new(aurora())
             .arg("record")
             .arg("--output")
             .arg(&out)
+            .arg("--ready-file")
+            .arg(&ready_path)
             .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn aurora record");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(l) => {
-                    let ready = l.contains("sensors attached");
-                    seen.push(l);
-                    if ready {
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().unwrap();
-                    panic!(
-                        "aurora record exited before attaching ({status}):\n{}",
-                        seen.join("\n")
-                    );
-                }
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "aurora record did not attach within 60 s:\n{}",
-                    seen.join("\n")
-                );
-            }
-        }
+        let rx = stderr_lines(&mut child);
+        let ready = wait_ready(&mut child, &ready_path, &rx);
         Recorder {
             child,
             out,
+            ready,
             stderr_lines: rx,
-            stderr: seen,
+            stderr: Vec::new(),
             _dir: dir,
         }
     }

@@ -16,8 +16,18 @@ const BUILD_PKGS: &[&str] = &[
     "libxml2-dev",
 ];
 /// What the tests use: a real rsyslog (UDP/TCP/TLS), openssl for test certificates,
-/// systemd-analyze for the unit checks.
-const TEST_PKGS: &[&str] = &["rsyslog", "rsyslog-gnutls", "openssl", "systemd"];
+/// systemd-analyze for the unit checks; QEMU, busybox, cpio and liburing (the io_uring
+/// file-creation helper) for the kernel matrix and the live file tests.
+const TEST_PKGS: &[&str] = &[
+    "rsyslog",
+    "rsyslog-gnutls",
+    "openssl",
+    "systemd",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "liburing-dev",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
 use crate::sources::RawEvent;
 use crate::stats::Stats;
+use crate::telemetry::ready::ReadyState;
 
 pub struct LiveSession {
     pub sensors: Arc<Mutex<Sensors>>,
@@ -45,6 +46,13 @@ impl LiveSession {
             },
             rx,
         ))
+    }
+
+    /// What the ready file says of the sensors: every program with its attach state and
+    /// verifier cost, and the file sensor's mode.
+    pub fn ready_state(&self, rules_active: Option<usize>) -> ReadyState {
+        let s = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
+        ReadyState::new(s.programs().to_vec(), s.file_sensor().clone(), rules_active)
     }
 
     /// Copy the kernel lost counters into stats and forward kernel logs.

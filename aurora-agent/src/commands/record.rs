@@ -13,6 +13,7 @@ use crate::enrich::Enricher;
 use crate::event::{Event, EventKind};
 use crate::pipeline::{consume, EventHandler};
 use crate::stats::Stats;
+use crate::telemetry::ready::ReadyFile;
 
 struct Recorder {
     out: BufWriter<Box<dyn Write + Send>>,
@@ -72,6 +73,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
         let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
         let seeded = enricher.seed_from_proc();
+        let _ready =
+            ReadyFile::publish(settings.ready_file.as_deref(), &session.ready_state(None))?;
         tracing::info!(processes = seeded, "sensors attached; recording");
         let recorder = Recorder {
             out: BufWriter::new(out),

@@ -14,6 +14,7 @@ use crate::enrich::Enricher;
 use crate::pipeline::consume;
 use crate::sinks::SinkSet;
 use crate::stats::Stats;
+use crate::telemetry::ready::ReadyFile;
 
 /// nice 10 and the idle I/O class, so the agent yields to the workload it watches.
 fn lower_priority() -> Result<()> {
@@ -88,6 +89,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             tracing::warn!("no active rules: events are collected but nothing can alert");
         }
         let seeded = enricher.seed_from_proc();
+        let _ready = ReadyFile::publish(
+            settings.ready_file.as_deref(),
+            &session.ready_state(Some(detector.rule_count())),
+        )?;
         tracing::info!(processes = seeded, "sensors attached; watching");
         let control = Arc::new(Control::default());
         let handler = AlertHandler::new(detector, sinks, trace, control.clone());

@@ -16,7 +16,7 @@ use crate::sinks::stdout::StdoutSink;
 use crate::sinks::syslog::format::{self as syslog_format, Formatter, Payload, Rfc};
 use crate::sinks::syslog::Framing;
 use crate::sinks::SinkSet;
-use crate::sources::ebpf::{ringsize, EbpfConfig};
+use crate::sources::ebpf::{ringsize, EbpfConfig, FileSensorMode};
 
 pub const DEFAULT_RING: &str = "1M";
 pub const DEFAULT_QUEUE: usize = 65536;
@@ -27,6 +27,7 @@ pub struct Settings {
     pub ebpf: EbpfConfig,
     pub enrich: EnrichConfig,
     pub queue_size: usize,
+    pub ready_file: Option<PathBuf>,
 }
 
 pub fn load_file(global: &GlobalArgs) -> Result<ConfigFile> {
@@ -71,6 +72,12 @@ impl Settings {
             bail!("--correlation-cache {cache}: must be at least 16");
         }
         let verbose = global.verbose.max(file.verbose.unwrap_or(0));
+        let file_sensor = match s.file_sensor.as_deref().or(file.file_sensor.as_deref()) {
+            None => FileSensorMode::default(),
+            Some(m) => FileSensorMode::parse(m).with_context(|| {
+                format!("--file-sensor {m}: expected auto, vfs, tracepoint or off")
+            })?,
+        };
         Ok(Settings {
             ebpf: EbpfConfig {
                 ring_bytes,
@@ -82,6 +89,7 @@ impl Settings {
                 } else {
                     0
                 },
+                file_sensor,
             },
             enrich: EnrichConfig {
                 correlation_cache: cache,
@@ -89,6 +97,7 @@ impl Settings {
                 watch_dirs,
             },
             queue_size,
+            ready_file: s.ready_file.clone().or_else(|| file.ready_file.clone()),
             file,
         })
     }

@@ -343,6 +343,14 @@ impl Enricher {
             bytes_to_string(target.as_os_str().as_encoded_bytes()),
         );
         ev.push_str(f::CREATION_UTC_TIME, time);
+        ev.push_str(
+            f::FILE_ACTION,
+            if r.overwritten {
+                "overwritten"
+            } else {
+                "created"
+            },
+        );
         ev.push_str(f::USER, &*info.user);
         Some(ev)
     }

@@ -31,6 +31,8 @@ pub mod names {
     pub const EXIT_CODE: &str = "ExitCode";
     pub const TARGET_FILENAME: &str = "TargetFilename";
     pub const CREATION_UTC_TIME: &str = "CreationUtcTime";
+    /// Ours: `created` (a new file) or `overwritten` (an existing file truncated).
+    pub const FILE_ACTION: &str = "FileAction";
     pub const PROTOCOL: &str = "Protocol";
     pub const INITIATED: &str = "Initiated";
     pub const SOURCE_IS_IPV6: &str = "SourceIsIpv6";

@@ -48,6 +48,9 @@ pub struct FileRaw {
     pub path_truncated: bool,
     /// `path` was resolved in the kernel from the new fd: absolute and normalised already.
     pub path_resolved: bool,
+    /// The open truncated an existing file (Sysmon's FileCreate also covers overwrites);
+    /// false when it created the file.
+    pub overwritten: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,5 +1,7 @@
 //! One program per file, like kunai's `probes/`.
 pub mod exec;
 pub mod exit;
+pub mod file;
 pub mod open;
 pub mod sock;
+pub mod uring;

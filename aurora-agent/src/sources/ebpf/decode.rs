@@ -78,6 +78,8 @@ struct FileFixed {
     fd: i32,
     flags: u32,
     path_len: u32,
+    action: u32,
+    _pad: u32,
 }
 
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
@@ -155,6 +157,7 @@ pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
         ),
         path_truncated: f.flags & FILE_PATH_TRUNCATED != 0,
         path_resolved: f.flags & FILE_PATH_RESOLVED != 0,
+        overwritten: f.action == aurora_common::FILE_ACTION_OVERWRITTEN,
     }))
 }
 

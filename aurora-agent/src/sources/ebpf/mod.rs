@@ -4,6 +4,7 @@ mod decode;
 pub mod drain;
 mod listeners;
 pub mod preflight;
+pub mod programs;
 pub mod ringsize;
 
 use std::path::PathBuf;
@@ -11,29 +12,15 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use aurora_common::{PREFIX_LEN, RING_COUNT, RING_NAMES};
 use aya::maps::{lpm_trie::Key, LpmTrie, MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use decode::ShortRecord;
 
+use crate::telemetry::ready::ProgramStatus;
+pub use programs::{FileSensorMode, FileSensorState};
+
 /// The kernel object, built by aurora-agent/build.rs and embedded once.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aurora"));
-
-/// (program, tracepoint category, tracepoint name, required)
-const PROGRAMS: &[(&str, &str, &str, bool)] = &[
-    ("sched_process_exec", "sched", "sched_process_exec", true),
-    ("sched_process_exit", "sched", "sched_process_exit", true),
-    ("sys_enter_openat", "syscalls", "sys_enter_openat", true),
-    ("sys_exit_openat", "syscalls", "sys_exit_openat", true),
-    // Optional: absent on some architectures/kernels (open/creat are x86-only legacy calls).
-    ("sys_enter_openat2", "syscalls", "sys_enter_openat2", false),
-    ("sys_exit_openat2", "syscalls", "sys_exit_openat2", false),
-    ("sys_enter_open", "syscalls", "sys_enter_open", false),
-    ("sys_exit_open", "syscalls", "sys_exit_open", false),
-    ("sys_enter_creat", "syscalls", "sys_enter_creat", false),
-    ("sys_exit_creat", "syscalls", "sys_exit_creat", false),
-    ("inet_sock_set_state", "sock", "inet_sock_set_state", true),
-];
 
 #[derive(Clone, Debug)]
 pub struct EbpfConfig {
@@ -43,6 +30,8 @@ pub struct EbpfConfig {
     pub watch_dirs: Vec<PathBuf>,
     /// aya-log level for kernel diagnostics (0 = off).
     pub kernel_log_level: u8,
+    /// How file creation is observed (`--file-sensor`).
+    pub file_sensor: FileSensorMode,
 }
 
 /// Loaded and attached sensors. Dropping it detaches every program.
@@ -50,6 +39,8 @@ pub struct Sensors {
     ebpf: Ebpf,
     lost: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    programs: Vec<ProgramStatus>,
+    file_sensor: FileSensorState,
 }
 
 impl Sensors {
@@ -57,7 +48,11 @@ impl Sensors {
         preflight::check()?;
         let agent_tgid = std::process::id();
         let filter: u8 = u8::from(!cfg.watch_dirs.is_empty());
+        // Parsed once, for CO-RE relocation and for the fexit attach (it is the largest
+        // allocation at start; dropped when loading is done).
+        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let mut loader = EbpfLoader::new();
+        loader.btf(Some(&btf));
         // Exit and connection records are 10-50x smaller than exec/file records: their rings
         // get a quarter of the size (ring pages are resident: this is the agent's RSS).
         let small = (cfg.ring_bytes / 4).max(ringsize::page_size() as u32);
@@ -101,22 +96,14 @@ impl Sensors {
                     .with_context(|| format!("adding watch dir {}", dir.display()))?;
             }
         }
-        for &(prog, category, name, required) in PROGRAMS {
-            let tp: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("program {prog} missing from the object"))?
-                .try_into()?;
-            tp.load()
-                .with_context(|| format!("verifier rejected {prog}"))?;
-            match tp.attach(category, name) {
-                Ok(_) => {}
-                Err(e) if !required => {
-                    tracing::debug!("optional tracepoint {category}/{name}: {e}")
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| format!("attaching {category}/{name}"));
-                }
-            }
+        programs::check_object(&ebpf)?;
+        let (programs, file_sensor) = programs::attach(&mut ebpf, &btf, cfg.file_sensor)?;
+        drop(btf);
+        match &file_sensor.fallback_reason {
+            None => tracing::info!("file sensor: VFS hook (fexit/do_filp_open)"),
+            Some(why) => tracing::warn!(
+                "file sensor: syscall tracepoints (blind to io_uring, slower syscalls): {why}"
+            ),
         }
         {
             let map = ebpf.map_mut("LISTENERS").context("LISTENERS map missing")?;
@@ -128,7 +115,23 @@ impl Sensors {
             );
         }
         let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map missing")?)?;
-        Ok(Sensors { ebpf, lost, logger })
+        Ok(Sensors {
+            ebpf,
+            lost,
+            logger,
+            programs,
+            file_sensor,
+        })
+    }
+
+    /// What loaded and attached, for the ready file.
+    pub fn programs(&self) -> &[ProgramStatus] {
+        &self.programs
+    }
+
+    /// The file sensor mode in use and why.
+    pub fn file_sensor(&self) -> &FileSensorState {
+        &self.file_sensor
     }
 
     /// Take the four rings (once) for the drain tasks.
@@ -164,13 +167,8 @@ impl Sensors {
 
     /// Detach every program (by dropping them) so no new records arrive; maps stay readable.
     pub fn detach(&mut self) {
-        let names: Vec<String> = self.ebpf.programs().map(|(n, _)| n.to_owned()).collect();
-        for n in names {
-            if let Some(p) = self.ebpf.program_mut(&n) {
-                if let Ok(tp) = <&mut TracePoint>::try_from(p) {
-                    let _ = tp.unload();
-                }
-            }
+        for (_, p) in self.ebpf.programs_mut() {
+            programs::unload_program(p);
         }
     }
 }

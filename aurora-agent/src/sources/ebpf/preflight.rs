@@ -1,4 +1,5 @@
-//! Checks before loading: privileges, BTF, tracefs. Each failure says what to do.
+//! Checks before loading: privileges, BTF, ring buffers, tracefs. Each failure says what to do
+//! (and the agent exits 2).
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
@@ -14,6 +15,11 @@ pub enum PreflightError {
          built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+ have it)"
     )]
     NoBtf,
+    #[error(
+        "this kernel has no BPF ring buffers (BPF_MAP_TYPE_RINGBUF, Linux 5.8+): Aurora's \
+         sensors need Linux 5.8 or later with BTF (running {0})"
+    )]
+    NoRingBuf(String),
     #[error(
         "tracefs is not mounted and mounting it at /sys/kernel/tracing failed ({0}): mount it \
          with `mount -t tracefs nodev /sys/kernel/tracing`"
@@ -66,6 +72,16 @@ pub fn check() -> Result<(), PreflightError> {
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(PreflightError::NoBtf);
+    }
+    // Probed, not inferred from the version: distributions backport features.
+    if matches!(
+        aya::sys::is_map_supported(aya::maps::MapType::RingBuf),
+        Ok(false)
+    ) {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Err(PreflightError::NoRingBuf(release));
     }
     ensure_tracefs()
 }

@@ -3,7 +3,8 @@
 //!
 //! Parts: detect (replay throughput, criterion-free harness in aurora-agent/benches), exec
 //! (exec-loop slowdown, agent CPU per exec, max RSS, kernel loss, 10 triggers under the storm),
-//! storms (file creation and loopback connects: seen vs expected), ring (smallest zero-loss ring).
+//! storms (file creation by syscalls and io_uring, loopback connects: seen vs expected), ring
+//! (smallest zero-loss ring), syscalls (the syscall tax of each file sensor mode).
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,9 +16,11 @@ use serde_json::{json, Value};
 
 use crate::{root, run as run_cmd, step};
 
+mod syscalls;
+
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Parts to run (comma-separated): detect, exec, storms, ring. [default: all]
+    /// Parts to run (comma-separated): detect, exec, storms, ring, syscalls. [default: all]
     #[arg(long, value_delimiter = ',')]
     parts: Vec<String>,
     /// Execs per loop in the exec part.
@@ -38,7 +41,7 @@ pub struct BenchArgs {
 
 const TRIGGER_RULE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         0.0
@@ -107,16 +110,22 @@ fn max_rss_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
     lines: std::sync::mpsc::Receiver<String>,
+    /// Its ready file, as written once it was attached.
+    pub ready: Value,
 }
 
 impl Agent {
-    fn start(args: &[String]) -> Result<Agent> {
+    pub(crate) fn start(args: &[String]) -> Result<Agent> {
         let bin = root().join("target/release/aurora");
+        let ready = std::env::temp_dir().join(format!("aurora-bench-ready-{}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
         let mut child = Command::new(&bin)
             .args(args)
+            .arg("--ready-file")
+            .arg(&ready)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -128,21 +137,29 @@ impl Agent {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
-        let mut seen = Vec::new();
-        loop {
-            match lines.recv_timeout(Duration::from_secs(1)) {
-                Ok(l) if l.contains("sensors attached") => break,
-                Ok(l) => seen.push(l),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!("agent exited before attaching: {}", seen.join("\n"))
-                }
-                Err(_) if Instant::now() > deadline => {
-                    bail!("agent did not attach: {}", seen.join("\n"))
-                }
-                Err(_) => {}
+        let text = loop {
+            if let Ok(t) = std::fs::read_to_string(&ready) {
+                break t;
             }
-        }
-        Ok(Agent { child, lines })
+            if let Some(status) = child.try_wait()? {
+                let seen: Vec<String> = lines.try_iter().collect();
+                bail!(
+                    "agent exited ({status}) before it was ready: {}",
+                    seen.join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("agent not ready within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let ready = serde_json::from_str(&text).context("the agent's ready file")?;
+        Ok(Agent {
+            child,
+            lines,
+            ready,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -150,7 +167,7 @@ impl Agent {
     }
 
     /// SIGTERM; returns the final stats line.
-    fn stop(mut self) -> Result<String> {
+    pub(crate) fn stop(mut self) -> Result<String> {
         run_cmd(
             Command::new("kill")
                 .arg("-TERM")
@@ -185,7 +202,7 @@ fn counter_sum(line: &str, name: &str) -> u64 {
 /// A command of the measured workload. `cargo xtask` runs us with cargo's LD_LIBRARY_PATH
 /// (target/ and toolchain dirs); inherited, it makes the dynamic loader of every `/bin/true`
 /// try ~35 opens instead of 2, which is not the exec anyone runs in production.
-fn workload(program: &str) -> Command {
+pub(crate) fn workload(program: &str) -> Command {
     let mut c = Command::new(program);
     c.env_remove("LD_LIBRARY_PATH");
     c
@@ -313,11 +330,24 @@ fn part_storms(a: &BenchArgs) -> Result<Value> {
         out.display().to_string(),
     ])?;
     let c0 = cpu_seconds(agent.pid());
-    step(&format!("storms: {n} O_CREAT opens, {n} loopback connects"));
+    step(&format!(
+        "storms: {n} new files, {n} more through io_uring, {n} loopback connects"
+    ));
     let files = dir.join("files");
     std::fs::create_dir(&files)?;
     for i in 0..n {
         std::fs::File::create(files.join(format!("f{i}")))?;
+    }
+    // The same number again, created through io_uring alone (no open syscall).
+    let uring = crate::kernels::uring_helper()?;
+    let uring_files = dir.join("uring");
+    std::fs::create_dir(&uring_files)?;
+    let st = Command::new(&uring)
+        .current_dir(&uring_files)
+        .args((0..n).map(|i| format!("u{i}")))
+        .status()?;
+    if !st.success() {
+        bail!("io_uring helper failed");
     }
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -338,6 +368,8 @@ fn part_storms(a: &BenchArgs) -> Result<Value> {
     let text = std::fs::read_to_string(&out)?;
     let prefix = format!("\"TargetFilename\":\"{}/f", files.display());
     let file_seen = text.lines().filter(|l| l.contains(&prefix)).count();
+    let uring_prefix = format!("\"TargetFilename\":\"{}/u", uring_files.display());
+    let uring_seen = text.lines().filter(|l| l.contains(&uring_prefix)).count();
     let dport = format!("\"DestinationPort\":{port}");
     let out_seen = text
         .lines()
@@ -348,7 +380,7 @@ fn part_storms(a: &BenchArgs) -> Result<Value> {
         .filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"false\""))
         .count();
     Ok(json!({
-        "file_creates": n, "file_events_seen": file_seen,
+        "file_creates": n, "file_events_seen": file_seen, "uring_events_seen": uring_seen,
         "connects": n, "outbound_seen": out_seen, "inbound_seen": in_seen,
         "lost": counter_sum(&stats, "kernel_lost") + counter_sum(&stats, "queue_dropped"),
         "agent_cpu_s_per_1000_events": ((cpu / (3 * n) as f64 * 1000.0) * 10000.0).round() / 10000.0,
@@ -426,7 +458,7 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     }
     let all = a.parts.is_empty();
     let want = |p: &str| all || a.parts.iter().any(|x| x == p);
-    let sigmahq = root().join("../shared/sigmahq");
+    let (sigmahq, _) = crate::corpora::ensure()?;
     let out_dir = root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     crate::build_release()?;
@@ -467,6 +499,9 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     }
     if want("ring") {
         results["ring"] = part_ring(&a)?;
+    }
+    if want("syscalls") {
+        results["syscalls"] = syscalls::part(&a)?;
     }
     results["duration_s"] = json!(started.elapsed().as_secs());
     let path = out_dir.join("results.json");
@@ -523,12 +558,30 @@ fn print_table(r: &Value) {
             )),
             "all",
         );
+        row(
+            "io_uring file creates seen / made",
+            &json!(format!("{}/{}", s["uring_events_seen"], s["file_creates"])),
+            "all",
+        );
         row("storm events lost", &s["lost"], "0");
         row(
             "agent CPU per 1,000 storm events (s)",
             &s["agent_cpu_s_per_1000_events"],
             "-",
         );
+    }
+    if let Some(t) = r.get("syscalls") {
+        for mode in ["auto", "tracepoint", "off"] {
+            let m = &t[mode];
+            row(
+                &format!(
+                    "syscall tax, --file-sensor {mode} (ran: {})",
+                    m["file_sensor_ran"].as_str().unwrap_or("?")
+                ),
+                &json!(format!("{} % {}", m["tax_pct"], m["tax_pct_per_round"])),
+                if mode == "tracepoint" { "-" } else { "<= 1" },
+            );
+        }
     }
     if let Some(g) = r.get("ring") {
         row(

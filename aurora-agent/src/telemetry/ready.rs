@@ -1,0 +1,118 @@
+//! `--ready-file PATH`: a JSON document written (atomically) once the sensors are attached and,
+//! for the live agent, the rules are loaded; removed at exit. Tests, the bench, scripts and the
+//! kernel matrix wait for it and read what loaded from it instead of matching log lines.
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use crate::sources::ebpf::FileSensorState;
+
+/// One kernel program as loaded on this kernel.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgramStatus {
+    pub name: String,
+    /// Attach point (`category/name` for tracepoints, the function for fentry/fexit).
+    pub attach: String,
+    pub attached: bool,
+    /// Instructions the verifier processed (kernel 5.16+; absent before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_insns: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReadyState {
+    pub pid: u32,
+    pub version: &'static str,
+    /// `uname -r` of the running kernel.
+    pub kernel: String,
+    pub programs: Vec<ProgramStatus>,
+    /// The file sensor's mode ("vfs" or "tracepoint") and why.
+    pub file_sensor: FileSensorState,
+    /// Active rules (absent for `record`, which loads none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_active: Option<usize>,
+}
+
+impl ReadyState {
+    pub fn new(
+        programs: Vec<ProgramStatus>,
+        file_sensor: FileSensorState,
+        rules_active: Option<usize>,
+    ) -> Self {
+        ReadyState {
+            pid: std::process::id(),
+            version: crate::cli::VERSION,
+            kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            programs,
+            file_sensor,
+            rules_active,
+        }
+    }
+}
+
+/// The ready file of one run: written once, removed when dropped (at exit).
+pub struct ReadyFile {
+    path: Option<PathBuf>,
+}
+
+impl ReadyFile {
+    /// Write `state` to `path` through a temporary file and a rename, so a reader never sees a
+    /// partial document. `None` path: nothing to do.
+    pub fn publish(path: Option<&Path>, state: &ReadyState) -> Result<ReadyFile> {
+        let Some(path) = path else {
+            return Ok(ReadyFile { path: None });
+        };
+        let tmp = path.with_extension("tmp");
+        let text = serde_json::to_vec_pretty(state)?;
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("--ready-file {}: renaming into place", path.display()))?;
+        Ok(ReadyFile {
+            path: Some(path.to_owned()),
+        })
+    }
+}
+
+impl Drop for ReadyFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publishes_whole_document_and_removes_it_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ready.json");
+        let state = ReadyState::new(
+            vec![ProgramStatus {
+                name: "sched_process_exec".into(),
+                attach: "sched/sched_process_exec".into(),
+                attached: true,
+                verified_insns: Some(1234),
+            }],
+            FileSensorState {
+                mode: "vfs",
+                fallback_reason: None,
+            },
+            Some(7),
+        );
+        let f = ReadyFile::publish(Some(&path), &state).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(v["programs"][0]["verified_insns"], 1234);
+        assert_eq!(v["rules_active"], 7);
+        assert_eq!(v["file_sensor"]["mode"], "vfs");
+        assert_eq!(v["pid"], std::process::id());
+        assert!(!dir.path().join("ready.tmp").exists());
+        drop(f);
+        assert!(!path.exists());
+    }
+}

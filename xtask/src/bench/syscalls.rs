@@ -1,0 +1,77 @@
+//! The syscall tax: what an agent costs a workload that makes many syscalls and no opens or
+//! execs (1M one-byte `dd` reads and writes). Syscall tracepoints put every syscall of every
+//! task on the tracing slow path while attached; the VFS file hook does not. Alternating
+//! rounds, the median of per-round ratios against the agent being down.
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+
+use super::{median, workload, Agent, BenchArgs};
+use crate::step;
+
+fn dd_loop() -> Result<f64> {
+    let t = Instant::now();
+    let st = workload("dd")
+        .args([
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=1",
+            "count=1000000",
+            "status=none",
+        ])
+        .stdout(Stdio::null())
+        .status()?;
+    if !st.success() {
+        bail!("dd failed");
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Tax of the agent with `--file-sensor MODE` (returns the mode that really ran, as its
+/// ready file said, and the per-round slowdowns).
+fn tax(mode: &str, rounds: usize) -> Result<Value> {
+    let mut ratios = Vec::new();
+    let mut ran = String::new();
+    for r in 0..rounds {
+        step(&format!(
+            "syscalls: --file-sensor {mode}: round {}/{rounds}",
+            r + 1
+        ));
+        let base = dd_loop()?;
+        let agent = Agent::start(&[
+            "record".into(),
+            "--output".into(),
+            "/dev/null".into(),
+            "--file-sensor".into(),
+            mode.into(),
+        ])?;
+        ran = agent.ready["file_sensor"]["mode"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        let with = dd_loop()?;
+        agent.stop()?;
+        ratios.push(with / base);
+    }
+    let per_round: Vec<f64> = ratios
+        .iter()
+        .map(|r| ((r - 1.0) * 1000.0).round() / 10.0)
+        .collect();
+    Ok(json!({
+        "file_sensor_requested": mode,
+        "file_sensor_ran": ran,
+        "tax_pct": ((median(ratios) - 1.0) * 1000.0).round() / 10.0,
+        "tax_pct_per_round": per_round,
+    }))
+}
+
+pub fn part(a: &BenchArgs) -> Result<Value> {
+    let rounds = a.rounds.max(5);
+    Ok(json!({
+        "auto": tax("auto", rounds)?,
+        "tracepoint": tax("tracepoint", rounds)?,
+        "off": tax("off", rounds)?,
+    }))
+}

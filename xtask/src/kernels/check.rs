@@ -1,0 +1,178 @@
+//! Reading what the scenario printed: the ready file (programs, verifier cost) and the events,
+//! each checked for the fields a rule would use.
+use anyhow::{bail, Context as _, Result};
+use serde_json::Value;
+
+/// What one kernel showed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub kernel: String,
+    pub programs_loaded: usize,
+    pub programs_attached: usize,
+    /// (program, verifier instructions) of the costliest program, when the kernel reports it.
+    pub largest: Option<(String, u64)>,
+    pub events_checked: usize,
+    /// The file sensor mode the agent chose ("vfs" or "tracepoint").
+    pub file_sensor: String,
+}
+
+fn section<'a>(out: &'a str, name: &str) -> Result<&'a str> {
+    let begin = format!("AURORA-KCHECK-{name}-BEGIN\n");
+    let end = format!("AURORA-KCHECK-{name}-END");
+    let start = out
+        .find(&begin)
+        .with_context(|| format!("no {name} section in the scenario output"))?
+        + begin.len();
+    let len = out[start..]
+        .find(&end)
+        .with_context(|| format!("{name} section not closed"))?;
+    Ok(&out[start..start + len])
+}
+
+fn line_value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
+    out.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+}
+
+fn s<'a>(e: &'a Value, k: &str) -> &'a str {
+    e.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn find<'a>(
+    events: &'a [Value],
+    id: i64,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<&'a Value> {
+    events
+        .iter()
+        .find(|e| e["EventID"].as_i64() == Some(id) && pred(e))
+        .with_context(|| format!("no {what} event"))
+}
+
+fn expect(cond: bool, what: &str, e: &Value) -> Result<()> {
+    if !cond {
+        bail!("{what}: {e}");
+    }
+    Ok(())
+}
+
+/// Check the scenario's output; any missing or wrong field is an error naming it.
+pub fn check(out: &str) -> Result<Outcome> {
+    if let Some(fail) = out.lines().find(|l| l.starts_with("AURORA-KCHECK-FAIL")) {
+        let tail: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.starts_with("AURORA-KCHECK-FAIL"))
+            .take(40)
+            .collect();
+        bail!("{fail}\n{}", tail.join("\n"));
+    }
+    let work = line_value(out, "AURORA-KCHECK-WORK").context("scenario did not start")?;
+    let exit = line_value(out, "AURORA-KCHECK-AGENT-EXIT").context("agent exit not reported")?;
+    if exit != "0" {
+        bail!("aurora record exited with status {exit}");
+    }
+    let ready: Value =
+        serde_json::from_str(section(out, "READY")?.trim()).context("ready file is not JSON")?;
+    let programs = ready["programs"]
+        .as_array()
+        .context("ready file has no programs")?;
+    let largest = programs
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["name"].as_str()?.to_owned(),
+                p["verified_insns"].as_u64()?,
+            ))
+        })
+        .max_by_key(|(_, n)| *n);
+    let events: Vec<Value> = section(out, "EVENTS")?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("recorded events are not JSON lines")?;
+
+    let busybox = |e: &Value| s(e, "Image").starts_with('/') && s(e, "Image").ends_with("/busybox");
+    let exec = find(&events, 1, "process_creation for the marker exec", |e| {
+        s(e, "CommandLine").contains("aurora-kcheck-exec-marker")
+    })?;
+    expect(
+        busybox(exec),
+        "exec Image is not the absolute busybox path",
+        exec,
+    )?;
+    expect(
+        s(exec, "CurrentDirectory") == work,
+        "exec CurrentDirectory",
+        exec,
+    )?;
+    expect(s(exec, "User") == "root", "exec User", exec)?;
+    expect(
+        exec["ParentProcessId"].as_i64().unwrap_or(0) > 0,
+        "exec ParentProcessId",
+        exec,
+    )?;
+    let pid = exec["ProcessId"].as_i64().context("exec ProcessId")?;
+    find(&events, 5, "process_termination of the marker exec", |e| {
+        e["ProcessId"].as_i64() == Some(pid)
+    })?;
+    let file_event = |name: &str| {
+        let path = format!("{work}/{name}");
+        find(&events, 11, &format!("file_event for {path}"), move |e| {
+            s(e, "TargetFilename") == path
+        })
+    };
+    let file = file_event("kcheck-created")?;
+    expect(busybox(file), "file_event Image", file)?;
+    expect(
+        s(file, "FileAction") == "created",
+        "new file FileAction",
+        file,
+    )?;
+    let over = file_event("kcheck-overwritten")?;
+    expect(
+        s(over, "FileAction") == "overwritten",
+        "truncated file FileAction",
+        over,
+    )?;
+    if let Ok(e) = file_event("kcheck-appended") {
+        bail!("an append to an existing file was reported as a creation: {e}");
+    }
+    let uring = file_event("kcheck-uring")?;
+    expect(
+        s(uring, "Image").ends_with("/uring_create"),
+        "io_uring file_event Image (the submitting process)",
+        uring,
+    )?;
+    expect(
+        s(uring, "FileAction") == "created",
+        "io_uring FileAction",
+        uring,
+    )?;
+    let net = find(
+        &events,
+        3,
+        "outbound network_connection to 127.0.0.1:47123",
+        |e| e["DestinationPort"].as_i64() == Some(47123) && s(e, "Initiated") == "true",
+    )?;
+    expect(
+        s(net, "DestinationIp") == "127.0.0.1",
+        "network DestinationIp",
+        net,
+    )?;
+    expect(busybox(net), "network Image", net)?;
+    Ok(Outcome {
+        kernel: ready["kernel"].as_str().unwrap_or("?").to_owned(),
+        file_sensor: ready["file_sensor"]["mode"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned(),
+        programs_loaded: programs.len(),
+        programs_attached: programs
+            .iter()
+            .filter(|p| p["attached"] == Value::Bool(true))
+            .count(),
+        largest,
+        events_checked: 7,
+    })
+}

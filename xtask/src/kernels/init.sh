@@ -1,0 +1,13 @@
+#!/bin/busybox sh
+# PID 1 of the kernel-matrix VM: mount what the agent needs, bring up loopback, run the
+# scenario, power off. Output goes to the serial console, which xtask reads.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+ip link set lo up
+echo "AURORA-KCHECK-KERNEL $(uname -r)"
+AURORA=/aurora WORK=/tmp/work BB=/bin/busybox URING=/uring_create sh /scenario.sh
+echo "AURORA-KCHECK-DONE $?"
+poweroff -f
