@@ -86,6 +86,7 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
         .status()
         .unwrap();
     assert!(st.success());
+    let metrics = rec.settle_and_metrics();
     let (events, stderr) = rec.stop();
     let needle = format!("/bin/true {m} the needle with args");
     let hits = find(&events, 1, |e| {
@@ -103,7 +104,7 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
             .as_str()
             .is_some_and(|c| c.starts_with("/bin/true aurora-test-burst"))
     });
-    let lost: u64 = kernel_lost(&stderr).iter().map(|(_, v)| v).sum();
+    let lost = kernel_lost(&metrics);
     assert_eq!(
         burst.len() as u64 + lost,
         5001,
@@ -123,12 +124,7 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
         .iter()
         .all(|e| e["CurrentDirectory"].as_str() == Some(cwd.as_str())));
     // The process table stayed bounded by --correlation-cache.
-    let line = stderr
-        .iter()
-        .rev()
-        .find(|l| l.contains("proc_table entries="))
-        .unwrap();
-    let entries = stat_value(line, "proc_table entries");
+    let entries = sample(&metrics, "aurora_process_table_entries");
     assert!(entries <= 1000, "table bounded: {entries}");
 }
 
@@ -329,12 +325,11 @@ fn tiny_ring_under_a_storm_counts_lost_events() {
         .current_dir(dir.path())
         .status()
         .unwrap();
-    let (_, stderr) = rec.stop();
-    let lost = kernel_lost(&stderr);
-    let total: u64 = lost.iter().map(|(_, v)| v).sum();
+    let metrics = rec.settle_and_metrics();
+    rec.stop();
     assert!(
-        total > 0,
-        "an 8 KiB ring cannot hold these storms: {lost:?}"
+        kernel_lost(&metrics) > 0,
+        "an 8 KiB ring cannot hold these storms:\n{metrics}"
     );
 }
 

@@ -229,11 +229,14 @@ fn dead_collector_queues_then_delivers_and_counts_overflow() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (free_port(), free_port());
     let rs = Rsyslog::start(dir.path(), udp, tcp, None);
+    let metrics_file = dir.path().join("replay.prom");
     let (child, mut stdin) = replay_stdin(&[
         "--tcp-target".into(),
         format!("127.0.0.1:{tcp}"),
         "--sink-queue".into(),
         "5".into(),
+        "--metrics-file".into(),
+        metrics_file.display().to_string(),
     ]);
     for i in 0..2 {
         writeln!(stdin, "{}", hostile_event(i)).unwrap();
@@ -249,20 +252,25 @@ fn dead_collector_queues_then_delivers_and_counts_overflow() {
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let rs = Rsyslog::start(dir.path(), udp, tcp, None);
-    let err = finish(child, stdin);
-    let line = err
-        .lines()
-        .find(|l| l.contains("sink tcp:"))
-        .unwrap_or_else(|| panic!("{err}"));
-    let num = |k: &str| stat_value(line, k);
-    let (sent, dropped) = (num("sent"), num("dropped"));
+    finish(child, stdin);
+    let metrics = std::fs::read_to_string(&metrics_file).unwrap();
+    let num = |k: &str| {
+        sample(
+            &metrics,
+            &format!("aurora_sink_{k}{{sink=\"tcp:127.0.0.1:{tcp}\"}}"),
+        )
+    };
+    let (sent, dropped) = (num("sent_total"), num("dropped_total"));
     assert_eq!(
         sent + dropped,
         10,
-        "every alert sent or counted dropped: {line}"
+        "every alert sent or counted dropped:\n{metrics}"
     );
-    assert!(dropped >= 2, "overflow beyond the queue counted: {line}");
-    assert!(num("reconnects") >= 1, "{line}");
+    assert!(
+        dropped >= 2,
+        "overflow beyond the queue counted:\n{metrics}"
+    );
+    assert!(num("reconnects_total") >= 1, "{metrics}");
     let lines = rs.wait_lines("tcp.log", sent as usize);
     assert_eq!(
         lines.len() as u64,

@@ -85,6 +85,11 @@ pub struct SensorArgs {
     /// tracepoint, said at start), or off (no file events). [default: auto]
     #[arg(long, value_name = "MODE")]
     pub file_sensor: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz (200 once
+    /// the sensors are attached and the rules loaded). [default: off]
+    /// Example: --metrics-listen 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Write a JSON document here once the sensors are attached (and, for the agent, the
     /// rules loaded): pid, kernel, each program with its verifier instruction count. Removed
     /// at exit. For scripts and service managers that wait for readiness.
@@ -202,6 +207,11 @@ pub struct ReplayArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// At exit, write every counter here in the Prometheus text format (the same metrics as
+    /// --metrics-listen; node_exporter's textfile collector reads this format).
+    /// Example: --metrics-file /var/lib/node_exporter/aurora_replay.prom
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// JSONL files to replay; - reads stdin.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,

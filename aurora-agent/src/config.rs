@@ -37,6 +37,7 @@ pub struct ConfigFile {
     pub queue_size: Option<usize>,
     pub correlation_cache: Option<usize>,
     pub ready_file: Option<PathBuf>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub file_sensor: Option<String>,
     // agent
     pub stats_interval: Option<u64>,

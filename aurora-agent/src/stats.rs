@@ -29,34 +29,98 @@ pub struct EnrichStats {
     pub proc_entries: AtomicU64,
 }
 
+/// Counters of one rule (by id, else title), shared by every rule set loaded since start so
+/// they survive reloads.
+#[derive(Debug, Default)]
+pub struct RuleCounters {
+    pub title: String,
+    pub matches: AtomicU64,
+    pub alerts: AtomicU64,
+    /// Matches suppressed by the per-rule rate limit (never silent).
+    pub throttled: AtomicU64,
+}
+
+/// How many rules of the running set are in each state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RuleStates {
+    pub active: u64,
+    pub inactive: u64,
+    pub invalid: u64,
+}
+
+/// The last SIGHUP reload: when, and whether the new set replaced the old one.
+#[derive(Clone, Copy, Debug)]
+pub struct ReloadResult {
+    pub unix_seconds: f64,
+    pub ok: bool,
+}
+
 #[derive(Default)]
 pub struct DetectStats {
     pub events: AtomicU64,
+    /// Events evaluated, per kind (EventKind::index order).
+    pub events_per_kind: [AtomicU64; 4],
     pub matches: AtomicU64,
     pub alerts: AtomicU64,
     pub excluded: AtomicU64,
-    /// Suppressed by the per-rule rate limit, per rule id (never silent). The detector keeps
-    /// each rule's counter and bumps it without taking the lock (rules that match every event
-    /// are throttled on every event); the counters outlive rule reloads.
-    pub throttled: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    /// Per rule key. The detector keeps each rule's Arc and bumps it without the lock (rules
+    /// that match every event are throttled on every event).
+    pub rules: Mutex<BTreeMap<String, Arc<RuleCounters>>>,
+    pub rule_states: Mutex<RuleStates>,
+    pub last_reload: Mutex<Option<ReloadResult>>,
 }
 
 impl DetectStats {
     pub fn throttled_total(&self) -> u64 {
-        self.throttled
+        self.rules
             .lock()
-            .map(|m| m.values().map(|c| c.load(Ordering::Relaxed)).sum())
+            .map(|m| {
+                m.values()
+                    .map(|c| c.throttled.load(Ordering::Relaxed))
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
-    /// The shared suppression counter of one rule.
-    pub fn throttle_counter(&self, rule: &str) -> Arc<AtomicU64> {
+    /// The shared counters of one rule.
+    pub fn rule_counters(&self, key: &str, title: &str) -> Arc<RuleCounters> {
         // A poisoned lock only means another thread panicked mid-update; keep counting.
         let mut m = self
-            .throttled
+            .rules
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.entry(rule.to_owned()).or_default().clone()
+        m.entry(key.to_owned())
+            .or_insert_with(|| {
+                Arc::new(RuleCounters {
+                    title: title.to_owned(),
+                    ..Default::default()
+                })
+            })
+            .clone()
+    }
+
+    /// Every rule with counters, in key order.
+    pub fn rule_snapshot(&self) -> Vec<(String, Arc<RuleCounters>)> {
+        self.rules
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn set_rule_states(&self, s: RuleStates) {
+        if let Ok(mut g) = self.rule_states.lock() {
+            *g = s;
+        }
+    }
+
+    pub fn record_reload(&self, ok: bool) {
+        let unix_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        if let Ok(mut g) = self.last_reload.lock() {
+            *g = Some(ReloadResult { unix_seconds, ok });
+        }
     }
 }
 
@@ -173,17 +237,13 @@ impl Stats {
     /// Per-rule throttle lines (rule id → suppressed count).
     pub fn throttle_lines(&self) -> Vec<String> {
         self.detect
-            .throttled
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .map(|(r, n)| {
-                        let n = n.load(Ordering::Relaxed);
-                        format!("rule {r}: {n} matches suppressed by throttle")
-                    })
-                    .collect()
+            .rule_snapshot()
+            .into_iter()
+            .filter_map(|(r, c)| {
+                let n = c.throttled.load(Ordering::Relaxed);
+                (n > 0).then(|| format!("rule {r}: {n} matches suppressed by throttle"))
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     pub fn total_lost(&self) -> u64 {

@@ -104,6 +104,7 @@ impl Recorder {
             .arg(&out)
             .arg("--ready-file")
             .arg(&ready_path)
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -119,6 +120,20 @@ impl Recorder {
             stderr: Vec::new(),
             _dir: dir,
         }
+    }
+
+    /// Let the last records travel through the rings (and the kernel counters be copied), then
+    /// read the agent's `/metrics`.
+    pub fn settle_and_metrics(&self) -> String {
+        std::thread::sleep(Duration::from_millis(1200));
+        let port = self.ready["metrics"]
+            .as_str()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("the ready file names the metrics address");
+        let (code, body) = http_get(port, "/metrics");
+        assert_eq!(code, 200, "/metrics: {body}");
+        body
     }
 
     /// SIGTERM, wait (must exit 0 within 5 s), and return every recorded event.
@@ -180,27 +195,63 @@ pub fn of_kind(events: &[Value], id: i64) -> impl Iterator<Item = &Value> {
         .filter(move |e| e["EventID"].as_i64() == Some(id))
 }
 
-/// `kernel_lost[exec=A,exit=B,file=C,net=D]` from the final stats line.
-pub fn kernel_lost(stderr: &[String]) -> Vec<(String, u64)> {
-    let line = stderr
-        .iter()
-        .rev()
-        .find(|l| l.contains("kernel_lost["))
-        .expect("stats line");
-    let inner = line
-        .split("kernel_lost[")
+/// GET `path` from 127.0.0.1:`port`: (status code, body). A refused connection is status 0.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
         .nth(1)
-        .unwrap()
-        .split(']')
-        .next()
-        .unwrap();
-    inner
-        .split(',')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_owned(), v.parse().unwrap())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a Prometheus exposition;
+/// 0 when absent.
+pub fn sample(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .unwrap_or(0)
+}
+
+/// Sum of `aurora_ring_kernel_lost_total` over the rings.
+pub fn kernel_lost(metrics: &str) -> u64 {
+    ["exec", "exit", "file", "net"]
+        .iter()
+        .map(|r| {
+            sample(
+                metrics,
+                &format!("aurora_ring_kernel_lost_total{{ring=\"{r}\"}}"),
+            )
         })
-        .collect()
+        .sum()
+}
+
+/// A child process killed when dropped (a failing test leaves no agent behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Run a command that must succeed (its stderr is the failure message); returns its stdout.
@@ -212,13 +263,4 @@ pub fn run_ok(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The number after `key=` in a stats line (`... key=42 ...`).
-pub fn stat_value(line: &str, key: &str) -> u64 {
-    line.split(&format!("{key}="))
-        .nth(1)
-        .and_then(|r| r.split([' ', ')']).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in: {line}"))
 }

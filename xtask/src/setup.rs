@@ -17,7 +17,7 @@ const BUILD_PKGS: &[&str] = &[
 ];
 /// What the tests use: a real rsyslog (UDP/TCP/TLS), openssl for test certificates,
 /// systemd-analyze for the unit checks; QEMU, busybox, cpio and liburing (the io_uring
-/// file-creation helper) for the kernel matrix and the live file tests.
+/// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus).
 const TEST_PKGS: &[&str] = &[
     "rsyslog",
     "rsyslog-gnutls",
@@ -27,6 +27,7 @@ const TEST_PKGS: &[&str] = &[
     "busybox-static",
     "cpio",
     "liburing-dev",
+    "prometheus",
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -29,11 +29,15 @@ pub fn spawn_reloader(
         while hup.recv().await.is_some() {
             match Detector::reload(&cfg, stats.clone()) {
                 Ok(d) => {
+                    stats.record_reload(true);
                     if let Ok(mut slot) = control.new_detector.lock() {
                         *slot = Some(d);
                     }
                 }
-                Err(e) => tracing::error!("rule reload failed, keeping the current rules: {e}"),
+                Err(e) => {
+                    stats.record_reload(false);
+                    tracing::error!("rule reload failed, keeping the current rules: {e}")
+                }
             }
             control.reopen.store(true, Ordering::Relaxed);
         }
@@ -52,6 +56,7 @@ pub struct AlertHandler {
 
 impl AlertHandler {
     pub fn new(detector: Detector, sinks: SinkSet, trace: bool, control: Arc<Control>) -> Self {
+        detector.publish_states();
         AlertHandler {
             detector,
             sinks,
@@ -83,6 +88,7 @@ impl EventHandler for AlertHandler {
         if let Ok(mut slot) = self.control.new_detector.try_lock() {
             if let Some(d) = slot.take() {
                 tracing::info!("rules reloaded: {}", d.summary);
+                d.publish_states();
                 self.detector = d;
             }
         }

@@ -19,12 +19,15 @@ pub struct LiveSession {
 
 impl LiveSession {
     /// Load and attach the sensors and start one drain task per ring.
-    pub fn start(
+    pub async fn start(
         cfg: &EbpfConfig,
         queue_size: usize,
         stats: &Arc<Stats>,
     ) -> Result<(LiveSession, mpsc::Receiver<RawEvent>)> {
-        let mut sensors = Sensors::load(cfg)?;
+        // Loading parses the kernel's BTF and runs the verifier: off the runtime thread, so the
+        // metrics endpoint keeps answering (503) meanwhile.
+        let cfg = cfg.clone();
+        let mut sensors = tokio::task::spawn_blocking(move || Sensors::load(&cfg)).await??;
         let (tx, rx) = mpsc::channel(queue_size.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let mut drains = Vec::new();
@@ -58,11 +61,22 @@ impl LiveSession {
     /// Copy the kernel lost counters into stats and forward kernel logs.
     pub fn refresh(&self, stats: &Stats) {
         if let Ok(mut s) = self.sensors.lock() {
-            for (slot, v) in stats.source.kernel_lost.iter().zip(s.lost()) {
-                slot.store(v, std::sync::atomic::Ordering::Relaxed);
-            }
-            s.flush_kernel_logs();
+            copy_lost(&mut s, stats);
         }
+    }
+
+    /// Refresh the kernel-side counters every 500 ms (for metrics) until aborted.
+    pub fn spawn_refresher(&self, stats: Arc<Stats>) -> JoinHandle<()> {
+        let sensors = self.sensors.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Ok(mut s) = sensors.lock() {
+                    copy_lost(&mut s, &stats);
+                }
+            }
+        })
     }
 
     /// Detach the programs, drain what the rings still hold, and end the drain tasks (which
@@ -81,4 +95,12 @@ impl LiveSession {
             }
         }
     }
+}
+
+/// Copy the kernel's per-ring lost counters into stats and forward kernel logs.
+pub fn copy_lost(sensors: &mut Sensors, stats: &Stats) {
+    for (slot, v) in stats.source.kernel_lost.iter().zip(sensors.lost()) {
+        slot.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+    sensors.flush_kernel_logs();
 }

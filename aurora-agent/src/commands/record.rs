@@ -14,6 +14,7 @@ use crate::event::{Event, EventKind};
 use crate::pipeline::{consume, EventHandler};
 use crate::stats::Stats;
 use crate::telemetry::ready::ReadyFile;
+use crate::telemetry::Telemetry;
 
 struct Recorder {
     out: BufWriter<Box<dyn Write + Send>>,
@@ -70,11 +71,14 @@ pub fn run(args: RecordArgs) -> Result<()> {
     rt.block_on(async move {
         let shutdown = super::signals::Shutdown::install()?;
         let stats = Arc::new(Stats::default());
+        let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
+        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats).await?;
         let seeded = enricher.seed_from_proc();
-        let _ready =
-            ReadyFile::publish(settings.ready_file.as_deref(), &session.ready_state(None))?;
+        let mut state = session.ready_state(None);
+        state.metrics = telemetry.addr;
+        let _ready = ReadyFile::publish(settings.ready_file.as_deref(), &state)?;
+        telemetry.ready(&state);
         tracing::info!(processes = seeded, "sensors attached; recording");
         let recorder = Recorder {
             out: BufWriter::new(out),
@@ -83,6 +87,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             failed: None,
         };
         let consumer = std::thread::spawn(move || consume(rx, enricher, recorder));
+        let refresher = session.spawn_refresher(stats.clone());
         let stop = shutdown.wait();
         match args.duration {
             Some(d) => {
@@ -93,6 +98,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             }
             None => stop.await,
         }
+        refresher.abort();
         session.shutdown(&stats).await;
         let recorder = tokio::task::spawn_blocking(move || consumer.join())
             .await?

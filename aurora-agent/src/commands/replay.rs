@@ -36,6 +36,9 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
         .enable_all()
         .build()?;
     let sinks = build_sinks(&args.output, &file, rt.handle())?;
+    for k in sinks.all_stats() {
+        stats.register_sink(k);
+    }
     let control = Arc::new(Control::default());
     {
         // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
@@ -81,6 +84,11 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     }
     handler.flush();
     rt.block_on(close_sinks(&mut handler.sinks, Duration::from_secs(5)));
+    if let Some(path) = &args.metrics_file {
+        let metrics = crate::telemetry::metrics::Metrics::new(stats.clone());
+        std::fs::write(path, metrics.render())
+            .with_context(|| format!("--metrics-file {}", path.display()))?;
+    }
     let alerts = stats.detect.alerts.load(Ordering::Relaxed);
     let mut err = stderr.lock();
     writeln!(

@@ -15,6 +15,7 @@ use crate::pipeline::consume;
 use crate::sinks::SinkSet;
 use crate::stats::Stats;
 use crate::telemetry::ready::ReadyFile;
+use crate::telemetry::Telemetry;
 
 /// nice 10 and the idle I/O class, so the agent yields to the workload it watches.
 fn lower_priority() -> Result<()> {
@@ -79,23 +80,27 @@ pub fn run(args: RunArgs) -> Result<()> {
         for s in sinks.all_stats() {
             stats.register_sink(s);
         }
+        let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats)?;
+        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats).await?;
         // Rules load after the sensors: loading the sensors parses the kernel's BTF, and not
         // holding both at once lowers the agent's peak memory. Events wait in the queue.
-        let detector = Detector::load(&cfg, stats.detect.clone())?;
+        let detector = {
+            let (cfg, stats) = (cfg.clone(), stats.detect.clone());
+            tokio::task::spawn_blocking(move || Detector::load(&cfg, stats)).await??
+        };
         tracing::info!("rules: {}", detector.summary);
         if detector.rule_count() == 0 {
             tracing::warn!("no active rules: events are collected but nothing can alert");
         }
         let seeded = enricher.seed_from_proc();
-        let _ready = ReadyFile::publish(
-            settings.ready_file.as_deref(),
-            &session.ready_state(Some(detector.rule_count())),
-        )?;
+        let mut state = session.ready_state(Some(detector.rule_count()));
+        state.metrics = telemetry.addr;
+        let _ready = ReadyFile::publish(settings.ready_file.as_deref(), &state)?;
         tracing::info!(processes = seeded, "sensors attached; watching");
         let control = Arc::new(Control::default());
         let handler = AlertHandler::new(detector, sinks, trace, control.clone());
+        telemetry.ready(&state);
         let consumer = std::thread::Builder::new()
             .name("aurora-pipeline".into())
             .spawn(move || consume(rx, enricher, handler))?;
@@ -112,10 +117,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             loop {
                 tick.tick().await;
                 if let Ok(mut s) = sensors.lock() {
-                    for (slot, v) in reporter_stats.source.kernel_lost.iter().zip(s.lost()) {
-                        slot.store(v, Ordering::Relaxed);
-                    }
-                    s.flush_kernel_logs();
+                    super::live::copy_lost(&mut s, &reporter_stats);
                 }
                 if stats_interval > 0 && last.elapsed() >= period {
                     report(&reporter_stats, prev, last.elapsed().as_secs_f64());

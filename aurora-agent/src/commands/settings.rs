@@ -28,6 +28,7 @@ pub struct Settings {
     pub enrich: EnrichConfig,
     pub queue_size: usize,
     pub ready_file: Option<PathBuf>,
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub fn load_file(global: &GlobalArgs) -> Result<ConfigFile> {
@@ -98,6 +99,7 @@ impl Settings {
             },
             queue_size,
             ready_file: s.ready_file.clone().or_else(|| file.ready_file.clone()),
+            metrics_listen: s.metrics_listen.or(file.metrics_listen),
             file,
         })
     }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::event::names as f;
 use crate::event::{Event, EventKind};
-use crate::stats::DetectStats;
+use crate::stats::{DetectStats, RuleCounters, RuleStates};
 use alert::{Alert, MatchInfo};
 use logsource::LogsourceMap;
 use rules::{AlertLevel, RuleEntry, RuleMeta, RuleStatus, Summary};
@@ -68,8 +68,8 @@ pub struct Detector {
     sets: [Option<RuleSet>; 4],
     metas: Vec<Arc<RuleMeta>>,
     throttle: Throttle,
-    /// Per rule, its counter in `stats.throttled`, fetched on the rule's first suppression.
-    throttled: Vec<Option<Arc<std::sync::atomic::AtomicU64>>>,
+    /// Per rule, its counters in `stats.rules`, fetched on the rule's first match.
+    counters: Vec<Option<Arc<RuleCounters>>>,
     exclude: Vec<String>,
     host: Arc<str>,
     stats: Arc<DetectStats>,
@@ -144,7 +144,7 @@ impl Detector {
         let summary = rules::summarize(&entries);
         Ok(Detector {
             sets,
-            throttled: vec![None; metas.len()],
+            counters: vec![None; metas.len()],
             metas,
             throttle,
             exclude: cfg.process_exclude.clone(),
@@ -175,6 +175,15 @@ impl Detector {
         Ok(d)
     }
 
+    /// Publish this set's rule states (active/inactive/invalid) as the running ones.
+    pub fn publish_states(&self) {
+        self.stats.set_rule_states(RuleStates {
+            active: self.summary.active as u64,
+            inactive: self.summary.inactive as u64,
+            invalid: self.summary.invalid as u64,
+        });
+    }
+
     pub fn rule_count(&self) -> usize {
         self.metas.len()
     }
@@ -190,6 +199,7 @@ impl Detector {
     /// Evaluate one event against the rules of its kind.
     pub fn evaluate(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
+        self.stats.events_per_kind[ev.kind.index()].fetch_add(1, Ordering::Relaxed);
         if self.excluded(ev) {
             self.stats.excluded.fetch_add(1, Ordering::Relaxed);
             return;
@@ -211,14 +221,15 @@ impl Detector {
             if idx >= self.metas.len() {
                 continue;
             }
+            let (stats, metas) = (&self.stats, &self.metas);
+            let counters = self.counters[idx]
+                .get_or_insert_with(|| stats.rule_counters(metas[idx].key(), &metas[idx].title));
+            counters.matches.fetch_add(1, Ordering::Relaxed);
             if !self.throttle.allow(idx) {
-                let stats = &self.stats;
-                let metas = &self.metas;
-                self.throttled[idx]
-                    .get_or_insert_with(|| stats.throttle_counter(metas[idx].key()))
-                    .fetch_add(1, Ordering::Relaxed);
+                counters.throttled.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            counters.alerts.fetch_add(1, Ordering::Relaxed);
             let meta = self.metas[idx].clone();
             let fields = set.matched_fields(&hit, ev);
             self.stats.alerts.fetch_add(1, Ordering::Relaxed);

@@ -32,6 +32,9 @@ pub struct ReadyState {
     /// Active rules (absent for `record`, which loads none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules_active: Option<usize>,
+    /// Where `/metrics` is served (`--metrics-listen`; with port 0, the port chosen).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl ReadyState {
@@ -49,6 +52,7 @@ impl ReadyState {
             programs,
             file_sensor,
             rules_active,
+            metrics: None,
         }
     }
 }

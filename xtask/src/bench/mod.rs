@@ -112,7 +112,8 @@ fn max_rss_mb(pid: u32) -> f64 {
 
 pub(crate) struct Agent {
     child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
+    /// The agent's stderr lines (kept so its reader thread keeps draining the pipe).
+    _lines: std::sync::mpsc::Receiver<String>,
     /// Its ready file, as written once it was attached.
     pub ready: Value,
 }
@@ -126,6 +127,7 @@ impl Agent {
             .args(args)
             .arg("--ready-file")
             .arg(&ready)
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -157,7 +159,7 @@ impl Agent {
         let ready = serde_json::from_str(&text).context("the agent's ready file")?;
         Ok(Agent {
             child,
-            lines,
+            _lines: lines,
             ready,
         })
     }
@@ -166,36 +168,49 @@ impl Agent {
         self.child.id()
     }
 
-    /// SIGTERM; returns the final stats line.
+    /// The agent's `/metrics` exposition.
+    fn metrics(&self) -> Result<String> {
+        use std::io::{Read, Write};
+        let addr = self.ready["metrics"]
+            .as_str()
+            .context("the ready file names no metrics address")?;
+        let mut s = TcpStream::connect(addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default())
+    }
+
+    /// Read the counters (after the kernel-side ones were copied), then SIGTERM and wait;
+    /// returns the metrics.
     pub(crate) fn stop(mut self) -> Result<String> {
+        std::thread::sleep(Duration::from_millis(700));
+        let metrics = self.metrics()?;
         run_cmd(
             Command::new("kill")
                 .arg("-TERM")
                 .arg(self.child.id().to_string()),
         )?;
         self.child.wait()?;
-        let mut last = String::new();
-        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(300)) {
-            if l.contains("kernel_lost[") {
-                last = l;
-            }
-        }
-        Ok(last)
+        Ok(metrics)
     }
 }
 
-/// Sum of `name[a=1,b=2]` counters in a stats line.
-fn counter_sum(line: &str, name: &str) -> u64 {
-    line.split(&format!("{name}["))
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .map(|inner| {
-            inner
-                .split(',')
-                .filter_map(|kv| kv.split_once('=')?.1.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0)
+/// Sum of every series of the counter `name` in a Prometheus exposition.
+fn counter_sum(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
 
 /// The exec loop: `n` execs of /bin/true, with 10 `base64 -d` triggers spread through it.
@@ -274,7 +289,8 @@ fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
         with.push(took.as_secs_f64());
         cpu_per_1k.push((c1 - c0) / a.execs as f64 * 1000.0);
         let stats = agent.stop()?;
-        lost += counter_sum(&stats, "kernel_lost") + counter_sum(&stats, "queue_dropped");
+        lost += counter_sum(&stats, "aurora_ring_kernel_lost_total")
+            + counter_sum(&stats, "aurora_queue_dropped_total");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let hits = (0..10)
             .filter(|k| {
@@ -382,7 +398,7 @@ fn part_storms(a: &BenchArgs) -> Result<Value> {
     Ok(json!({
         "file_creates": n, "file_events_seen": file_seen, "uring_events_seen": uring_seen,
         "connects": n, "outbound_seen": out_seen, "inbound_seen": in_seen,
-        "lost": counter_sum(&stats, "kernel_lost") + counter_sum(&stats, "queue_dropped"),
+        "lost": counter_sum(&stats, "aurora_ring_kernel_lost_total") + counter_sum(&stats, "aurora_queue_dropped_total"),
         "agent_cpu_s_per_1000_events": ((cpu / (3 * n) as f64 * 1000.0) * 10000.0).round() / 10000.0,
     }))
 }
@@ -414,7 +430,7 @@ fn part_ring(a: &BenchArgs) -> Result<Value> {
         }
         std::thread::sleep(Duration::from_millis(300));
         let stats = agent.stop()?;
-        let lost = counter_sum(&stats, "kernel_lost");
+        let lost = counter_sum(&stats, "aurora_ring_kernel_lost_total");
         tried.push(json!({"ringbuf_size": size, "kernel_lost": lost}));
         if lost == 0 {
             return Ok(json!({"smallest_zero_loss": size, "execs": n, "tried": tried}));

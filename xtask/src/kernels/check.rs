@@ -29,8 +29,23 @@ fn section<'a>(out: &'a str, name: &str) -> Result<&'a str> {
     Ok(&out[start..start + len])
 }
 
+/// What follows `key` on its line. The marker may not start the line: the firmware's terminal
+/// escapes (clear screen) can land in front of the first lines the VM prints.
 fn line_value<'a>(out: &'a str, key: &str) -> Option<&'a str> {
-    out.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+    out.lines()
+        .find_map(|l| l.find(key).map(|i| &l[i + key.len()..]))
+        .map(str::trim)
+}
+
+/// Whether the scenario ran at all (a VM that failed to boot never prints this).
+pub fn started(out: &str) -> bool {
+    line_value(out, "AURORA-KCHECK-WORK").is_some()
+}
+
+/// The last lines of a console, for failure messages.
+pub fn tail(out: &str, n: usize) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn s<'a>(e: &'a Value, k: &str) -> &'a str {
@@ -58,15 +73,16 @@ fn expect(cond: bool, what: &str, e: &Value) -> Result<()> {
 
 /// Check the scenario's output; any missing or wrong field is an error naming it.
 pub fn check(out: &str) -> Result<Outcome> {
-    if let Some(fail) = out.lines().find(|l| l.starts_with("AURORA-KCHECK-FAIL")) {
+    if let Some(fail) = out.lines().find(|l| l.contains("AURORA-KCHECK-FAIL")) {
         let tail: Vec<&str> = out
             .lines()
-            .skip_while(|l| !l.starts_with("AURORA-KCHECK-FAIL"))
+            .skip_while(|l| !l.contains("AURORA-KCHECK-FAIL"))
             .take(40)
             .collect();
         bail!("{fail}\n{}", tail.join("\n"));
     }
-    let work = line_value(out, "AURORA-KCHECK-WORK").context("scenario did not start")?;
+    let work = line_value(out, "AURORA-KCHECK-WORK")
+        .with_context(|| format!("scenario did not start; console:\n{}", tail(out, 40)))?;
     let exit = line_value(out, "AURORA-KCHECK-AGENT-EXIT").context("agent exit not reported")?;
     if exit != "0" {
         bail!("aurora record exited with status {exit}");

@@ -92,7 +92,18 @@ pub fn run_matrix(host: bool) -> Result<(u64, u64)> {
     let (mut passed, mut failed) = (0, 0);
     for k in &kernels {
         step(&format!("booting {} under QEMU (TCG)", k.package));
-        let result = vm::boot(&k.vmlinuz, &initramfs).and_then(|out| check::check(&out));
+        let mut out = vm::boot(&k.vmlinuz, &initramfs);
+        if out.as_ref().is_ok_and(|o| !check::started(o)) {
+            // The VM itself did not come up (nothing of ours ran yet): boot once more, and
+            // show what the first boot printed.
+            let first = out.as_ref().map(|o| check::tail(o, 20)).unwrap_or_default();
+            step(&format!(
+                "{}: the scenario did not start; booting again. First console:\n{first}",
+                k.package
+            ));
+            out = vm::boot(&k.vmlinuz, &initramfs);
+        }
+        let result = out.and_then(|o| check::check(&o));
         if report(&k.package, &result) {
             passed += 1;
         } else {

@@ -1,0 +1,314 @@
+//! Prometheus metrics from the one set of counters (`stats::Stats`): rendered at scrape time by
+//! a prometheus-client collector, in the classic text format promtool and every Prometheus read.
+//! The periodic stats log line reads the same atomics, so the two can never disagree.
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::event::EventKind;
+use crate::stats::{Stats, RING_LABELS};
+
+/// What the agent is, for `aurora_build_info` (set once the sensors are attached).
+#[derive(Clone, Debug, Default)]
+pub struct BuildInfo {
+    pub version: String,
+    pub kernel: String,
+    /// Mode of each sensor, e.g. ("file", "vfs").
+    pub sensors: Vec<(String, String)>,
+}
+
+struct StatsCollector {
+    stats: Arc<Stats>,
+    info: Arc<std::sync::Mutex<BuildInfo>>,
+}
+
+impl std::fmt::Debug for StatsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsCollector")
+    }
+}
+
+type Labels = Vec<(Cow<'static, str>, Cow<'static, str>)>;
+
+fn v(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// One family: `name` with `help`, one sample per label set.
+fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        let fam = m.encode_family(&labels)?;
+        match kind {
+            MetricType::Counter => ConstCounter::new(value).encode(fam)?,
+            _ => ConstGauge::new(value as i64).encode(fam)?,
+        }
+    }
+    Ok(())
+}
+
+fn label(k: &'static str, v: impl Into<Cow<'static, str>>) -> Labels {
+    vec![(Cow::Borrowed(k), v.into())]
+}
+
+fn per_ring(a: &[AtomicU64]) -> Vec<(Labels, u64)> {
+    RING_LABELS
+        .iter()
+        .zip(a)
+        .map(|(r, n)| (label("ring", *r), v(n)))
+        .collect()
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let s = &self.stats;
+        let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
+        let mut labels: Labels = vec![
+            (Cow::Borrowed("version"), info.version.into()),
+            (Cow::Borrowed("kernel"), info.kernel.into()),
+        ];
+        for (sensor, mode) in info.sensors {
+            labels.push((format!("{sensor}_sensor").into(), mode.into()));
+        }
+        family(
+            &mut enc,
+            "aurora_build_info",
+            "Agent version, kernel and the mode of each sensor.",
+            Gauge,
+            [(labels, 1)],
+        )?;
+        family(
+            &mut enc,
+            "aurora_ring_events_received",
+            "Records read from each kernel ring.",
+            Counter,
+            per_ring(&s.source.received),
+        )?;
+        family(
+            &mut enc,
+            "aurora_ring_kernel_lost",
+            "Records lost in the kernel because a ring was full.",
+            Counter,
+            per_ring(&s.source.kernel_lost),
+        )?;
+        family(
+            &mut enc,
+            "aurora_queue_dropped",
+            "Records dropped because the pipeline queue was full, by ring.",
+            Counter,
+            per_ring(&s.source.queue_dropped),
+        )?;
+        family(
+            &mut enc,
+            "aurora_decode_errors",
+            "Ring records that could not be decoded.",
+            Counter,
+            [(vec![], v(&s.source.decode_errors))],
+        )?;
+        let d = &s.detect;
+        let kinds = EventKind::ALL.iter().map(|k| {
+            (
+                label("kind", k.category()),
+                v(&d.events_per_kind[k.index()]),
+            )
+        });
+        family(
+            &mut enc,
+            "aurora_events_processed",
+            "Events evaluated by detection, by kind.",
+            Counter,
+            kinds,
+        )?;
+        family(
+            &mut enc,
+            "aurora_events_excluded",
+            "Events skipped by --process-exclude.",
+            Counter,
+            [(vec![], v(&d.excluded))],
+        )?;
+        let e = &s.enrich;
+        family(
+            &mut enc,
+            "aurora_process_table_entries",
+            "Processes in the process table.",
+            Gauge,
+            [(vec![], v(&e.proc_entries))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_process_table_hits",
+            "Process-table lookups that found the process.",
+            Counter,
+            [(vec![], v(&e.proc_hits))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_process_table_misses",
+            "Process-table lookups that did not.",
+            Counter,
+            [(vec![], v(&e.proc_misses))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_process_table_evictions",
+            "Processes evicted from the full table.",
+            Counter,
+            [(vec![], v(&e.proc_evictions))],
+        )?;
+        let rules = d.rule_snapshot();
+        let per_rule = |pick: fn(&crate::stats::RuleCounters) -> &AtomicU64| {
+            rules
+                .iter()
+                .map(move |(id, c)| {
+                    let l: Labels = vec![
+                        (Cow::Borrowed("rule_id"), id.clone().into()),
+                        (Cow::Borrowed("rule_title"), c.title.clone().into()),
+                    ];
+                    (l, v(pick(c)))
+                })
+                .collect::<Vec<_>>()
+        };
+        family(
+            &mut enc,
+            "aurora_rule_matches",
+            "Events that matched each rule (rules that matched at least once).",
+            Counter,
+            per_rule(|c| &c.matches),
+        )?;
+        family(
+            &mut enc,
+            "aurora_rule_alerts",
+            "Alerts raised by each rule.",
+            Counter,
+            per_rule(|c| &c.alerts),
+        )?;
+        family(
+            &mut enc,
+            "aurora_rule_throttled",
+            "Matches of each rule suppressed by the rate limit.",
+            Counter,
+            per_rule(|c| &c.throttled),
+        )?;
+        let st = d.rule_states.lock().map(|g| *g).unwrap_or_default();
+        family(
+            &mut enc,
+            "aurora_rules",
+            "Rules of the running set by state.",
+            Gauge,
+            [
+                (label("state", "active"), st.active),
+                (label("state", "inactive"), st.inactive),
+                (label("state", "invalid"), st.invalid),
+            ],
+        )?;
+        if let Some(r) = d.last_reload.lock().ok().and_then(|g| *g) {
+            family(
+                &mut enc,
+                "aurora_rules_last_reload_timestamp_seconds",
+                "When the last SIGHUP rule reload ran (Unix time).",
+                Gauge,
+                [(vec![], r.unix_seconds as u64)],
+            )?;
+            family(
+                &mut enc,
+                "aurora_rules_last_reload_success",
+                "1 when the last reload replaced the rules, 0 when it was refused.",
+                Gauge,
+                [(vec![], u64::from(r.ok))],
+            )?;
+        }
+        let sinks = s.sinks.lock().map(|v| v.clone()).unwrap_or_default();
+        let per_sink = |pick: fn(&crate::stats::SinkStats) -> &AtomicU64| {
+            sinks
+                .iter()
+                .map(|k| (label("sink", k.name.clone()), v(pick(k))))
+                .collect::<Vec<_>>()
+        };
+        family(
+            &mut enc,
+            "aurora_sink_sent",
+            "Alerts delivered by each sink.",
+            Counter,
+            per_sink(|k| &k.sent),
+        )?;
+        family(
+            &mut enc,
+            "aurora_sink_queued",
+            "Alerts waiting in each sink's queue.",
+            Gauge,
+            per_sink(|k| &k.queued),
+        )?;
+        family(
+            &mut enc,
+            "aurora_sink_dropped",
+            "Alerts each sink dropped (queue full or undeliverable at exit).",
+            Counter,
+            per_sink(|k| &k.dropped),
+        )?;
+        family(
+            &mut enc,
+            "aurora_sink_reconnects",
+            "Reconnections of each network sink.",
+            Counter,
+            per_sink(|k| &k.reconnects),
+        )?;
+        family(
+            &mut enc,
+            "aurora_sink_errors",
+            "Write errors of each sink.",
+            Counter,
+            per_sink(|k| &k.errors),
+        )?;
+        Ok(())
+    }
+}
+
+/// The registry behind `/metrics`, and the build info it reports.
+pub struct Metrics {
+    registry: Registry,
+    info: Arc<std::sync::Mutex<BuildInfo>>,
+}
+
+impl Metrics {
+    pub fn new(stats: Arc<Stats>) -> Self {
+        let info = Arc::new(std::sync::Mutex::new(BuildInfo {
+            version: crate::cli::VERSION.to_owned(),
+            ..Default::default()
+        }));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(StatsCollector {
+            stats,
+            info: info.clone(),
+        }));
+        Metrics { registry, info }
+    }
+
+    pub fn set_build_info(&self, kernel: String, sensors: Vec<(String, String)>) {
+        if let Ok(mut i) = self.info.lock() {
+            i.kernel = kernel;
+            i.sensors = sensors;
+        }
+    }
+
+    /// The exposition, Prometheus text format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
