@@ -27,6 +27,14 @@ pub struct EnrichStats {
     pub proc_misses: AtomicU64,
     pub proc_evictions: AtomicU64,
     pub proc_entries: AtomicU64,
+    /// DNS answers parsed into the IP → name cache, and those that could not be parsed.
+    pub dns_answers: AtomicU64,
+    pub dns_parse_errors: AtomicU64,
+    pub dns_cache_entries: AtomicU64,
+    pub dns_cache_evictions: AtomicU64,
+    /// Outbound connections whose destination had / had not been resolved on this host.
+    pub dns_connects_resolved: AtomicU64,
+    pub dns_connects_unresolved: AtomicU64,
 }
 
 /// Counters of one rule (by id, else title), shared by every rule set loaded since start so

@@ -23,11 +23,17 @@ pub const MAX_WATCHED_PREFIXES: u32 = 64;
 pub const RING_EXEC: u32 = 0;
 pub const RING_EXIT: u32 = 1;
 pub const RING_FILE: u32 = 2;
+/// TCP connections and DNS answers: one ring, so an answer is always read before the connect
+/// that follows it (records of one ring keep their order). The two are told apart by size.
 pub const RING_NET: u32 = 3;
 pub const RING_COUNT: u32 = 4;
 /// Names of the rings, indexed like `LOST`.
 pub const RING_NAMES: [&str; RING_COUNT as usize] =
     ["EXEC_RING", "EXIT_RING", "FILE_RING", "NET_RING"];
+
+/// Bytes of a DNS answer's UDP payload copied (EDNS's recommended maximum UDP size; longer
+/// answers are cut and their tail records lost to the parser).
+pub const DNS_PAYLOAD_LEN: usize = 1232;
 
 /// Flag bits in [`ExecRecord::flags`].
 pub const EXEC_ARGV_TRUNCATED: u32 = 1;
@@ -147,6 +153,23 @@ pub struct NetRecord {
     /// process fields are then zero and must not be used.
     pub has_owner: u8,
     pub _pad: [u8; 6],
+}
+
+/// [`DnsRecord::flags`]: captured in the receiving process's context.
+pub const DNS_SEEN_BY_PROCESS: u32 = 1;
+
+/// A DNS answer (UDP from port 53) seen on its way to a process, in the NET ring (see
+/// RING_NET): the DNS message and, when known, the process that received it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsRecord {
+    pub header: RecordHeader,
+    /// Bytes of `payload` used.
+    pub len: u32,
+    /// DNS_SEEN_BY_PROCESS when the header names the process that received the answer;
+    /// otherwise it was seen on the way in (softirq) and the header's process fields are zero.
+    pub flags: u32,
+    pub payload: [u8; DNS_PAYLOAD_LEN],
 }
 
 /// Who owns a socket, remembered in process context (connect/listen) for use later in softirq.

@@ -163,6 +163,22 @@ struct trace_event_raw_inet_sock_set_state {
   __u8 daddr_v6[16];
 };
 
+struct sk_buff {
+  unsigned char *head;
+  unsigned char *data;
+  __u16 network_header;
+};
+
+struct trace_event_raw_consume_skb {
+  struct trace_entry ent;
+  void *skbaddr;
+};
+
+struct trace_event_raw_net_dev_template {
+  struct trace_entry ent;
+  void *skbaddr;
+};
+
 // io_uring's request (io_uring/io_uring.h); only the opcode is read.
 struct io_kiocb {
   __u8 opcode;
@@ -508,6 +524,83 @@ AURORA_API int aurora_uring_open_fd(struct trace_event_raw_io_uring_complete *ct
   if (opcode != IORING_OP_OPENAT && opcode != IORING_OP_OPENAT2)
     return -1;
   return res;
+}
+
+#define DNS_PAYLOAD_LEN 1232
+#define IPPROTO_UDP_NUM 17
+
+// The skb of a consume_skb record; `softirq` tells whether it ran outside process context
+// (a deferred free), where the current task is not the receiver.
+AURORA_API void *aurora_consume_skb_addr(struct trace_event_raw_consume_skb *ctx, __u32 *softirq) {
+  void *skb = 0;
+  __u8 flags = 0;
+  CORE_READ_INTO(&skb, ctx->skbaddr);
+  // common_flags: TRACE_FLAG_HARDIRQ 0x08, TRACE_FLAG_SOFTIRQ 0x10, TRACE_FLAG_NMI 0x40.
+  CORE_READ_INTO(&flags, ctx->ent.flags);
+  *softirq = (flags & (0x08 | 0x10 | 0x40)) != 0;
+  return skb;
+}
+
+// The skb of a netif_receive_skb record.
+AURORA_API void *aurora_net_dev_skb_addr(struct trace_event_raw_net_dev_template *ctx) {
+  void *skb = 0;
+  CORE_READ_INTO(&skb, ctx->skbaddr);
+  return skb;
+}
+
+// Where the UDP header of `skb` starts when it is a UDP datagram from port 53 (IPv4, or IPv6
+// without extension headers), else 0; `len` gets the DNS payload length (capped). The IP header
+// is found at the network header (`at_data` = 0) or at skb->data (on receive, before the stack
+// has set the network header); the UDP header is found from the IP header's own length.
+AURORA_API unsigned char *aurora_skb_dns(struct sk_buff *skb, __u32 at_data, __u32 *len) {
+  unsigned char *head = 0, *ip = 0;
+  __u16 nh = 0;
+  __u8 first = 0, proto = 0;
+  __u16 udp[4] = {0, 0, 0, 0};
+  if (!skb)
+    return 0;
+  if (at_data) {
+    CORE_READ_INTO(&ip, skb->data);
+  } else {
+    CORE_READ_INTO(&head, skb->head);
+    CORE_READ_INTO(&nh, skb->network_header);
+    if (!head || nh == 0xffff)
+      return 0;
+    ip = head + nh;
+  }
+  if (!ip || bpf_probe_read_kernel(&first, 1, ip))
+    return 0;
+  __u32 ihl;
+  if ((first >> 4) == 4) {
+    bpf_probe_read_kernel(&proto, 1, ip + 9);
+    ihl = (first & 0x0f) * 4;
+  } else if ((first >> 4) == 6) {
+    bpf_probe_read_kernel(&proto, 1, ip + 6);
+    ihl = 40;
+  } else {
+    return 0;
+  }
+  if (proto != IPPROTO_UDP_NUM || ihl < 20)
+    return 0;
+  unsigned char *uh = ip + ihl;
+  if (bpf_probe_read_kernel(udp, sizeof(udp), uh))
+    return 0;
+  if (__builtin_bswap16(udp[0]) != 53)
+    return 0;
+  __u32 n = __builtin_bswap16(udp[2]);
+  if (n < 8 + 12) // UDP header + DNS header
+    return 0;
+  n -= 8;
+  *len = n > DNS_PAYLOAD_LEN ? DNS_PAYLOAD_LEN : n;
+  return uh;
+}
+
+// Copy `len` bytes of DNS payload after the UDP header at `udp` into `out`.
+AURORA_API int aurora_copy_dns(unsigned char *udp, __u32 len, __u8 *out) {
+  barrier_var(len);
+  if (len > DNS_PAYLOAD_LEN)
+    return -1;
+  return bpf_probe_read_kernel(out, len, udp + 8);
 }
 
 // Plain copy of an inet_sock_set_state record, laid out for Rust (see sock.rs).

@@ -32,6 +32,10 @@ unsafe extern "C" {
     pub fn aurora_open_mode(op: *const c_void) -> u32;
     pub fn aurora_filename_name(name: *const c_void) -> *const u8;
     pub fn aurora_uring_open_fd(ctx: *const c_void) -> i32;
+    pub fn aurora_consume_skb_addr(ctx: *const c_void, softirq: *mut u32) -> *const c_void;
+    pub fn aurora_net_dev_skb_addr(ctx: *const c_void) -> *const c_void;
+    pub fn aurora_skb_dns(skb: *const c_void, at_data: u32, len: *mut u32) -> *const u8;
+    pub fn aurora_copy_dns(udp: *const u8, len: u32, out: *mut u8) -> i32;
     pub fn aurora_task_exe_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_task_cwd_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_exec_filename_offset(ctx: *const c_void) -> u32;

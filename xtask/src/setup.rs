@@ -17,7 +17,8 @@ const BUILD_PKGS: &[&str] = &[
 ];
 /// What the tests use: a real rsyslog (UDP/TCP/TLS), openssl for test certificates,
 /// systemd-analyze for the unit checks; QEMU, busybox, cpio and liburing (the io_uring
-/// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus).
+/// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus); dnsmasq for
+/// the DNS correlation test.
 const TEST_PKGS: &[&str] = &[
     "rsyslog",
     "rsyslog-gnutls",
@@ -28,6 +29,7 @@ const TEST_PKGS: &[&str] = &[
     "cpio",
     "liburing-dev",
     "prometheus",
+    "dnsmasq-base",
 ];
 
 fn installed(pkg: &str) -> bool {

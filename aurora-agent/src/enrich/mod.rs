@@ -1,7 +1,8 @@
 //! Raw kernel records → Sysmon-schema events: /proc, the process table (parent correlation),
-//! the user database and cgroups.
+//! the user database, cgroups and the DNS cache (connection destinations' names).
 pub mod cgroup;
 pub mod clock;
+pub mod dns;
 pub mod guid;
 pub mod intern;
 pub mod paths;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::event::names as f;
 use crate::event::text::{bytes_to_string, bytes_to_text};
 use crate::event::{Event, EventKind, Value};
-use crate::sources::{ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
+use crate::sources::{DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
 use crate::stats::EnrichStats;
 use cgroup::{CgroupCache, CgroupInfo};
 use clock::{utc_time, BootClock};
@@ -63,6 +64,7 @@ pub struct Enricher {
     guids: GuidMaker,
     strings: intern::Interner,
     watch_dirs: Vec<PathBuf>,
+    dns: dns::DnsCache,
 }
 
 /// Shell convention for a wait(2) status: the exit code, or 128 + signal number.
@@ -85,6 +87,7 @@ fn parent_fields(ev: &mut Event, parent: Option<&ProcInfo>) {
 impl Enricher {
     pub fn new(cfg: &EnrichConfig, stats: Arc<EnrichStats>) -> Self {
         Enricher {
+            dns: dns::DnsCache::new(dns::CAPACITY, stats.clone()),
             table: ProcessTable::new(cfg.correlation_cache, cfg.exit_grace, stats),
             canon: lru::LruCache::new(
                 std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
@@ -169,7 +172,16 @@ impl Enricher {
             RawEvent::Exit(r) => Some(self.exit(r)),
             RawEvent::File(r) => self.file(r),
             RawEvent::Net(r) => Some(self.net(r)),
+            RawEvent::Dns(r) => {
+                self.dns_answer(r);
+                None
+            }
         }
+    }
+
+    fn dns_answer(&mut self, r: DnsRaw) {
+        let key = r.task.map(|t| (t.tgid, t.start_boottime_ns));
+        self.dns.observe(key, &r.payload, Instant::now());
     }
 
     fn parent_of(&mut self, t: &TaskIdent) -> Option<Arc<ProcInfo>> {
@@ -384,7 +396,14 @@ impl Enricher {
             if dip.is_ipv6() { "true" } else { "false" },
         );
         ev.push_str(f::DESTINATION_IP, dip.to_string());
-        ev.push_str(f::DESTINATION_HOSTNAME, "");
+        // Names come from answers received before the connect; inbound peers are not looked up.
+        let name = if r.initiated {
+            let owner = r.task.as_ref().map(|t| (t.tgid, t.start_boottime_ns));
+            self.dns.lookup(owner, dip, Instant::now())
+        } else {
+            None
+        };
+        ev.push_str(f::DESTINATION_HOSTNAME, name.as_deref().unwrap_or(""));
         ev.push_int(f::DESTINATION_PORT, r.destination.port() as i64);
         ev
     }

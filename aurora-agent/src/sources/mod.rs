@@ -64,6 +64,14 @@ pub struct NetRaw {
     pub initiated: bool,
 }
 
+/// A DNS answer a process received (the UDP payload from port 53).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsRaw {
+    /// The receiving process, when the answer was seen in its context.
+    pub task: Option<TaskIdent>,
+    pub payload: Vec<u8>,
+}
+
 /// A decoded kernel record, before enrichment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawEvent {
@@ -71,16 +79,6 @@ pub enum RawEvent {
     Exit(ExitRaw),
     File(FileRaw),
     Net(NetRaw),
-}
-
-impl RawEvent {
-    pub fn kind(&self) -> crate::event::EventKind {
-        use crate::event::EventKind;
-        match self {
-            RawEvent::Exec(_) => EventKind::ProcessCreation,
-            RawEvent::Exit(_) => EventKind::ProcessTermination,
-            RawEvent::File(_) => EventKind::FileEvent,
-            RawEvent::Net(_) => EventKind::NetworkConnection,
-        }
-    }
+    /// Not an event of its own: feeds the DNS cache that names connection destinations.
+    Dns(DnsRaw),
 }

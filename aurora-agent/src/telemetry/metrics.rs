@@ -169,6 +169,44 @@ impl Collector for StatsCollector {
             Counter,
             [(vec![], v(&e.proc_evictions))],
         )?;
+        family(
+            &mut enc,
+            "aurora_dns_answers",
+            "DNS answers received by processes and parsed into the name cache.",
+            Counter,
+            [(vec![], v(&e.dns_answers))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_dns_parse_errors",
+            "DNS answers that could not be parsed.",
+            Counter,
+            [(vec![], v(&e.dns_parse_errors))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_dns_cache_entries",
+            "Entries in the IP-to-name caches (per process and global).",
+            Gauge,
+            [(vec![], v(&e.dns_cache_entries))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_dns_cache_evictions",
+            "Entries evicted from the full IP-to-name caches.",
+            Counter,
+            [(vec![], v(&e.dns_cache_evictions))],
+        )?;
+        family(
+            &mut enc,
+            "aurora_dns_connects",
+            "Outbound connections by whether their destination had been resolved on this host.",
+            Counter,
+            [
+                (label("resolved", "true"), v(&e.dns_connects_resolved)),
+                (label("resolved", "false"), v(&e.dns_connects_unresolved)),
+            ],
+        )?;
         let rules = d.rule_snapshot();
         let per_rule = |pick: fn(&crate::stats::RuleCounters) -> &AtomicU64| {
             rules

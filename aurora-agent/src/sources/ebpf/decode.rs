@@ -4,12 +4,12 @@ use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::{
-    read_record, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, AF_INET,
+    read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, AF_INET,
     EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
-use crate::sources::{ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
+use crate::sources::{DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{ring} item of {got} bytes is shorter than its record ({want} bytes)")]
@@ -132,6 +132,43 @@ pub fn exit(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     Ok(RawEvent::Exit(ExitRaw {
         task: task(&r.header),
         exit_status: r.exit_code,
+    }))
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct DnsFixed {
+    header: RecordHeader,
+    len: u32,
+    flags: u32,
+}
+
+/// A NET ring item: a DnsRecord or a NetRecord, told apart by size.
+pub fn net_or_dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    const _: () = assert!(size_of::<DnsRecord>() > size_of::<NetRecord>());
+    if item.len() >= size_of::<DnsRecord>() {
+        dns(item)
+    } else {
+        net(item)
+    }
+}
+
+fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    check::<DnsRecord>("NET_RING", item)?;
+    const _: () = assert!(offset_of!(DnsRecord, payload) >= size_of::<DnsFixed>());
+    let f: DnsFixed = read_record(item).ok_or(ShortRecord {
+        ring: "NET_RING",
+        got: 0,
+        want: 0,
+    })?;
+    Ok(RawEvent::Dns(DnsRaw {
+        task: (f.flags & aurora_common::DNS_SEEN_BY_PROCESS != 0).then(|| task(&f.header)),
+        payload: bytes_at(
+            item,
+            offset_of!(DnsRecord, payload),
+            f.len,
+            aurora_common::DNS_PAYLOAD_LEN,
+        ),
     }))
 }
 

@@ -20,6 +20,7 @@ pub enum Ring {
     Exec,
     Exit,
     File,
+    /// TCP connections and DNS answers.
     Net,
 }
 
@@ -42,7 +43,7 @@ impl Ring {
             Ring::Exec => decode::exec(item),
             Ring::Exit => decode::exit(item),
             Ring::File => decode::file(item),
-            Ring::Net => decode::net(item),
+            Ring::Net => decode::net_or_dns(item),
         }
     }
 }

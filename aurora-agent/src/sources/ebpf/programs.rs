@@ -61,6 +61,9 @@ const CORE: &[Spec] = &[
     tp("sched_process_exec", "sched", true),
     tp("sched_process_exit", "sched", true),
     tp("inet_sock_set_state", "sock", true),
+    // DNS answers: on the way in, and as processes read them (names connection destinations).
+    tp("netif_receive_skb", "net", true),
+    tp("consume_skb", "skb", true),
 ];
 
 const FILE_VFS: &[Spec] = &[Spec {
