@@ -118,12 +118,7 @@ fn connect_after_a_dns_answer_carries_the_name_and_alerts() {
             .to_string()
     );
 
-    let port_m: u16 = state["metrics"]
-        .as_str()
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
-    let metrics = http_get(port_m, "/metrics").1;
+    let metrics = http_get(metrics_port(&state), "/metrics").1;
     assert!(
         sample(&metrics, "aurora_dns_answers_total") >= 1,
         "{metrics}"

@@ -9,14 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 const TMP_EXEC_RULE: &str = "8947d22a-1334-5de2-8402-a1839df5a4aa";
 
 #[test]

@@ -13,14 +13,6 @@ use common::*;
 
 const BASE64_RULE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Rsyslog {
     child: Child,
     dir: PathBuf,

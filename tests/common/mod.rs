@@ -126,12 +126,7 @@ impl Recorder {
     /// read the agent's `/metrics`.
     pub fn settle_and_metrics(&self) -> String {
         std::thread::sleep(Duration::from_millis(1200));
-        let port = self.ready["metrics"]
-            .as_str()
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .expect("the ready file names the metrics address");
-        let (code, body) = http_get(port, "/metrics");
+        let (code, body) = http_get(metrics_port(&self.ready), "/metrics");
         assert_eq!(code, 200, "/metrics: {body}");
         body
     }
@@ -193,6 +188,24 @@ pub fn of_kind(events: &[Value], id: i64) -> impl Iterator<Item = &Value> {
     events
         .iter()
         .filter(move |e| e["EventID"].as_i64() == Some(id))
+}
+
+/// A free TCP port on loopback (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The metrics port a ready file names (the agent ran with `--metrics-listen`).
+pub fn metrics_port(ready: &Value) -> u16 {
+    ready["metrics"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the ready file names no metrics address: {ready}"))
 }
 
 /// GET `path` from 127.0.0.1:`port`: (status code, body). A refused connection is status 0.

@@ -18,8 +18,13 @@ const RULE_TREES: &[&str] = &["rules", "rules-emerging-threats", "rules-threat-h
 /// Both corpora, fetched if needed; sets AURORA_SIGMAHQ(_SCALE) for child processes.
 pub fn ensure() -> Result<(PathBuf, PathBuf)> {
     let repo = root();
-    if locate(Corpus::SigmaHq, &repo).is_err() || locate(Corpus::SigmaHqScale, &repo).is_err() {
-        fetch_pinned(&repo)?;
+    let missing = [Corpus::SigmaHq, Corpus::SigmaHqScale]
+        .into_iter()
+        .find_map(|c| locate(c, &repo).err());
+    if let Some(how) = missing {
+        if let Err(e) = fetch_pinned(&repo) {
+            bail!("{how}.\nThe pinned fetch did not work: {e:#}");
+        }
     }
     let mut out = Vec::new();
     for c in [Corpus::SigmaHq, Corpus::SigmaHqScale] {

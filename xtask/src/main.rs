@@ -124,8 +124,20 @@ fn cargo_test_counts(cmd: &mut Command) -> Result<(u64, u64)> {
     Ok((passed, failed))
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().task {
+/// Errors end the task with their chain of causes, without a backtrace: they are messages for
+/// the person who ran the command.
+fn main() -> std::process::ExitCode {
+    match run_task(Cli::parse().task) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(task: Task) -> Result<()> {
+    match task {
         Task::Setup { test_deps } => setup::ensure(test_deps),
         Task::Build => {
             setup::ensure(false)?;

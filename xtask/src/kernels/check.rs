@@ -177,6 +177,22 @@ pub fn check(out: &str) -> Result<Outcome> {
         net,
     )?;
     expect(busybox(net), "network Image", net)?;
+    let named = find(
+        &events,
+        3,
+        "connection after a DNS answer (port 47124)",
+        |e| e["DestinationPort"].as_i64() == Some(47124) && s(e, "Initiated") == "true",
+    )?;
+    expect(
+        s(named, "DestinationHostname") == "aurora-kcheck.trycloudflare.com",
+        "DestinationHostname from the DNS answer",
+        named,
+    )?;
+    expect(
+        s(named, "Image").ends_with("/dns_pair"),
+        "DNS client Image",
+        named,
+    )?;
     Ok(Outcome {
         kernel: ready["kernel"].as_str().unwrap_or("?").to_owned(),
         file_sensor: ready["file_sensor"]["mode"]
@@ -189,6 +205,6 @@ pub fn check(out: &str) -> Result<Outcome> {
             .filter(|p| p["attached"] == Value::Bool(true))
             .count(),
         largest,
-        events_checked: 7,
+        events_checked: 8,
     })
 }

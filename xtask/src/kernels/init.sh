@@ -8,6 +8,6 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 ip link set lo up
 echo "AURORA-KCHECK-KERNEL $(uname -r)"
-AURORA=/aurora WORK=/tmp/work BB=/bin/busybox URING=/uring_create sh /scenario.sh
+AURORA=/aurora WORK=/tmp/work BB=/bin/busybox URING=/uring_create DNSPAIR=/dns_pair sh /scenario.sh
 echo "AURORA-KCHECK-DONE $?"
 poweroff -f

@@ -87,8 +87,8 @@ fn report(name: &str, result: &Result<check::Outcome>) -> bool {
 pub fn run_matrix(host: bool) -> Result<(u64, u64)> {
     let kernels = fetch::kernels(KERNELS)?;
     let aurora = build_static()?;
-    let uring = vm::uring_helper()?;
-    let initramfs = vm::initramfs(&aurora, &uring)?;
+    let helpers = vm::helpers()?;
+    let initramfs = vm::initramfs(&aurora, &helpers)?;
     let (mut passed, mut failed) = (0, 0);
     for k in &kernels {
         step(&format!("booting {} under QEMU (TCG)", k.package));
@@ -111,7 +111,7 @@ pub fn run_matrix(host: bool) -> Result<(u64, u64)> {
         }
     }
     if host {
-        let result = vm::on_host(&aurora, &uring).and_then(|out| check::check(&out));
+        let result = vm::on_host(&aurora, &helpers).and_then(|out| check::check(&out));
         if report("host", &result) {
             passed += 1;
         } else {

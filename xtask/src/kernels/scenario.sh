@@ -6,7 +6,8 @@
 # file (relative path with ..), an append to an existing file (not a creation), a truncation
 # of an existing file (an overwrite), and a file created through io_uring alone.
 # Environment: AURORA (agent binary), WORK (scratch dir), BB (busybox binary), URING (the
-# io_uring file creator, tests/helpers/uring_create.c).
+# io_uring file creator, tests/helpers/uring_create.c), DNSPAIR (tests/helpers/dns_pair.c: a
+# one-answer DNS server on 127.0.0.9:53 and a client that resolves a name, then connects).
 set -u
 mkdir -p "$WORK/sub"
 cd "$WORK" || exit 1
@@ -44,6 +45,11 @@ cp "$WORK/ready.json" "$WORK/ready.seen"
 listener=$!
 "$BB" sleep 0.5
 echo hello | "$BB" nc -w 2 127.0.0.1 47123
+wait "$listener"
+"$BB" nc -l -p 47124 >/dev/null &
+listener=$!
+"$BB" sleep 0.5
+"$DNSPAIR" aurora-kcheck.trycloudflare.com 47124 || echo "AURORA-KCHECK-FAIL dns helper failed"
 wait "$listener"
 # Records are batched in the rings (drain tick 20 ms): give them time to reach the file.
 "$BB" sleep 1

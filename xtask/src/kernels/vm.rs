@@ -30,21 +30,40 @@ fn write_exec(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// tests/helpers/uring_create.c, built static (it runs in the bare initramfs too).
-pub fn uring_helper() -> Result<PathBuf> {
-    let out = root().join("target/kernels/uring_create");
+/// A test helper from tests/helpers/, built static (it runs in the bare initramfs too).
+fn helper(name: &str, libs: &[&str]) -> Result<PathBuf> {
+    let out = root().join("target/kernels").join(name);
+    std::fs::create_dir_all(root().join("target/kernels"))?;
     run(Command::new("gcc")
         .args(["-static", "-O2", "-o"])
         .arg(&out)
-        .arg(root().join("tests/helpers/uring_create.c"))
-        .arg("-luring"))
-    .context("building the io_uring helper (needs gcc and liburing-dev)")?;
+        .arg(root().join(format!("tests/helpers/{name}.c")))
+        .args(libs))
+    .with_context(|| format!("building tests/helpers/{name}.c (needs gcc; liburing-dev)"))?;
     Ok(out)
 }
 
-/// newc cpio of: /init, /scenario.sh, /aurora, /uring_create, /bin/busybox, and an
-/// /etc/passwd with root.
-pub fn initramfs(aurora: &Path, uring: &Path) -> Result<PathBuf> {
+/// The io_uring file creator.
+pub fn uring_helper() -> Result<PathBuf> {
+    helper("uring_create", &["-luring"])
+}
+
+/// The helpers the scenario runs: (io_uring file creator, DNS server + client).
+pub struct Helpers {
+    pub uring: PathBuf,
+    pub dns_pair: PathBuf,
+}
+
+pub fn helpers() -> Result<Helpers> {
+    Ok(Helpers {
+        uring: uring_helper()?,
+        dns_pair: helper("dns_pair", &[])?,
+    })
+}
+
+/// newc cpio of: /init, /scenario.sh, /aurora, the helpers, /bin/busybox, and an /etc/passwd
+/// with root.
+pub fn initramfs(aurora: &Path, h: &Helpers) -> Result<PathBuf> {
     let base = root().join("target/kernels");
     let tree = base.join("initramfs");
     let _ = std::fs::remove_dir_all(&tree);
@@ -61,7 +80,8 @@ pub fn initramfs(aurora: &Path, uring: &Path) -> Result<PathBuf> {
     }
     std::fs::copy(busybox()?, tree.join("bin/busybox"))?;
     std::fs::copy(aurora, tree.join("aurora"))?;
-    std::fs::copy(uring, tree.join("uring_create"))?;
+    std::fs::copy(&h.uring, tree.join("uring_create"))?;
+    std::fs::copy(&h.dns_pair, tree.join("dns_pair"))?;
     write_exec(&tree.join("init"), INIT)?;
     write_exec(&tree.join("scenario.sh"), SCENARIO)?;
     std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
@@ -129,7 +149,7 @@ pub fn boot(vmlinuz: &Path, initramfs: &Path) -> Result<String> {
 }
 
 /// The same scenario on the running kernel, in a temporary directory.
-pub fn on_host(aurora: &Path, uring: &Path) -> Result<String> {
+pub fn on_host(aurora: &Path, h: &Helpers) -> Result<String> {
     let work = root().join("target/kernels/host-work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
@@ -141,7 +161,8 @@ pub fn on_host(aurora: &Path, uring: &Path) -> Result<String> {
         .env("AURORA", aurora)
         .env("WORK", &work)
         .env("BB", busybox()?)
-        .env("URING", uring)
+        .env("URING", &h.uring)
+        .env("DNSPAIR", &h.dns_pair)
         .stdin(Stdio::null())
         .output()
         .context("running the scenario on the host")?;
