@@ -72,8 +72,8 @@ fn per_ring(a: &[AtomicU64]) -> Vec<(Labels, u64)> {
         .collect()
 }
 
-impl Collector for StatsCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+impl StatsCollector {
+    fn encode_sources(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use MetricType::{Counter, Gauge};
         let s = &self.stats;
         let info = self.info.lock().map(|i| i.clone()).unwrap_or_default();
@@ -85,40 +85,46 @@ impl Collector for StatsCollector {
             labels.push((format!("{sensor}_sensor").into(), mode.into()));
         }
         family(
-            &mut enc,
+            enc,
             "aurora_build_info",
             "Agent version, kernel and the mode of each sensor.",
             Gauge,
             [(labels, 1)],
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_ring_events_received",
             "Records read from each kernel ring.",
             Counter,
             per_ring(&s.source.received),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_ring_kernel_lost",
             "Records lost in the kernel because a ring was full.",
             Counter,
             per_ring(&s.source.kernel_lost),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_queue_dropped",
             "Records dropped because the pipeline queue was full, by ring.",
             Counter,
             per_ring(&s.source.queue_dropped),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_decode_errors",
             "Ring records that could not be decoded.",
             Counter,
             [(vec![], v(&s.source.decode_errors))],
         )?;
+        Ok(())
+    }
+
+    fn encode_detection(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::Counter;
+        let s = &self.stats;
         let d = &s.detect;
         let kinds = EventKind::ALL.iter().map(|k| {
             (
@@ -127,86 +133,25 @@ impl Collector for StatsCollector {
             )
         });
         family(
-            &mut enc,
+            enc,
             "aurora_events_processed",
             "Events evaluated by detection, by kind.",
             Counter,
             kinds,
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_events_excluded",
             "Events skipped by --process-exclude.",
             Counter,
             [(vec![], v(&d.excluded))],
         )?;
-        let e = &s.enrich;
-        family(
-            &mut enc,
-            "aurora_process_table_entries",
-            "Processes in the process table.",
-            Gauge,
-            [(vec![], v(&e.proc_entries))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_process_table_hits",
-            "Process-table lookups that found the process.",
-            Counter,
-            [(vec![], v(&e.proc_hits))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_process_table_misses",
-            "Process-table lookups that did not.",
-            Counter,
-            [(vec![], v(&e.proc_misses))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_process_table_evictions",
-            "Processes evicted from the full table.",
-            Counter,
-            [(vec![], v(&e.proc_evictions))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_dns_answers",
-            "DNS answers received by processes and parsed into the name cache.",
-            Counter,
-            [(vec![], v(&e.dns_answers))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_dns_parse_errors",
-            "DNS answers that could not be parsed.",
-            Counter,
-            [(vec![], v(&e.dns_parse_errors))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_dns_cache_entries",
-            "Entries in the IP-to-name caches (per process and global).",
-            Gauge,
-            [(vec![], v(&e.dns_cache_entries))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_dns_cache_evictions",
-            "Entries evicted from the full IP-to-name caches.",
-            Counter,
-            [(vec![], v(&e.dns_cache_evictions))],
-        )?;
-        family(
-            &mut enc,
-            "aurora_dns_connects",
-            "Outbound connections by whether their destination had been resolved on this host.",
-            Counter,
-            [
-                (label("resolved", "true"), v(&e.dns_connects_resolved)),
-                (label("resolved", "false"), v(&e.dns_connects_unresolved)),
-            ],
-        )?;
+        Ok(())
+    }
+
+    fn encode_rules(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let d = &self.stats.detect;
         let rules = d.rule_snapshot();
         let per_rule = |pick: fn(&crate::stats::RuleCounters) -> &AtomicU64| {
             rules
@@ -221,21 +166,21 @@ impl Collector for StatsCollector {
                 .collect::<Vec<_>>()
         };
         family(
-            &mut enc,
+            enc,
             "aurora_rule_matches",
             "Events that matched each rule (rules that matched at least once).",
             Counter,
             per_rule(|c| &c.matches),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_rule_alerts",
             "Alerts raised by each rule.",
             Counter,
             per_rule(|c| &c.alerts),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_rule_throttled",
             "Matches of each rule suppressed by the rate limit.",
             Counter,
@@ -243,7 +188,7 @@ impl Collector for StatsCollector {
         )?;
         let st = d.rule_states.lock().map(|g| *g).unwrap_or_default();
         family(
-            &mut enc,
+            enc,
             "aurora_rules",
             "Rules of the running set by state.",
             Gauge,
@@ -255,20 +200,99 @@ impl Collector for StatsCollector {
         )?;
         if let Some(r) = d.last_reload.lock().ok().and_then(|g| *g) {
             family(
-                &mut enc,
+                enc,
                 "aurora_rules_last_reload_timestamp_seconds",
                 "When the last SIGHUP rule reload ran (Unix time).",
                 Gauge,
                 [(vec![], r.unix_seconds as u64)],
             )?;
             family(
-                &mut enc,
+                enc,
                 "aurora_rules_last_reload_success",
                 "1 when the last reload replaced the rules, 0 when it was refused.",
                 Gauge,
                 [(vec![], u64::from(r.ok))],
             )?;
         }
+        Ok(())
+    }
+
+    fn encode_enrichment(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let s = &self.stats;
+        let e = &s.enrich;
+        family(
+            enc,
+            "aurora_process_table_entries",
+            "Processes in the process table.",
+            Gauge,
+            [(vec![], v(&e.proc_entries))],
+        )?;
+        family(
+            enc,
+            "aurora_process_table_hits",
+            "Process-table lookups that found the process.",
+            Counter,
+            [(vec![], v(&e.proc_hits))],
+        )?;
+        family(
+            enc,
+            "aurora_process_table_misses",
+            "Process-table lookups that did not.",
+            Counter,
+            [(vec![], v(&e.proc_misses))],
+        )?;
+        family(
+            enc,
+            "aurora_process_table_evictions",
+            "Processes evicted from the full table.",
+            Counter,
+            [(vec![], v(&e.proc_evictions))],
+        )?;
+        family(
+            enc,
+            "aurora_dns_answers",
+            "DNS answers received by processes and parsed into the name cache.",
+            Counter,
+            [(vec![], v(&e.dns_answers))],
+        )?;
+        family(
+            enc,
+            "aurora_dns_parse_errors",
+            "DNS answers that could not be parsed.",
+            Counter,
+            [(vec![], v(&e.dns_parse_errors))],
+        )?;
+        family(
+            enc,
+            "aurora_dns_cache_entries",
+            "Entries in the IP-to-name caches (per process and global).",
+            Gauge,
+            [(vec![], v(&e.dns_cache_entries))],
+        )?;
+        family(
+            enc,
+            "aurora_dns_cache_evictions",
+            "Entries evicted from the full IP-to-name caches.",
+            Counter,
+            [(vec![], v(&e.dns_cache_evictions))],
+        )?;
+        family(
+            enc,
+            "aurora_dns_connects",
+            "Outbound connections by whether their destination had been resolved on this host.",
+            Counter,
+            [
+                (label("resolved", "true"), v(&e.dns_connects_resolved)),
+                (label("resolved", "false"), v(&e.dns_connects_unresolved)),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn encode_sinks(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let s = &self.stats;
         let sinks = s.sinks.lock().map(|v| v.clone()).unwrap_or_default();
         let per_sink = |pick: fn(&crate::stats::SinkStats) -> &AtomicU64| {
             sinks
@@ -277,41 +301,51 @@ impl Collector for StatsCollector {
                 .collect::<Vec<_>>()
         };
         family(
-            &mut enc,
+            enc,
             "aurora_sink_sent",
             "Alerts delivered by each sink.",
             Counter,
             per_sink(|k| &k.sent),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_sink_queued",
             "Alerts waiting in each sink's queue.",
             Gauge,
             per_sink(|k| &k.queued),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_sink_dropped",
             "Alerts each sink dropped (queue full or undeliverable at exit).",
             Counter,
             per_sink(|k| &k.dropped),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_sink_reconnects",
             "Reconnections of each network sink.",
             Counter,
             per_sink(|k| &k.reconnects),
         )?;
         family(
-            &mut enc,
+            enc,
             "aurora_sink_errors",
             "Write errors of each sink.",
             Counter,
             per_sink(|k| &k.errors),
         )?;
         Ok(())
+    }
+}
+
+impl Collector for StatsCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_sources(&mut enc)?;
+        self.encode_detection(&mut enc)?;
+        self.encode_rules(&mut enc)?;
+        self.encode_enrichment(&mut enc)?;
+        self.encode_sinks(&mut enc)
     }
 }
 

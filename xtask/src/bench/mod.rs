@@ -6,7 +6,7 @@
 //! storms (file creation by syscalls and io_uring, loopback connects: seen vs expected), ring
 //! (smallest zero-loss ring), syscalls (the syscall tax of each file sensor mode).
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::{root, run as run_cmd, step};
 
+mod storms;
 mod syscalls;
 
 #[derive(clap::Args)]
@@ -51,7 +52,7 @@ pub(crate) fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
@@ -204,7 +205,7 @@ impl Agent {
 }
 
 /// Sum of every series of the counter `name` in a Prometheus exposition.
-fn counter_sum(metrics: &str, name: &str) -> u64 {
+pub(crate) fn counter_sum(metrics: &str, name: &str) -> u64 {
     metrics
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -336,110 +337,7 @@ fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
     }))
 }
 
-fn part_storms(a: &BenchArgs) -> Result<Value> {
-    let n = if a.quick { 500 } else { 5000 };
-    let dir = tempdir()?;
-    let out = dir.join("events.jsonl");
-    let agent = Agent::start(&[
-        "record".into(),
-        "--output".into(),
-        out.display().to_string(),
-    ])?;
-    let c0 = cpu_seconds(agent.pid());
-    step(&format!(
-        "storms: {n} new files, {n} more through io_uring, {n} loopback connects"
-    ));
-    let files = dir.join("files");
-    std::fs::create_dir(&files)?;
-    for i in 0..n {
-        std::fs::File::create(files.join(format!("f{i}")))?;
-    }
-    // The same number again, created through io_uring alone (no open syscall).
-    let uring = crate::kernels::uring_helper()?;
-    let uring_files = dir.join("uring");
-    std::fs::create_dir(&uring_files)?;
-    let st = Command::new(&uring)
-        .current_dir(&uring_files)
-        .args((0..n).map(|i| format!("u{i}")))
-        .status()?;
-    if !st.success() {
-        bail!("io_uring helper failed");
-    }
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    let acceptor = std::thread::spawn(move || {
-        for _ in 0..n {
-            if listener.accept().is_err() {
-                break;
-            }
-        }
-    });
-    for _ in 0..n {
-        drop(TcpStream::connect(("127.0.0.1", port))?);
-    }
-    let _ = acceptor.join();
-    std::thread::sleep(Duration::from_millis(500));
-    let cpu = cpu_seconds(agent.pid()) - c0;
-    let stats = agent.stop()?;
-    let text = std::fs::read_to_string(&out)?;
-    let prefix = format!("\"TargetFilename\":\"{}/f", files.display());
-    let file_seen = text.lines().filter(|l| l.contains(&prefix)).count();
-    let uring_prefix = format!("\"TargetFilename\":\"{}/u", uring_files.display());
-    let uring_seen = text.lines().filter(|l| l.contains(&uring_prefix)).count();
-    let dport = format!("\"DestinationPort\":{port}");
-    let out_seen = text
-        .lines()
-        .filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"true\""))
-        .count();
-    let in_seen = text
-        .lines()
-        .filter(|l| l.contains(&dport) && l.contains("\"Initiated\":\"false\""))
-        .count();
-    Ok(json!({
-        "file_creates": n, "file_events_seen": file_seen, "uring_events_seen": uring_seen,
-        "connects": n, "outbound_seen": out_seen, "inbound_seen": in_seen,
-        "lost": counter_sum(&stats, "aurora_ring_kernel_lost_total") + counter_sum(&stats, "aurora_queue_dropped_total"),
-        "agent_cpu_s_per_1000_events": ((cpu / (3 * n) as f64 * 1000.0) * 10000.0).round() / 10000.0,
-    }))
-}
-
-fn part_ring(a: &BenchArgs) -> Result<Value> {
-    let n = if a.quick { 1000 } else { 4000 };
-    let mut tried = vec![];
-    for size in ["16K", "64K", "256K", "1M", "4M", "16M"] {
-        let agent = Agent::start(&[
-            "record".into(),
-            "--output".into(),
-            "/dev/null".into(),
-            "--ringbuf-size".into(),
-            size.into(),
-        ])?;
-        step(&format!(
-            "ring: {size} under two parallel exec loops of {} execs",
-            n / 2
-        ));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                std::thread::spawn(move || {
-                    (0..n / 2).for_each(|_| drop(workload("/bin/true").status()))
-                })
-            })
-            .collect();
-        for w in workers {
-            let _ = w.join();
-        }
-        std::thread::sleep(Duration::from_millis(300));
-        let stats = agent.stop()?;
-        let lost = counter_sum(&stats, "aurora_ring_kernel_lost_total");
-        tried.push(json!({"ringbuf_size": size, "kernel_lost": lost}));
-        if lost == 0 {
-            return Ok(json!({"smallest_zero_loss": size, "execs": n, "tried": tried}));
-        }
-    }
-    Ok(json!({"smallest_zero_loss": null, "execs": n, "tried": tried}))
-}
-
-fn tempdir() -> Result<PathBuf> {
+pub(crate) fn tempdir() -> Result<PathBuf> {
     let d = std::env::temp_dir().join(format!(
         "aurora-bench-{}-{}",
         std::process::id(),
@@ -511,10 +409,10 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
         results["exec"] = part_exec(&a, &sigmahq)?;
     }
     if want("storms") {
-        results["storms"] = part_storms(&a)?;
+        results["storms"] = storms::part_storms(&a)?;
     }
     if want("ring") {
-        results["ring"] = part_ring(&a)?;
+        results["ring"] = storms::part_ring(&a)?;
     }
     if want("syscalls") {
         results["syscalls"] = syscalls::part(&a)?;
