@@ -42,6 +42,14 @@ pub fn release_idle_memory() {
     });
 }
 
+/// Returns everything this thread's heap retains to the OS at once. For threads that did a big
+/// one-off job (loading the sensors or the rules on tokio's blocking pool): their freed pages
+/// would otherwise stay with the idle thread.
+pub fn release_thread_memory() {
+    // SAFETY: collects only the calling thread's heap; no pointers are invalidated.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// Runs from .init_array, before the Rust runtime's first allocation: options set in `main`
 /// would be too late for the arena those first allocations commit.
 #[used]

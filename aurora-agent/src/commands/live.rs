@@ -27,7 +27,12 @@ impl LiveSession {
         // Loading parses the kernel's BTF and runs the verifier: off the runtime thread, so the
         // metrics endpoint keeps answering (503) meanwhile.
         let cfg = cfg.clone();
-        let mut sensors = tokio::task::spawn_blocking(move || Sensors::load(&cfg)).await??;
+        let mut sensors = tokio::task::spawn_blocking(move || {
+            let s = Sensors::load(&cfg);
+            crate::alloc::release_thread_memory();
+            s
+        })
+        .await??;
         let (tx, rx) = mpsc::channel(queue_size.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let mut drains = Vec::new();

@@ -87,7 +87,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         // holding both at once lowers the agent's peak memory. Events wait in the queue.
         let detector = {
             let (cfg, stats) = (cfg.clone(), stats.detect.clone());
-            tokio::task::spawn_blocking(move || Detector::load(&cfg, stats)).await??
+            tokio::task::spawn_blocking(move || {
+                let d = Detector::load(&cfg, stats);
+                crate::alloc::release_thread_memory();
+                d
+            })
+            .await??
         };
         tracing::info!("rules: {}", detector.summary);
         if detector.rule_count() == 0 {

@@ -23,7 +23,7 @@ pub const FLOOR: Duration = Duration::from_secs(300);
 /// Longest time an answer is kept.
 pub const CAP: Duration = Duration::from_secs(3600);
 /// Entries per cache.
-pub const CAPACITY: usize = 16384;
+pub const CAPACITY: usize = 4096;
 /// CNAME links followed from the question before giving up (loops, hostile packets).
 const MAX_CHAIN: usize = 16;
 

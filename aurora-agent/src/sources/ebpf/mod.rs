@@ -43,34 +43,36 @@ pub struct Sensors {
     file_sensor: FileSensorState,
 }
 
+/// Relocate the object against the running kernel (the loader parses its BTF) and create its
+/// maps with their configured sizes; the loader and its BTF are dropped on return.
+fn open_object(cfg: &EbpfConfig, agent_tgid: u32, filter: u8) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    // Exit and connection records are 10-50x smaller than exec/file records: their rings get a
+    // quarter of the size (ring pages are resident: this is the agent's RSS).
+    let small = (cfg.ring_bytes / 4).max(ringsize::page_size() as u32);
+    for (i, name) in RING_NAMES.iter().enumerate() {
+        let small_ring =
+            i as u32 == aurora_common::RING_EXIT || i as u32 == aurora_common::RING_NET;
+        loader.map_max_entries(name, if small_ring { small } else { cfg.ring_bytes });
+    }
+    let wakeup_bytes: u64 = u64::from(cfg.ring_bytes) / 4;
+    loader
+        .override_global("AGENT_TGID", &agent_tgid, true)
+        .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
+        .override_global("FILTER_PREFIXES", &filter, true)
+        .override_global(aya_log::LEVEL, &cfg.kernel_log_level, false);
+    loader.load(OBJ).context(
+        "loading the eBPF object failed (kernel too old for ring buffers/BTF, or BPF disabled \
+         by lockdown?)",
+    )
+}
+
 impl Sensors {
     pub fn load(cfg: &EbpfConfig) -> Result<Self> {
         preflight::check()?;
         let agent_tgid = std::process::id();
         let filter: u8 = u8::from(!cfg.watch_dirs.is_empty());
-        // Parsed once, for CO-RE relocation and for the fexit attach (it is the largest
-        // allocation at start; dropped when loading is done).
-        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let mut loader = EbpfLoader::new();
-        loader.btf(Some(&btf));
-        // Exit and connection records are 10-50x smaller than exec/file records: their rings
-        // get a quarter of the size (ring pages are resident: this is the agent's RSS).
-        let small = (cfg.ring_bytes / 4).max(ringsize::page_size() as u32);
-        for (i, name) in RING_NAMES.iter().enumerate() {
-            let small_ring =
-                i as u32 == aurora_common::RING_EXIT || i as u32 == aurora_common::RING_NET;
-            loader.map_max_entries(name, if small_ring { small } else { cfg.ring_bytes });
-        }
-        let wakeup_bytes: u64 = u64::from(cfg.ring_bytes) / 4;
-        loader
-            .override_global("AGENT_TGID", &agent_tgid, true)
-            .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
-            .override_global("FILTER_PREFIXES", &filter, true)
-            .override_global(aya_log::LEVEL, &cfg.kernel_log_level, false);
-        let mut ebpf = loader.load(OBJ).context(
-            "loading the eBPF object failed (kernel too old for ring buffers/BTF, or BPF \
-             disabled by lockdown?)",
-        )?;
+        let mut ebpf = open_object(cfg, agent_tgid, filter)?;
         let logger = if cfg.kernel_log_level > 0 {
             match aya_log::EbpfLogger::init(&mut ebpf) {
                 Ok(l) => Some(l),
@@ -97,8 +99,13 @@ impl Sensors {
             }
         }
         programs::check_object(&ebpf)?;
-        let (programs, file_sensor) = programs::attach(&mut ebpf, &btf, cfg.file_sensor)?;
-        drop(btf);
+        // The fexit attach needs the kernel's BTF once more; parsed only now, after the loader
+        // (which parsed its own copy) is gone, so the two never peak together.
+        let btf = match cfg.file_sensor {
+            FileSensorMode::Auto | FileSensorMode::Vfs => Some(Btf::from_sys_fs()),
+            FileSensorMode::Tracepoint | FileSensorMode::Off => None,
+        };
+        let (programs, file_sensor) = programs::attach(&mut ebpf, btf, cfg.file_sensor)?;
         match &file_sensor.fallback_reason {
             None => tracing::info!("file sensor: VFS hook (fexit/do_filp_open)"),
             Some(why) => tracing::warn!(

@@ -96,7 +96,7 @@ pub struct FileSensorState {
     pub fallback_reason: Option<String>,
 }
 
-fn load_one(ebpf: &mut Ebpf, spec: &Spec, btf: &Btf) -> Result<ProgramStatus> {
+fn load_one(ebpf: &mut Ebpf, spec: &Spec, btf: Option<&Btf>) -> Result<ProgramStatus> {
     let prog = ebpf
         .program_mut(spec.prog)
         .with_context(|| format!("program {} missing from the object", spec.prog))?;
@@ -127,6 +127,7 @@ fn load_one(ebpf: &mut Ebpf, spec: &Spec, btf: &Btf) -> Result<ProgramStatus> {
         }
         Attach::FExit(function) => {
             let p: &mut FExit = prog.try_into()?;
+            let btf = btf.context("the kernel's BTF could not be read")?;
             p.load(function, btf)
                 .with_context(|| format!("loading fexit/{function}"))?;
             p.attach()
@@ -142,16 +143,26 @@ fn load_one(ebpf: &mut Ebpf, spec: &Spec, btf: &Btf) -> Result<ProgramStatus> {
     })
 }
 
-fn load_all(ebpf: &mut Ebpf, specs: &[Spec], btf: &Btf) -> Result<Vec<ProgramStatus>> {
+fn load_all(ebpf: &mut Ebpf, specs: &[Spec], btf: Option<&Btf>) -> Result<Vec<ProgramStatus>> {
     specs.iter().map(|s| load_one(ebpf, s, btf)).collect()
 }
 
-/// Load and attach every program; returns their status and the file sensor chosen.
+/// Load and attach every program; returns their status and the file sensor chosen. `btf` (the
+/// kernel's, for the fexit hook) is only needed by the VFS mode; it is dropped on return.
 pub fn attach(
     ebpf: &mut Ebpf,
-    btf: &Btf,
+    btf: Option<Result<Btf, aya::BtfError>>,
     mode: FileSensorMode,
 ) -> Result<(Vec<ProgramStatus>, FileSensorState)> {
+    let btf = match btf {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => {
+            tracing::debug!("kernel BTF for the fexit hook: {e}");
+            None
+        }
+        None => None,
+    };
+    let btf = btf.as_ref();
     let mut status = load_all(ebpf, CORE, btf)?;
     if mode == FileSensorMode::Off {
         let state = FileSensorState {
