@@ -83,32 +83,44 @@ pub fn run(args: RunArgs) -> Result<()> {
         let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
         let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats).await?;
-        // Rules load after the sensors: loading the sensors parses the kernel's BTF, and not
-        // holding both at once lowers the agent's peak memory. Events wait in the queue.
-        let detector = {
-            let (cfg, stats) = (cfg.clone(), stats.detect.clone());
-            tokio::task::spawn_blocking(move || {
-                let d = Detector::load(&cfg, stats);
-                crate::alloc::release_thread_memory();
-                d
-            })
-            .await??
+        let seeded = enricher.seed_from_proc();
+        // Rules load after the sensors (loading the sensors parses the kernel's BTF; not holding
+        // both at once lowers the agent's peak memory), and on the pipeline thread that will
+        // evaluate them: their allocations stay in that thread's heap (freeing them from another
+        // thread is slower in mimalloc), and the runtime keeps serving /readyz meanwhile.
+        // Events wait in the queue.
+        let control = Arc::new(Control::default());
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+        let consumer = {
+            let (cfg, stats, control) = (cfg.clone(), stats.detect.clone(), control.clone());
+            std::thread::Builder::new()
+                .name("aurora-pipeline".into())
+                .spawn(move || {
+                    let detector = match Detector::load(&cfg, stats) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let _ = loaded_tx.send(Err(e));
+                            return None;
+                        }
+                    };
+                    let _ =
+                        loaded_tx.send(Ok((detector.summary.to_string(), detector.rule_count())));
+                    let handler = AlertHandler::new(detector, sinks, trace, control);
+                    Some(consume(rx, enricher, handler))
+                })?
         };
-        tracing::info!("rules: {}", detector.summary);
-        if detector.rule_count() == 0 {
+        let (summary, rule_count) = loaded_rx
+            .await
+            .map_err(|_| anyhow::anyhow!("pipeline thread ended while loading the rules"))??;
+        tracing::info!("rules: {summary}");
+        if rule_count == 0 {
             tracing::warn!("no active rules: events are collected but nothing can alert");
         }
-        let seeded = enricher.seed_from_proc();
-        let mut state = session.ready_state(Some(detector.rule_count()));
+        let mut state = session.ready_state(Some(rule_count));
         state.metrics = telemetry.addr;
         let _ready = ReadyFile::publish(settings.ready_file.as_deref(), &state)?;
         tracing::info!(processes = seeded, "sensors attached; watching");
-        let control = Arc::new(Control::default());
-        let handler = AlertHandler::new(detector, sinks, trace, control.clone());
         telemetry.ready(&state);
-        let consumer = std::thread::Builder::new()
-            .name("aurora-pipeline".into())
-            .spawn(move || consume(rx, enricher, handler))?;
 
         let reloader = spawn_reloader(cfg, stats.detect.clone(), control.clone())?;
 
@@ -139,7 +151,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         session.shutdown(&stats).await;
         let mut handler = tokio::task::spawn_blocking(move || consumer.join())
             .await?
-            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
+            .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?
+            .context("pipeline thread ended without its handler")?;
         close_sinks(
             &mut handler.sinks,
             Duration::from_millis(1500).saturating_sub(started.elapsed()),
