@@ -214,14 +214,21 @@ mod user {
     unsafe impl aya::Pod for SockOwner {}
     unsafe impl aya::Pod for ListenKey {}
     unsafe impl aya::Pod for PendingOpen {}
+    unsafe impl aya::Pod for RecordHeader {}
+    unsafe impl aya::Pod for ExecRecord {}
+    unsafe impl aya::Pod for ExitRecord {}
+    unsafe impl aya::Pod for FileRecord {}
+    unsafe impl aya::Pod for NetRecord {}
+    unsafe impl aya::Pod for DnsRecord {}
 }
 
 /// Decode a record of type `T` from a ring-buffer item, checking its size.
 ///
 /// Returns `None` when the item is shorter than `T` (a layout mismatch between the kernel and
-/// user halves, or a corrupted item); never reads out of bounds.
+/// user halves, or a corrupted item); never reads out of bounds. `T: aya::Pod` limits it to
+/// plain-old-data types, for which any bytes are a valid value.
 #[cfg(feature = "user")]
-pub fn read_record<T: Copy>(bytes: &[u8]) -> Option<T> {
+pub fn read_record<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
     if bytes.len() < core::mem::size_of::<T>() {
         return None;
     }

@@ -264,5 +264,5 @@ impl Detector {
 /// The event's UtcTime in ns since the epoch (Sysmon format or RFC 3339).
 fn event_time_ns(ev: &Event) -> Option<i64> {
     let s = ev.get_str(f::UTC_TIME)?;
-    crate::sources::replay::time::parse_utc_ns(s)
+    crate::event::time::parse_utc_ns(s)
 }

@@ -5,6 +5,7 @@
 //! comparing names (no per-event JSON round trip), and output keeps Sysmon's field order.
 mod sigma;
 pub mod text;
+pub mod time;
 
 use std::borrow::Cow;
 

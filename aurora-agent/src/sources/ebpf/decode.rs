@@ -82,6 +82,11 @@ struct FileFixed {
     _pad: u32,
 }
 
+// SAFETY: repr(C) prefixes of the records, integers only: every bit pattern is valid.
+unsafe impl aya::Pod for ExecFixed {}
+unsafe impl aya::Pod for FileFixed {}
+unsafe impl aya::Pod for DnsFixed {}
+
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<ExecRecord>("EXEC_RING", item)?;
     const _: () = assert!(offset_of!(ExecRecord, filename) >= size_of::<ExecFixed>());

@@ -1,7 +1,6 @@
 //! JSONL replay: recorded events (ours, or Nextron aurora-linux's format) back into the pipeline.
 pub mod parse;
 pub mod reader;
-pub mod time;
 
 use std::io::BufRead;
 

@@ -10,7 +10,7 @@ use crate::enrich::clock::utc_time;
 use crate::event::names::{self as f, NUMERIC};
 use crate::event::{Event, EventKind, Value};
 
-use super::time::parse_utc;
+use crate::event::time::parse_utc;
 
 /// Keys of the Go peer's envelope.
 const GO_EVENT_ID: &str = "_eventID";
