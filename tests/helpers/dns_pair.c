@@ -80,5 +80,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   close(t);
+  // Stay alive a moment (see uring_create.c): the connect record may overtake the exec record.
+  usleep(300 * 1000);
   return 0;
 }

@@ -36,5 +36,9 @@ int main(int argc, char **argv) {
       io_uring_cqe_seen(&ring, cqe);
   }
   io_uring_queue_exit(&ring);
+  // Stay alive a moment, like a real program would: a file record that overtakes this
+  // process's exec record is resolved through /proc, which needs the process (README, Known
+  // limits).
+  usleep(300 * 1000);
   return 0;
 }

@@ -38,13 +38,16 @@ done
 cp "$WORK/ready.json" "$WORK/ready.seen"
 
 "$BB" echo aurora-kcheck-exec-marker >/dev/null
-(cd "$WORK/sub" && "$BB" sh -c 'echo created > ../sub/../kcheck-created')
-"$BB" sh -c "echo more >> '$WORK/kcheck-appended'; echo new > '$WORK/kcheck-overwritten'"
+# Every process that makes an event stays alive a moment: the agent drains its rings
+# independently, and a file or connect record that overtakes its process's exec record is
+# resolved through /proc — which only works while the process exists (README, Known limits).
+(cd "$WORK/sub" && "$BB" sh -c 'echo created > ../sub/../kcheck-created; sleep 0.3')
+"$BB" sh -c "echo more >> '$WORK/kcheck-appended'; echo new > '$WORK/kcheck-overwritten'; sleep 0.3"
 "$URING" "$WORK/kcheck-uring" || echo "AURORA-KCHECK-FAIL io_uring helper failed"
 "$BB" nc -l -p 47123 >/dev/null &
 listener=$!
 "$BB" sleep 0.5
-echo hello | "$BB" nc -w 2 127.0.0.1 47123
+(echo hello; "$BB" sleep 0.3) | "$BB" nc -w 2 127.0.0.1 47123
 wait "$listener"
 "$BB" nc -l -p 47124 >/dev/null &
 listener=$!
