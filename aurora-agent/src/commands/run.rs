@@ -124,29 +124,28 @@ pub fn run(args: RunArgs) -> Result<()> {
 
         let reloader = spawn_reloader(cfg, stats.detect.clone(), control.clone())?;
 
+        let refresher = session.spawn_refresher(stats.clone());
         let reporter_stats = stats.clone();
-        let sensors = session.sensors.clone();
         let reporter = tokio::spawn(async move {
-            let period = Duration::from_secs(stats_interval.max(1));
-            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            if stats_interval == 0 {
+                return;
+            }
+            let mut tick = tokio::time::interval(Duration::from_secs(stats_interval));
+            tick.tick().await;
             let mut last = Instant::now();
             let mut prev = reporter_stats.snapshot();
             loop {
                 tick.tick().await;
-                if let Ok(mut s) = sensors.lock() {
-                    super::live::copy_lost(&mut s, &reporter_stats);
-                }
-                if stats_interval > 0 && last.elapsed() >= period {
-                    report(&reporter_stats, prev, last.elapsed().as_secs_f64());
-                    prev = reporter_stats.snapshot();
-                    last = Instant::now();
-                }
+                report(&reporter_stats, prev, last.elapsed().as_secs_f64());
+                prev = reporter_stats.snapshot();
+                last = Instant::now();
             }
         });
 
         shutdown.wait().await;
         let started = Instant::now();
         reporter.abort();
+        refresher.abort();
         reloader.abort();
         session.shutdown(&stats).await;
         let mut handler = tokio::task::spawn_blocking(move || consumer.join())

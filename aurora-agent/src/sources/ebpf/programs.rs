@@ -217,7 +217,7 @@ pub fn unload_program(p: &mut Program) {
     };
 }
 
-/// Names of every program (for a clear error when the object lacks one).
+/// Every program of every mode is in the object (a clear error at start when one is not).
 pub fn check_object(ebpf: &Ebpf) -> Result<()> {
     for s in CORE.iter().chain(FILE_VFS).chain(FILE_TRACEPOINTS) {
         if ebpf.program(s.prog).is_none() {
