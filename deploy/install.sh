@@ -2,7 +2,9 @@
 # Install (or --uninstall) Aurora: binary, rules, systemd unit, env file, rsyslog template.
 # Idempotent: an existing /etc/default/aurora is kept. DESTDIR installs into a staging root;
 # PREFIX (default /usr/local) is where the binary goes.
-#   deploy/install.sh [--binary PATH] [--uninstall]
+#   deploy/install.sh [--binary PATH] [--with-audit-rules] [--uninstall]
+# --with-audit-rules also installs deploy/auditd/aurora.rules into /etc/audit/rules.d (cost:
+# see that file) and loads it with augenrules when auditd runs.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
@@ -10,11 +12,13 @@ dest=${DESTDIR:-}
 prefix=${PREFIX:-/usr/local}
 bin="$top/target/release/aurora"
 mode=install
+audit_rules=no
 while [ $# -gt 0 ]; do
     case "$1" in
         --binary) bin=$2; shift 2 ;;
         --uninstall) mode=uninstall; shift ;;
-        -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+        --with-audit-rules) audit_rules=yes; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -26,6 +30,10 @@ if [ "$mode" = uninstall ]; then
     rm -f "$dest$prefix/bin/aurora" "$dest/etc/systemd/system/aurora.service" \
           "$dest/usr/share/doc/aurora/README.md" "$dest/usr/share/doc/aurora/rsyslog-aurora.conf"
     rm -rf "$dest/etc/aurora/rules"
+    if [ -e "$dest/etc/audit/rules.d/aurora.rules" ]; then
+        rm -f "$dest/etc/audit/rules.d/aurora.rules"
+        if [ -z "$dest" ] && command -v augenrules >/dev/null && pgrep -x auditd >/dev/null; then augenrules --load; fi
+    fi
     echo "aurora uninstalled (kept /etc/default/aurora and /var/log/aurora)"
     if systemd_running; then systemctl daemon-reload; fi
     exit 0
@@ -48,6 +56,17 @@ else
 fi
 install -m 0644 "$top/README.md" "$dest/usr/share/doc/aurora/README.md"
 install -m 0644 "$here/rsyslog-aurora.conf" "$dest/usr/share/doc/aurora/rsyslog-aurora.conf"
+install -m 0644 "$here/auditd/aurora.rules" "$dest/usr/share/doc/aurora/aurora.rules"
+install -d -m 0700 "$dest/var/lib/aurora"
+if [ "$audit_rules" = yes ]; then
+    install -d -m 0750 "$dest/etc/audit/rules.d"
+    install -m 0640 "$here/auditd/aurora.rules" "$dest/etc/audit/rules.d/aurora.rules"
+    if [ -z "$dest" ] && command -v augenrules >/dev/null && pgrep -x auditd >/dev/null; then
+        augenrules --load && echo "audit rules loaded (auditctl -l | grep aurora)"
+    else
+        echo "audit rules installed: loaded when auditd starts (augenrules --load)"
+    fi
+fi
 echo "aurora installed into ${dest:-/}"
 if systemd_running; then
     systemctl daemon-reload

@@ -221,7 +221,7 @@ fn main() {
     // sigma-rust 0.7 on the same active process_creation rules and (a prefix of) the events.
     let mut sr_rules = Vec::new();
     for e in &base.entries {
-        if matches!(e.status, aurora_agent::detect::rules::RuleStatus::Active { kind } if kind == aurora_agent::event::EventKind::ProcessCreation)
+        if matches!(e.status, aurora_agent::detect::rules::RuleStatus::Active { kind, .. } if kind == aurora_agent::event::EventKind::ProcessCreation)
         {
             if let Ok(r) = sigma_rust::rule_from_yaml(&std::fs::read_to_string(&e.path).unwrap()) {
                 sr_rules.push(r);

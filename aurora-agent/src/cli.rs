@@ -37,7 +37,7 @@ pub enum Command {
     /// Replay JSONL events (files or - for stdin) through the detection path, without a kernel.
     Replay(Box<ReplayArgs>),
     /// Run the sensors and print every enriched event as one JSON object per line.
-    Record(RecordArgs),
+    Record(Box<RecordArgs>),
     /// Work with rule sets.
     Rules {
         #[command(subcommand)]
@@ -90,6 +90,20 @@ pub struct SensorArgs {
     /// Example: --metrics-listen 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// auditd's log to follow: a path, or off. auditd keeps the audit socket; Aurora reads
+    /// its log (with the rules in deploy/auditd/aurora.rules). [default:
+    /// /var/log/audit/audit.log when it exists] Example: --audit-log /var/log/audit/audit.log
+    #[arg(long, value_name = "PATH|off")]
+    pub audit_log: Option<String>,
+    /// A system log to follow (repeatable): journald, a syslog file, or off. [default: journald
+    /// when it runs, else those of /var/log/auth.log, /var/log/syslog, /var/log/secure,
+    /// /var/log/messages that exist] Example: --system-log /var/log/auth.log
+    #[arg(long = "system-log", value_name = "journald|PATH|off")]
+    pub system_log: Vec<String>,
+    /// Directory for state kept across restarts: the read position in each followed log, so
+    /// a restart neither loses nor repeats lines. [default: /var/lib/aurora]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Write a JSON document here once the sensors are attached (and, for the agent, the
     /// rules loaded): pid, kernel, each program with its verifier instruction count. Removed
     /// at exit. For scripts and service managers that wait for readiness.
@@ -212,9 +226,23 @@ pub struct ReplayArgs {
     /// Example: --metrics-file /var/lib/node_exporter/aurora_replay.prom
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
-    /// JSONL files to replay; - reads stdin.
+    /// What the files hold: jsonl (events as `aurora record` writes them, or Nextron
+    /// aurora-linux's), auditd (an audit.log), syslog (an auth.log/syslog file, RFC 5424 or
+    /// 3164 lines), journal (`journalctl -o json` output). [default: jsonl]
+    /// Example: aurora replay --format auditd --rules rules /var/log/audit/audit.log
+    #[arg(long, value_name = "FORMAT", default_value = "jsonl")]
+    pub format: ReplayFormat,
+    /// Files to replay; - reads stdin.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayFormat {
+    Jsonl,
+    Auditd,
+    Syslog,
+    Journal,
 }
 
 #[derive(Args, Debug, Clone)]

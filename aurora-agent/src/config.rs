@@ -39,6 +39,9 @@ pub struct ConfigFile {
     pub ready_file: Option<PathBuf>,
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub file_sensor: Option<String>,
+    pub audit_log: Option<String>,
+    pub system_log: Option<Vec<String>>,
+    pub state_dir: Option<PathBuf>,
     // agent
     pub stats_interval: Option<u64>,
     pub low_prio: Option<bool>,

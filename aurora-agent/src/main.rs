@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     };
     init_logging(verbose);
     let result = match cli.command {
-        Some(Command::Record(args)) => commands::record::run(args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Record(args)) => commands::record::run(*args).map(|()| ExitCode::SUCCESS),
         Some(Command::Rules {
             command: RulesCommand::Check(args),
         }) => commands::rules_check::run(args).map(|ok| {

@@ -67,7 +67,7 @@ pub struct ReloadResult {
 pub struct DetectStats {
     pub events: AtomicU64,
     /// Events evaluated, per kind (EventKind::index order).
-    pub events_per_kind: [AtomicU64; 4],
+    pub events_per_kind: [AtomicU64; crate::event::EventKind::COUNT],
     pub matches: AtomicU64,
     pub alerts: AtomicU64,
     pub excluded: AtomicU64,
@@ -151,9 +151,39 @@ impl SinkStats {
     }
 }
 
+/// Counters of one followed log (auditd's log, a syslog file, the journal).
+#[derive(Default)]
+pub struct LogSourceStats {
+    /// `auditd`, `syslog` or `journald`.
+    pub kind: &'static str,
+    /// The path followed (or `journal`).
+    pub path: String,
+    pub lines: AtomicU64,
+    pub events: AtomicU64,
+    /// Lines that could not be parsed (reported with the file and line, then skipped).
+    pub rejected: AtomicU64,
+    /// Lines over the length limit, skipped.
+    pub too_long: AtomicU64,
+    pub rotations: AtomicU64,
+    pub truncations: AtomicU64,
+    /// Events not queued because the pipeline's queue was full.
+    pub queue_full: AtomicU64,
+}
+
+impl LogSourceStats {
+    pub fn new(kind: &'static str, path: impl Into<String>) -> Self {
+        LogSourceStats {
+            kind,
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub source: std::sync::Arc<SourceStats>,
+    pub logs: Mutex<Vec<std::sync::Arc<LogSourceStats>>>,
     pub enrich: std::sync::Arc<EnrichStats>,
     pub detect: std::sync::Arc<DetectStats>,
     pub sinks: Mutex<Vec<std::sync::Arc<SinkStats>>>,
@@ -179,6 +209,12 @@ pub struct Snapshot {
 }
 
 impl Stats {
+    pub fn register_log_source(&self, s: std::sync::Arc<LogSourceStats>) {
+        if let Ok(mut v) = self.logs.lock() {
+            v.push(s);
+        }
+    }
+
     pub fn register_sink(&self, s: std::sync::Arc<SinkStats>) {
         if let Ok(mut v) = self.sinks.lock() {
             v.push(s);

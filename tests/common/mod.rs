@@ -277,3 +277,99 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The live agent writing JSON alerts to a logfile in `dir` (kept across restarts with the
+/// same `dir`), started with `args` and waited for through its ready file.
+pub struct Agent {
+    child: Child,
+    pub log: PathBuf,
+    pub ready: Value,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Agent {
+    pub fn start(dir: &Path, args: &[std::ffi::OsString]) -> Agent {
+        let log = dir.join("alerts.log");
+        let ready_path = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready_path);
+        let mut child = Command::new(aurora())
+            .args(["--no-stdout", "--json", "--throttle-rate", "0", "--logfile"])
+            .arg(&log)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn aurora");
+        let rx = stderr_lines(&mut child);
+        let ready = wait_ready(&mut child, &ready_path, &rx);
+        Agent {
+            child,
+            log,
+            ready,
+            stderr_lines: rx,
+        }
+    }
+
+    /// Every alert written so far.
+    pub fn alerts(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("alerts are JSON lines"))
+            .collect()
+    }
+
+    /// Wait (up to `secs`) until `n` alerts satisfy `pred`; returns those seen.
+    pub fn wait_for(&self, secs: u64, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let hits: Vec<Value> = self.alerts().into_iter().filter(|a| pred(a)).collect();
+            if hits.len() >= n || Instant::now() > deadline {
+                return hits;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn metrics(&self) -> String {
+        let (code, body) = http_get(metrics_port(&self.ready), "/metrics");
+        assert_eq!(code, 200, "/metrics: {body}");
+        body
+    }
+
+    /// SIGTERM; must exit 0 within 5 s. Returns its stderr.
+    pub fn stop(mut self) -> Vec<String> {
+        nix_kill(self.child.id(), 15);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = self.child.kill();
+                panic!("aurora did not stop within 5 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = Vec::new();
+        while let Ok(l) = self.stderr_lines.recv_timeout(Duration::from_millis(300)) {
+            err.push(l);
+        }
+        assert!(
+            status.success(),
+            "aurora exit {status}:\n{}",
+            err.join("\n")
+        );
+        err
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

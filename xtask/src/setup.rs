@@ -18,8 +18,9 @@ const BUILD_PKGS: &[&str] = &[
 /// What the tests use: a real rsyslog (UDP/TCP/TLS), openssl for test certificates,
 /// systemd-analyze for the unit checks; QEMU, busybox, cpio and liburing (the io_uring
 /// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus); dnsmasq for
-/// the DNS correlation test.
+/// the DNS correlation test; auditd (a private instance) for the audit-log source test.
 const TEST_PKGS: &[&str] = &[
+    "auditd",
     "rsyslog",
     "rsyslog-gnutls",
     "openssl",

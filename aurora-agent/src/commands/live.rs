@@ -7,20 +7,24 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
+use crate::sources::logs::{LogSources, LogSourcesConfig};
 use crate::sources::RawEvent;
 use crate::stats::Stats;
-use crate::telemetry::ready::ReadyState;
+use crate::telemetry::ready::{LogSourceState, ReadyState};
 
 pub struct LiveSession {
     pub sensors: Arc<Mutex<Sensors>>,
     drains: Vec<JoinHandle<std::io::Result<()>>>,
+    logs: LogSources,
+    log_sources: Vec<LogSourceState>,
     stop: watch::Sender<bool>,
 }
 
 impl LiveSession {
-    /// Load and attach the sensors and start one drain task per ring.
+    /// Load and attach the sensors, start one drain task per ring and the log sources.
     pub async fn start(
         cfg: &EbpfConfig,
+        logs: &LogSourcesConfig,
         queue_size: usize,
         stats: &Arc<Stats>,
     ) -> Result<(LiveSession, mpsc::Receiver<RawEvent>)> {
@@ -46,10 +50,18 @@ impl LiveSession {
                 stop_rx.clone(),
             )));
         }
+        let log_sources = logs
+            .describe()
+            .into_iter()
+            .map(|(source, path)| LogSourceState { source, path })
+            .collect();
+        let logs = LogSources::start(logs, &tx, stats)?;
         Ok((
             LiveSession {
                 sensors: Arc::new(Mutex::new(sensors)),
                 drains,
+                logs,
+                log_sources,
                 stop,
             },
             rx,
@@ -60,7 +72,10 @@ impl LiveSession {
     /// verifier cost, and the file sensor's mode.
     pub fn ready_state(&self, rules_active: Option<usize>) -> ReadyState {
         let s = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
-        ReadyState::new(s.programs().to_vec(), s.file_sensor().clone(), rules_active)
+        let mut state =
+            ReadyState::new(s.programs().to_vec(), s.file_sensor().clone(), rules_active);
+        state.log_sources = self.log_sources.clone();
+        state
     }
 
     /// Copy the kernel lost counters into stats and forward kernel logs.
@@ -92,6 +107,9 @@ impl LiveSession {
         }
         self.refresh(stats);
         let _ = self.stop.send(true);
+        // Log readers block on the queue when it is full: stop them off the runtime thread.
+        let logs = self.logs;
+        let _ = tokio::task::spawn_blocking(move || logs.stop()).await;
         for d in self.drains {
             match tokio::time::timeout(Duration::from_secs(1), d).await {
                 Ok(Ok(Err(e))) => tracing::warn!("ring drain ended with error: {e}"),

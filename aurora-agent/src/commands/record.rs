@@ -45,14 +45,17 @@ impl EventHandler for Recorder {
 }
 
 pub fn run(args: RecordArgs) -> Result<()> {
-    let settings = Settings::for_sensors(&args.global, &args.sensors)?;
+    let mut settings = Settings::for_sensors(&args.global, &args.sensors)?;
+    // A recording is a one-off capture: it starts at the end of each log and leaves the
+    // agent's saved read positions alone.
+    settings.logs.state_dir = None;
     let mut kinds = Vec::new();
     for k in &args.kind {
         match EventKind::from_category(k) {
             Some(kind) => kinds.push(kind),
             None => bail!(
-                "--kind {k}: unknown event kind (process_creation, process_termination, \
-                 file_event, network_connection)"
+                "--kind {k}: unknown event kind ({})",
+                EventKind::ALL.map(|k| k.category()).join(", ")
             ),
         }
     }
@@ -73,7 +76,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
         let stats = Arc::new(Stats::default());
         let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats).await?;
+        let (session, rx) =
+            LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
         let seeded = enricher.seed_from_proc();
         let mut state = session.ready_state(None);
         state.metrics = telemetry.addr;

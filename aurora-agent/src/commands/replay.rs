@@ -2,7 +2,7 @@
 //! with no kernel and no root. Rejected lines are reported as FILE:LINE: reason and counted;
 //! the exit status is non-zero when any line was rejected.
 use std::fs::File;
-use std::io::{BufReader, Write as _};
+use std::io::{BufRead, BufReader, Write as _};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +12,13 @@ use anyhow::{bail, Context as _, Result};
 use super::alerting::{spawn_reloader, AlertHandler, Control};
 use super::run::close_sinks;
 use super::settings::{build_sinks, detect_config, load_file};
-use crate::cli::ReplayArgs;
+use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::detect::Detector;
 use crate::enrich::replay::ReplayCorrelator;
 use crate::pipeline::EventHandler;
-use crate::sources::replay::replay;
+use crate::sources::auditd::AuditParser;
+use crate::sources::replay::{replay, replay_lines};
+use crate::sources::syslog::{self, JournalParser, SyslogParser};
 use crate::stats::Stats;
 
 /// Returns whether every line was accepted.
@@ -69,15 +71,26 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
             rejected += 1;
             let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.reason);
         };
-        let n = if interactive {
-            replay(std::io::stdin().lock(), &mut on_event, &mut on_reject)
+        let input: Box<dyn BufRead> = if interactive {
+            Box::new(std::io::stdin().lock())
         } else {
             let f = File::open(path).with_context(|| format!("opening {name}"))?;
-            replay(
-                BufReader::with_capacity(1 << 16, f),
-                &mut on_event,
-                &mut on_reject,
-            )
+            Box::new(BufReader::with_capacity(1 << 16, f))
+        };
+        let n = match args.format {
+            ReplayFormat::Jsonl => replay(input, &mut on_event, &mut on_reject),
+            ReplayFormat::Auditd => {
+                replay_lines(input, AuditParser::replay(), &mut on_event, &mut on_reject)
+            }
+            ReplayFormat::Syslog => {
+                let parser = SyslogParser {
+                    default_facility: syslog::default_facility(path),
+                };
+                replay_lines(input, parser, &mut on_event, &mut on_reject)
+            }
+            ReplayFormat::Journal => {
+                replay_lines(input, JournalParser, &mut on_event, &mut on_reject)
+            }
         }
         .with_context(|| format!("reading {name}"))?;
         lines += n;

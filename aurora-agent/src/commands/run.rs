@@ -82,7 +82,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) = LiveSession::start(&settings.ebpf, settings.queue_size, &stats).await?;
+        let (session, rx) =
+            LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
         let seeded = enricher.seed_from_proc();
         // Rules load after the sensors (loading the sensors parses the kernel's BTF; not holding
         // both at once lowers the agent's peak memory), and on the pipeline thread that will

@@ -17,6 +17,7 @@ use crate::sinks::syslog::format::{self as syslog_format, Formatter, Payload, Rf
 use crate::sinks::syslog::Framing;
 use crate::sinks::SinkSet;
 use crate::sources::ebpf::{ringsize, EbpfConfig, FileSensorMode};
+use crate::sources::logs::{LogSourcesConfig, DEFAULT_STATE_DIR};
 
 pub const DEFAULT_RING: &str = "1M";
 pub const DEFAULT_QUEUE: usize = 65536;
@@ -27,6 +28,7 @@ pub struct Settings {
     pub ebpf: EbpfConfig,
     pub enrich: EnrichConfig,
     pub queue_size: usize,
+    pub logs: LogSourcesConfig,
     pub ready_file: Option<PathBuf>,
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -79,7 +81,23 @@ impl Settings {
                 format!("--file-sensor {m}: expected auto, vfs, tracepoint or off")
             })?,
         };
+        let system_logs = if s.system_log.is_empty() {
+            file.system_log.clone().unwrap_or_default()
+        } else {
+            s.system_log.clone()
+        };
+        let logs = LogSourcesConfig::resolve(
+            s.audit_log.as_deref().or(file.audit_log.as_deref()),
+            &system_logs,
+            Some(
+                s.state_dir
+                    .clone()
+                    .or_else(|| file.state_dir.clone())
+                    .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            ),
+        )?;
         Ok(Settings {
+            logs,
             ebpf: EbpfConfig {
                 ring_bytes,
                 watch_dirs: watch_dirs.clone(),

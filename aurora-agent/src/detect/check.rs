@@ -29,7 +29,7 @@ pub fn write_text(
         let title = e.meta.as_ref().map(|m| m.title.as_str()).unwrap_or("-");
         let id = e.meta.as_ref().and_then(|m| m.id.as_deref()).unwrap_or("-");
         match &e.status {
-            RuleStatus::Active { kind } => writeln!(
+            RuleStatus::Active { kind, .. } => writeln!(
                 w,
                 "active    {:<19} {id}  {}  {title}",
                 kind.category(),

@@ -64,8 +64,15 @@ pub fn mapping(cfg: &DetectConfig) -> Result<LogsourceMap, logsource::MapError> 
     Ok(LogsourceMap::builtin())
 }
 
+/// The rules of one logsource mapping entry, and the conditions its events must meet.
+struct RoutedSet {
+    route: logsource::Route,
+    set: RuleSet,
+}
+
 pub struct Detector {
-    sets: [Option<RuleSet>; 4],
+    /// Per event kind, the rule sets of the mapping entries routed to it.
+    sets: [Vec<RoutedSet>; EventKind::COUNT],
     metas: Vec<Arc<RuleMeta>>,
     throttle: Throttle,
     /// Per rule, its counters in `stats.rules`, fetched on the rule's first match.
@@ -108,32 +115,37 @@ impl Detector {
         } else {
             Throttle::wall(cfg.throttle_rate, cfg.throttle_burst)?
         };
-        let mut sets: [Option<RuleSet>; 4] = Default::default();
+        let mut sets: [Vec<RoutedSet>; EventKind::COUNT] = Default::default();
         let mut metas = Vec::new();
         let mut entries = entries;
-        // (entry index, metadata index, rule) per event kind.
-        let mut per_kind: [Vec<(usize, usize, rsigma_parser::SigmaRule)>; 4] = Default::default();
+        // (entry index, metadata index, rule) per mapping entry.
+        let mut per_route: std::collections::BTreeMap<
+            usize,
+            Vec<(usize, usize, rsigma_parser::SigmaRule)>,
+        > = Default::default();
         for (i, e) in entries.iter_mut().enumerate() {
-            let (RuleStatus::Active { kind }, Some(rule), Some(meta)) =
+            let (RuleStatus::Active { route, .. }, Some(rule), Some(meta)) =
                 (e.status.clone(), e.rule.take(), &e.meta)
             else {
                 continue;
             };
-            per_kind[kind.index()].push((i, metas.len(), rule));
+            per_route
+                .entry(route)
+                .or_default()
+                .push((i, metas.len(), rule));
             metas.push(meta.clone());
         }
-        for (k, list) in per_kind.iter().enumerate() {
-            if list.is_empty() {
-                continue;
-            }
+        let routes: Vec<&logsource::Route> = map.routes().collect();
+        for (r, list) in &per_route {
             let (set, errors) = RuleSet::compile(list.iter().map(|(_, m, r)| (*m, r)));
             for (pos, err) in errors {
                 entries[list[pos].0].status = RuleStatus::Invalid {
                     reason: format!("does not compile: {err}"),
                 };
             }
-            if !set.is_empty() {
-                sets[k] = Some(set);
+            if let (false, Some(route)) = (set.is_empty(), routes.get(*r)) {
+                let route = (*route).clone();
+                sets[route.kind.index()].push(RoutedSet { route, set });
             }
         }
         for e in &entries {
@@ -204,17 +216,32 @@ impl Detector {
             self.stats.excluded.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let Some(set) = &mut self.sets[ev.kind.index()] else {
-            return;
-        };
-        let results = set.evaluate(ev);
-        if results.is_empty() {
-            return;
-        }
         let mut shared: Option<Arc<Event>> = None;
+        for r in 0..self.sets[ev.kind.index()].len() {
+            let routed = &mut self.sets[ev.kind.index()][r];
+            if !routed.route.admits(ev) {
+                continue;
+            }
+            let results = routed.set.evaluate(ev);
+            if !results.is_empty() {
+                self.alert(ev, r, results, &mut shared, out);
+            }
+        }
+    }
+
+    /// Throttle and turn the hits of one rule set into alerts.
+    fn alert(
+        &mut self,
+        ev: &Event,
+        set_index: usize,
+        results: Vec<ruleset::RuleHit>,
+        shared: &mut Option<Arc<Event>>,
+        out: &mut Vec<Alert>,
+    ) {
         if matches!(self.throttle, Throttle::EventTime { .. }) {
             self.throttle.observe_time(event_time_ns(ev));
         }
+        let set = &self.sets[ev.kind.index()][set_index].set;
         for hit in results {
             self.stats.matches.fetch_add(1, Ordering::Relaxed);
             let idx = hit.meta;
@@ -246,17 +273,17 @@ impl Detector {
         }
     }
 
-    /// The compiled rules of one event kind (tests compare the prefiltered evaluation with the
-    /// exhaustive one through it).
-    pub fn rule_set(&mut self, kind: EventKind) -> Option<&mut RuleSet> {
-        self.sets[kind.index()].as_mut()
+    /// The compiled rule sets of one event kind, one per mapping entry (tests compare the
+    /// prefiltered evaluation with the exhaustive one through them).
+    pub fn rule_sets(&mut self, kind: EventKind) -> impl Iterator<Item = &mut RuleSet> {
+        self.sets[kind.index()].iter_mut().map(|r| &mut r.set)
     }
 
     /// Kinds that have at least one active rule.
     pub fn active_kinds(&self) -> Vec<EventKind> {
         EventKind::ALL
             .into_iter()
-            .filter(|k| self.sets[k.index()].is_some())
+            .filter(|k| !self.sets[k.index()].is_empty())
             .collect()
     }
 }

@@ -76,9 +76,18 @@ impl AlertLevel {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum RuleStatus {
-    Active { kind: EventKind },
-    Inactive { reason: String },
-    Invalid { reason: String },
+    Active {
+        kind: EventKind,
+        /// The logsource mapping entry routing it (rules of one entry share a rule set).
+        #[serde(skip)]
+        route: usize,
+    },
+    Inactive {
+        reason: String,
+    },
+    Invalid {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -206,9 +215,15 @@ fn load_file(
                     min_level.as_str()
                 ),
             },
-            Some(kind) if !check_compile => RuleStatus::Active { kind },
-            Some(kind) => match rsigma_eval::compile_rule(&rule) {
-                Ok(_) => RuleStatus::Active { kind },
+            Some(r) if !check_compile => RuleStatus::Active {
+                kind: r.kind,
+                route: r.index,
+            },
+            Some(r) => match rsigma_eval::compile_rule(&rule) {
+                Ok(_) => RuleStatus::Active {
+                    kind: r.kind,
+                    route: r.index,
+                },
                 Err(e) => RuleStatus::Invalid {
                     reason: format!("does not compile: {e}"),
                 },
@@ -242,7 +257,7 @@ pub fn summarize(entries: &[RuleEntry]) -> Summary {
             s.parsed += 1;
         }
         match &e.status {
-            RuleStatus::Active { kind } => {
+            RuleStatus::Active { kind, .. } => {
                 s.active += 1;
                 *per.entry(*kind).or_default() += 1;
             }

@@ -176,6 +176,7 @@ impl Enricher {
                 self.dns_answer(r);
                 None
             }
+            RawEvent::Log(ev) => Some(ev),
         }
     }
 

@@ -62,14 +62,21 @@ pub enum EventKind {
     NetworkConnection,
     ProcessTermination,
     FileEvent,
+    /// One auditd record (its event's SYSCALL fields merged in); EventID 100 is ours.
+    Audit,
+    /// One system-log message (journald or a syslog file); EventID 101 is ours.
+    SystemLog,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const COUNT: usize = 6;
+    pub const ALL: [EventKind; Self::COUNT] = [
         EventKind::ProcessCreation,
         EventKind::NetworkConnection,
         EventKind::ProcessTermination,
         EventKind::FileEvent,
+        EventKind::Audit,
+        EventKind::SystemLog,
     ];
 
     pub fn event_id(self) -> u32 {
@@ -78,17 +85,22 @@ impl EventKind {
             EventKind::NetworkConnection => 3,
             EventKind::ProcessTermination => 5,
             EventKind::FileEvent => 11,
+            EventKind::Audit => 100,
+            EventKind::SystemLog => 101,
         }
     }
 
     pub fn from_event_id(id: u64) -> Option<Self> {
-        match id {
-            1 => Some(EventKind::ProcessCreation),
-            3 => Some(EventKind::NetworkConnection),
-            5 => Some(EventKind::ProcessTermination),
-            11 => Some(EventKind::FileEvent),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.event_id() as u64 == id)
+    }
+
+    /// Every kind as `ID name`, for messages.
+    pub fn describe_all() -> String {
+        Self::ALL
+            .iter()
+            .map(|k| format!("{} {}", k.event_id(), k.category()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The Sigma logsource category of this kind.
@@ -98,6 +110,8 @@ impl EventKind {
             EventKind::NetworkConnection => "network_connection",
             EventKind::ProcessTermination => "process_termination",
             EventKind::FileEvent => "file_event",
+            EventKind::Audit => "auditd",
+            EventKind::SystemLog => "system_log",
         }
     }
 

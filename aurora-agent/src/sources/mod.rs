@@ -1,6 +1,12 @@
-//! Where events come from: the kernel (`ebpf`) or recorded JSONL (`replay`).
+//! Where events come from: the kernel (`ebpf`), logs other programs write (`auditd`,
+//! `syslog`, followed by `follow` + `tail`), or recorded files (`replay`).
+pub mod auditd;
 pub mod ebpf;
+pub mod follow;
+pub mod logs;
 pub mod replay;
+pub mod syslog;
+pub mod tail;
 
 /// Identity of the task a kernel record was made in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -73,7 +79,7 @@ pub struct DnsRaw {
 }
 
 /// A decoded kernel record, before enrichment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum RawEvent {
     Exec(ExecRaw),
     Exit(ExitRaw),
@@ -81,4 +87,6 @@ pub enum RawEvent {
     Net(NetRaw),
     /// Not an event of its own: feeds the DNS cache that names connection destinations.
     Dns(DnsRaw),
+    /// An event a log source made whole (auditd, system logs): passed through enrichment.
+    Log(crate::event::Event),
 }

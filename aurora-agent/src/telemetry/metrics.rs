@@ -290,6 +290,63 @@ impl StatsCollector {
         Ok(())
     }
 
+    fn encode_log_sources(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::Counter;
+        let logs = self
+            .stats
+            .logs
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default();
+        let per = |pick: fn(&crate::stats::LogSourceStats) -> &AtomicU64| {
+            logs.iter()
+                .map(|k| {
+                    let labels: Labels = vec![
+                        (Cow::Borrowed("source"), Cow::Borrowed(k.kind)),
+                        (Cow::Borrowed("path"), Cow::Owned(k.path.clone())),
+                    ];
+                    (labels, v(pick(k)))
+                })
+                .collect::<Vec<_>>()
+        };
+        for (name, help, pick) in [
+            (
+                "aurora_log_lines",
+                "Lines read from each followed log.",
+                (|k| &k.lines) as fn(&crate::stats::LogSourceStats) -> &AtomicU64,
+            ),
+            (
+                "aurora_log_events",
+                "Events made from each followed log.",
+                |k| &k.events,
+            ),
+            (
+                "aurora_log_rejected_lines",
+                "Lines of each followed log that could not be parsed (skipped).",
+                |k| &k.rejected,
+            ),
+            (
+                "aurora_log_too_long_lines",
+                "Lines over the length limit (skipped).",
+                |k| &k.too_long,
+            ),
+            ("aurora_log_rotations", "Rotations followed.", |k| {
+                &k.rotations
+            }),
+            ("aurora_log_truncations", "Truncations seen.", |k| {
+                &k.truncations
+            }),
+            (
+                "aurora_log_queue_full",
+                "Events dropped because the pipeline queue was full.",
+                |k| &k.queue_full,
+            ),
+        ] {
+            family(enc, name, help, Counter, per(pick))?;
+        }
+        Ok(())
+    }
+
     fn encode_sinks(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use MetricType::{Counter, Gauge};
         let s = &self.stats;
@@ -345,6 +402,7 @@ impl Collector for StatsCollector {
         self.encode_detection(&mut enc)?;
         self.encode_rules(&mut enc)?;
         self.encode_enrichment(&mut enc)?;
+        self.encode_log_sources(&mut enc)?;
         self.encode_sinks(&mut enc)
     }
 }

@@ -35,6 +35,14 @@ pub struct ReadyState {
     /// Where `/metrics` is served (`--metrics-listen`; with port 0, the port chosen).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// The logs followed: `{"source": "auditd"|"syslog"|"journald", "path": ...}`.
+    pub log_sources: Vec<LogSourceState>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogSourceState {
+    pub source: &'static str,
+    pub path: String,
 }
 
 impl ReadyState {
@@ -53,6 +61,7 @@ impl ReadyState {
             file_sensor,
             rules_active,
             metrics: None,
+            log_sources: Vec::new(),
         }
     }
 }

@@ -1,10 +1,12 @@
-//! JSONL replay: recorded events (ours, or Nextron aurora-linux's format) back into the pipeline.
+//! Replay: recorded events (JSONL: ours, or Nextron aurora-linux's format) or raw logs (an
+//! audit.log, a syslog file, a journal export) back into the pipeline.
 pub mod parse;
 pub mod reader;
 
 use std::io::BufRead;
 
 use crate::event::Event;
+use crate::sources::follow::LineParser;
 use reader::{Line, LineReader};
 
 /// A rejected line: `FILE:LINE: reason`.
@@ -43,5 +45,35 @@ pub fn replay<R: BufRead>(
             }),
         }
     }
+    Ok(r.line_no)
+}
+
+/// Raw log lines through a source's parser (the same one the live source uses), then its
+/// `finish` at end of input. Returns the number of lines read.
+pub fn replay_lines<R: BufRead, P: LineParser>(
+    input: R,
+    mut parser: P,
+    mut on_event: impl FnMut(Event),
+    mut on_reject: impl FnMut(Rejected),
+) -> std::io::Result<u64> {
+    let mut r = LineReader::new(input);
+    let mut out = Vec::new();
+    while let Some(l) = r.next_line()? {
+        let line = r.line_no;
+        let result = match l {
+            Line::Text(s) => parser.line(&s, &mut out),
+            Line::TooLong(n) => Err(format!(
+                "line of {n} bytes exceeds the {} byte limit",
+                reader::MAX_LINE
+            )),
+            Line::InvalidUtf8(at) => Err(format!("invalid UTF-8 at byte {at}")),
+        };
+        if let Err(reason) = result {
+            on_reject(Rejected { line, reason });
+        }
+        out.drain(..).for_each(&mut on_event);
+    }
+    parser.finish(&mut out);
+    out.drain(..).for_each(&mut on_event);
     Ok(r.line_no)
 }

@@ -80,9 +80,8 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, String> {
         Some(v) => event_id(v)?,
         None => return Err("missing EventID".into()),
     };
-    let kind = EventKind::from_event_id(id).ok_or_else(|| {
-        format!("unknown EventID {id} (1 process_creation, 3 network_connection, 5 process_termination, 11 file_event)")
-    })?;
+    let kind = EventKind::from_event_id(id)
+        .ok_or_else(|| format!("unknown EventID {id} ({})", EventKind::describe_all()))?;
     let mut ev = Event::new(kind);
     let mut time: Option<String> = None;
     let mut go_time: Option<String> = None;

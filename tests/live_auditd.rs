@@ -1,0 +1,192 @@
+//! The auditd source against a real auditd (root): a private auditd instance writes its log in
+//! a temp dir (`auditd -c DIR`), with keyed rules loaded by auditctl; the agent follows that
+//! log and alerts with SigmaHQ's auditd rules; a restart resumes at the saved position (no
+//! record lost while it was down, none repeated). Cleans up: rules deleted, auditd stopped,
+//! auditing disabled.
+mod common;
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const KEY: &str = "aurora-live-test";
+const PERMISSIONS_CHANGE: &str = "74c01ace-0152-4094-8ae2-6fd776dd43e5";
+const HIDDEN_PATH: &str = "9e1bef8d-0fff-46f6-8465-9aa54e128c1e";
+
+struct Auditd {
+    child: Child,
+}
+
+fn auditctl(args: &[&str]) {
+    let out = Command::new("auditctl")
+        .args(args)
+        .output()
+        .expect("auditctl (apt package auditd; `cargo xtask setup --test-deps` installs it)");
+    assert!(
+        out.status.success(),
+        "auditctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Auditd {
+    fn start(dir: &Path, watch: &Path) -> Auditd {
+        let running = Command::new("pgrep")
+            .args(["-x", "auditd"])
+            .output()
+            .unwrap();
+        assert!(
+            !running.status.success(),
+            "an auditd already runs here (pid {}): this test starts its own",
+            String::from_utf8_lossy(&running.stdout).trim()
+        );
+        let conf = dir.join("auditd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "local_events = yes\nwrite_logs = yes\nlog_file = {}\nlog_group = root\n\
+                 log_format = ENRICHED\nflush = INCREMENTAL_ASYNC\nfreq = 1\nmax_log_file = 64\n\
+                 num_logs = 2\nmax_log_file_action = ROTATE\nspace_left = 2\n\
+                 space_left_action = SYSLOG\nadmin_space_left = 1\n\
+                 admin_space_left_action = SYSLOG\ndisk_full_action = SUSPEND\n\
+                 disk_error_action = SUSPEND\n",
+                dir.join("audit.log").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let child = Command::new("auditd")
+            .arg("-c")
+            .arg(dir)
+            .arg("-n")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("auditd (apt package auditd)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dir.join("audit.log").exists() {
+            assert!(Instant::now() < deadline, "auditd wrote no log in 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        auditctl(&["-D"]);
+        auditctl(&[
+            "-a",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "execve",
+            "-k",
+            KEY,
+        ]);
+        auditctl(&["-w", watch.to_str().unwrap(), "-p", "wa", "-k", KEY]);
+        Auditd { child }
+    }
+}
+
+impl Drop for Auditd {
+    fn drop(&mut self) {
+        let _ = Command::new("auditctl").arg("-D").output();
+        nix_kill(self.child.id(), 15);
+        let _ = self.child.wait();
+        let _ = Command::new("auditctl").args(["-e", "0"]).output();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    assert!(Command::new(cmd).args(args).status().unwrap().success());
+}
+
+fn ours<'a>(alerts: &'a [Value], rule: &str, needle: &str) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| a["rule"]["id"] == rule && a["event"].to_string().contains(needle))
+        .collect()
+}
+
+#[test]
+fn auditd_records_alert_live_and_a_restart_neither_loses_nor_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let auditd = Auditd::start(dir.path(), &work);
+    let m = marker("audit");
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir(&agent_dir).unwrap();
+    let args: Vec<OsString> = vec![
+        "--rules".into(),
+        sigmahq().into(),
+        "--audit-log".into(),
+        dir.path().join("audit.log").into(),
+        "--system-log".into(),
+        "off".into(),
+        "--state-dir".into(),
+        agent_dir.join("state").into(),
+    ];
+    let agent = Agent::start(&agent_dir, &args);
+    assert_eq!(
+        agent.ready["log_sources"][0]["source"], "auditd",
+        "{}",
+        agent.ready
+    );
+
+    let first = work.join(format!("{m}-first"));
+    std::fs::write(&first, "x").unwrap();
+    run("chmod", &["640", first.to_str().unwrap()]);
+    let hidden = work.join(format!(".{m}-hidden"));
+    run("touch", &[hidden.to_str().unwrap()]);
+    let a = agent.wait_for(10, 2, |a| {
+        a["event"].to_string().contains(&m)
+            && (a["rule"]["id"] == PERMISSIONS_CHANGE || a["rule"]["id"] == HIDDEN_PATH)
+    });
+    let chmod = ours(&a, PERMISSIONS_CHANGE, &format!("{m}-first"));
+    assert_eq!(chmod.len(), 1, "one alert for the chmod: {a:?}");
+    let e = &chmod[0]["event"];
+    assert_eq!(e["EventID"], 100);
+    assert_eq!(e["type"], "EXECVE");
+    assert_eq!(e["a0"], "chmod");
+    assert_eq!(e["a2"], first.to_str().unwrap());
+    assert_eq!(e["key"], KEY, "the SYSCALL record's key is merged in");
+    assert_eq!(e["SYSCALL"], "execve");
+    assert!(e["exe"].as_str().unwrap().ends_with("/chmod"));
+    let hid = ours(&a, HIDDEN_PATH, &format!(".{m}-hidden"));
+    assert!(!hid.is_empty(), "a PATH record of the hidden file: {a:?}");
+    assert_eq!(hid[0]["event"]["type"], "PATH");
+    agent.stop();
+
+    // While the agent is down auditd keeps writing.
+    let second = work.join(format!("{m}-second"));
+    std::fs::write(&second, "x").unwrap();
+    run("chmod", &["600", second.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let agent = Agent::start(&agent_dir, &args);
+    let again = agent.wait_for(10, 1, |a| {
+        a["rule"]["id"] == PERMISSIONS_CHANGE
+            && a["event"].to_string().contains(&format!("{m}-second"))
+    });
+    assert_eq!(
+        again.len(),
+        1,
+        "the chmod made while the agent was down alerts once"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    let all = agent.alerts();
+    assert_eq!(
+        ours(&all, PERMISSIONS_CHANGE, &format!("{m}-first")).len(),
+        1,
+        "nothing before the saved position is read again"
+    );
+    let metrics = agent.metrics();
+    let series = format!(
+        "aurora_log_events_total{{source=\"auditd\",path=\"{}\"}}",
+        dir.path().join("audit.log").display()
+    );
+    assert!(sample(&metrics, &series) > 0, "{series}: {metrics}");
+    agent.stop();
+    drop(auditd);
+}
