@@ -1,1 +1,213 @@
+//! The system-log source against a real rsyslog: a private rsyslogd (its own socket, files in
+//! a temp dir) writes auth.log in its file format and a second file in RFC 5424; `logger`
+//! sends sshd / sudo / pkexec / kernel-style lines; the agent follows both files and alerts
+//! with SigmaHQ's rules routed by program and facility, and follows a rotation.
+mod common;
 
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const SSHD: &str = "e76b413a-83d0-4b94-8e4c-85db4a5b8bdc";
+const SUDO_CVE_2019_14287: &str = "7fcc54cb-f27d-4684-84b7-436af096f858";
+const PWNKIT_AUTH: &str = "0506a799-698b-43b4-85a1-ac4c84c720e9";
+const SUSP_LOG_ENTRIES: &str = "f64b6e9a-5d9d-48a5-8289-e1dd2b3876e1";
+
+struct Rsyslog {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path) -> Rsyslog {
+        let d = dir.display();
+        let conf = format!(
+            "global(workDirectory=\"{d}\")\n\
+             module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+             input(type=\"imuxsock\" Socket=\"{d}/log.sock\" RateLimit.Interval=\"0\")\n\
+             auth,authpriv.* action(type=\"omfile\" file=\"{d}/auth.log\")\n\
+             *.* action(type=\"omfile\" file=\"{d}/syslog5424\" template=\"RSYSLOG_SyslogProtocol23Format\")\n"
+        );
+        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
+        let child = Command::new("/usr/sbin/rsyslogd")
+            .args(["-n", "-f"])
+            .arg(dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(dir.join("rsyslog.pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rsyslogd (apt package rsyslog; `cargo xtask setup --test-deps` installs it)");
+        let socket = dir.join("log.sock");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "rsyslogd made no socket in 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Rsyslog { child, socket }
+    }
+
+    fn log(&self, priority: &str, tag: &str, msg: &str) {
+        let st = Command::new("logger")
+            .arg("-u")
+            .arg(&self.socket)
+            .args(["-p", priority, "-t", tag, msg])
+            .status()
+            .unwrap();
+        assert!(st.success(), "logger -p {priority} -t {tag}");
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        nix_kill(self.child.id(), 15);
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_file_has(p: &Path, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} never got {needle}",
+            p.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hits<'a>(alerts: &'a [Value], rule: &str, needle: &str) -> Vec<&'a Value> {
+    alerts
+        .iter()
+        .filter(|a| {
+            a["rule"]["id"] == rule
+                && a["event"]["Message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(needle))
+        })
+        .collect()
+}
+
+#[test]
+fn syslog_files_alert_by_program_and_facility_and_follow_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    // Files exist before the agent starts (it reads from their end): touch them via rsyslog.
+    let rs = Rsyslog::start(dir.path());
+    let m = marker("syslog");
+    rs.log("auth.info", "warmup", &format!("{m} warmup"));
+    wait_file_has(&dir.path().join("auth.log"), &m);
+    wait_file_has(&dir.path().join("syslog5424"), &m);
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir(&agent_dir).unwrap();
+    let args: Vec<OsString> = vec![
+        "--rules".into(),
+        sigmahq().into(),
+        "--audit-log".into(),
+        "off".into(),
+        "--system-log".into(),
+        dir.path().join("auth.log").into(),
+        "--system-log".into(),
+        dir.path().join("syslog5424").into(),
+        "--state-dir".into(),
+        agent_dir.join("state").into(),
+    ];
+    let agent = Agent::start(&agent_dir, &args);
+    assert_eq!(agent.ready["log_sources"].as_array().unwrap().len(), 2);
+
+    rs.log(
+        "auth.info",
+        "sshd",
+        &format!("Corrupted MAC on input {m}-sshd"),
+    );
+    rs.log(
+        "auth.info",
+        "notsshd",
+        &format!("Corrupted MAC on input {m}-other"),
+    );
+    rs.log(
+        "authpriv.notice",
+        "sudo",
+        &format!("alice : TTY=pts/0 ; PWD=/tmp/{m} ; USER=#-1 ; COMMAND=/usr/bin/id"),
+    );
+    let pwnkit = "pkexec: The value for environment variable XAUTHORITY contains suspicious content [USER=root] [TTY=/dev/pts/0]";
+    rs.log("auth.warning", "pkexec", &format!("{pwnkit} {m}-auth"));
+    rs.log("user.warning", "pkexec", &format!("{pwnkit} {m}-user"));
+    rs.log(
+        "daemon.warning",
+        "kernel",
+        &format!("eth0: entered promiscuous mode {m}-kern"),
+    );
+
+    let a = agent.wait_for(10, 6, |a| {
+        a["event"]["Message"]
+            .as_str()
+            .is_some_and(|s| s.contains(&m))
+    });
+    // sshd: routed by program name, from both files.
+    let sshd = hits(&a, SSHD, &format!("{m}-sshd"));
+    assert_eq!(sshd.len(), 2, "one per file: {a:#?}");
+    assert!(sshd
+        .iter()
+        .all(|h| h["event"]["SyslogIdentifier"] == "sshd"));
+    assert!(
+        hits(&a, SSHD, &format!("{m}-other")).is_empty(),
+        "another program's line is not sshd's"
+    );
+    // sudo: USER parsed out of the message.
+    let sudo = hits(&a, SUDO_CVE_2019_14287, &m);
+    assert_eq!(sudo.len(), 2, "{a:#?}");
+    assert_eq!(sudo[0]["event"]["USER"], "#-1");
+    assert_eq!(sudo[0]["event"]["COMMAND"], "/usr/bin/id");
+    // auth: by facility (PRI in the RFC 5424 file, the file name for auth.log).
+    assert_eq!(
+        hits(&a, PWNKIT_AUTH, &format!("{m}-auth")).len(),
+        2,
+        "{a:#?}"
+    );
+    assert!(
+        hits(&a, PWNKIT_AUTH, &format!("{m}-user")).is_empty(),
+        "facility user is not auth"
+    );
+    // Bare `product: linux` keyword rules see every message.
+    let kern = hits(&a, SUSP_LOG_ENTRIES, &format!("{m}-kern"));
+    assert_eq!(kern.len(), 1, "{a:#?}");
+    assert_eq!(kern[0]["event"]["Facility"], "daemon");
+    assert_eq!(kern[0]["event"]["EventID"], 101);
+
+    // Rotation: auth.log renamed, rsyslog told to reopen (as logrotate does).
+    std::fs::rename(dir.path().join("auth.log"), dir.path().join("auth.log.1")).unwrap();
+    nix_kill(rs.child.id(), 1);
+    std::thread::sleep(Duration::from_millis(300));
+    rs.log(
+        "auth.info",
+        "sshd",
+        &format!("Corrupted MAC on input {m}-rotated"),
+    );
+    wait_file_has(&dir.path().join("auth.log"), &format!("{m}-rotated"));
+    let r = agent.wait_for(10, 2, |a| {
+        a["rule"]["id"] == SSHD
+            && a["event"]["Message"]
+                .as_str()
+                .is_some_and(|s| s.contains(&format!("{m}-rotated")))
+    });
+    assert_eq!(
+        r.len(),
+        2,
+        "the new auth.log is followed after the rotation"
+    );
+    let metrics = agent.metrics();
+    let series = format!(
+        "aurora_log_rotations_total{{source=\"syslog\",path=\"{}\"}}",
+        dir.path().join("auth.log").display()
+    );
+    assert_eq!(sample(&metrics, &series), 1, "{series}: {metrics}");
+    agent.stop();
+}

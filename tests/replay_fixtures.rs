@@ -256,7 +256,7 @@ fn every_active_sigmahq_rule_fires_on_its_positive_and_not_on_its_near_miss() {
         .filter(|r| r["status"] == "active")
         .map(|r| r["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(active.len(), 167);
+    assert_eq!(active.len(), 248, "every SigmaHQ Linux rule has a sensor");
     let fixture = fixtures().join("sigmahq_synthetic.jsonl");
     let stdout = run_ok(
         Command::new(aurora())
@@ -294,4 +294,163 @@ fn every_active_sigmahq_rule_fires_on_its_positive_and_not_on_its_near_miss() {
     }
     assert_eq!(positive, active, "a positive for every active rule");
     assert_eq!(negative, active, "a near-miss for every active rule");
+}
+
+/// Alerts of a replay as sorted (rule id, count) pairs.
+fn per_rule(stdout: &str) -> Vec<(String, usize)> {
+    let mut m = std::collections::BTreeMap::<String, usize>::new();
+    for l in stdout.lines() {
+        let a: Value = serde_json::from_str(l).unwrap();
+        *m.entry(a["rule"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    m.into_iter().collect()
+}
+
+/// Real auditd output (ENRICHED, captured by `record_auditd.sh` from a private auditd while
+/// `procedures/auditd_procedures.sh` ran) through `replay --format auditd`: the SigmaHQ
+/// auditd rules the procedures should trigger, each as often as the procedure ran it.
+#[test]
+fn replay_of_a_real_audit_log_alerts_like_the_live_source() {
+    let log = fixtures().join("auditd_capture.log");
+    let out = Command::new(aurora())
+        .args([
+            "replay",
+            "--format",
+            "auditd",
+            "--json",
+            "--throttle-rate",
+            "0",
+            "--rules",
+        ])
+        .arg(sigmahq())
+        .arg(&log)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("228 lines read, 226 events"), "{err}");
+    assert!(err.contains(" 0 rejected lines"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let want: Vec<(String, usize)> = [
+        ("1f358e2e-cb63-43c3-b575-dfb072a6814f", 1), // /proc/version read (PATH)
+        ("37222991-11e9-4b6d-8bdf-60fbe48f753e", 1), // dd if=/dev/zero
+        ("74c01ace-0152-4094-8ae2-6fd776dd43e5", 2), // chmod, chown
+        ("9a0d8ca0-2385-4020-b6c6-cb6153ca56f3", 4), // id, whoami, w, ...
+        ("9e1bef8d-0fff-46f6-8465-9aa54e128c1e", 3), // PATH names with /.
+        ("a3b5e3e9-1b49-4119-8b8e-0344a01f21ee", 1), // tar -czf
+        ("b3cec4e7-6901-4b0d-a02d-8ab2d8eb818b", 1), // touch -t
+        ("d08722cd-3d09-449a-80b4-83ea2d9d4616", 2), // touch/mkdir of dot files
+        ("f34047d9-20d3-4e8b-8672-0a35cc50dc71", 1), // uname -a
+    ]
+    .into_iter()
+    .map(|(id, n)| (id.to_owned(), n))
+    .collect();
+    assert_eq!(per_rule(&stdout), want);
+    // The 9,000-byte argument auditd split into a1[0], a1[1], ... is one a1 again: a rule
+    // matching the whole of it fires.
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("long_arg.yml"),
+        "title: Long argument joined\nid: 0f6b7a4e-8f0e-4d7e-9b1e-3d1f2a9c5b10\nstatus: test\n\
+         logsource: {product: linux, service: auditd}\ndetection:\n  sel:\n    type: EXECVE\n\
+         \x20   a0: /bin/true\n    a1|re: '^x{9000}$'\n  condition: sel\nlevel: low\n",
+    )
+    .unwrap();
+    let joined = run_ok(
+        Command::new(aurora())
+            .args([
+                "replay",
+                "--format",
+                "auditd",
+                "--json",
+                "--throttle-rate",
+                "0",
+            ])
+            .arg("--rules")
+            .arg(rules.path())
+            .arg(&log),
+    );
+    assert_eq!(joined.lines().count(), 1, "{joined}");
+}
+
+/// Syslog lines in the formats files hold (rsyslog's RFC 3339 file format, RFC 3164 with and
+/// without PRI, RFC 5424) and a journal export: routed by program and facility; lines that
+/// fit no format are messages of their own (keyword rules still see them), JSON that is not a
+/// journal entry is rejected with FILE:LINE.
+#[test]
+fn replay_of_syslog_files_and_journal_exports() {
+    let out = Command::new(aurora())
+        .args([
+            "replay",
+            "--format",
+            "syslog",
+            "--json",
+            "--throttle-rate",
+            "0",
+            "--rules",
+        ])
+        .arg(sigmahq())
+        .arg(fixtures().join("syslog_capture.log"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want: Vec<(String, usize)> = [
+        ("0506a799-698b-43b4-85a1-ac4c84c720e9", 1), // pkexec, facility authpriv (not user)
+        ("7fcc54cb-f27d-4684-84b7-436af096f858", 1), // sudo USER=#-1
+        ("af202fd3-7bff-4212-a25a-fb34606cfcbe", 1), // CRON REPLACE
+        ("e76b413a-83d0-4b94-8e4c-85db4a5b8bdc", 1), // sshd only, not notsshd
+        ("f64b6e9a-5d9d-48a5-8289-e1dd2b3876e1", 1), // promiscuous mode
+    ]
+    .into_iter()
+    .map(|(id, n)| (id.to_owned(), n))
+    .collect();
+    assert_eq!(
+        per_rule(&String::from_utf8_lossy(&out.stdout)),
+        want,
+        "{err}"
+    );
+
+    let journal = fixtures().join("journal_export.jsonl");
+    let out = Command::new(aurora())
+        .args([
+            "replay",
+            "--format",
+            "journal",
+            "--json",
+            "--throttle-rate",
+            "0",
+            "--rules",
+        ])
+        .arg(sigmahq())
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "rejected lines make the exit status non-zero"
+    );
+    assert!(
+        err.contains(&format!("{}:4: no MESSAGE field", journal.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{}:5: not JSON", journal.display())),
+        "{err}"
+    );
+    let want: Vec<(String, usize)> = [
+        ("377f33a1-4b36-4ee1-acee-1dbe4b43cfbe", 1), // vsftpd, MESSAGE as bytes, _COMM
+        ("7fcc54cb-f27d-4684-84b7-436af096f858", 1),
+        ("e76b413a-83d0-4b94-8e4c-85db4a5b8bdc", 1),
+    ]
+    .into_iter()
+    .map(|(id, n)| (id.to_owned(), n))
+    .collect();
+    assert_eq!(
+        per_rule(&String::from_utf8_lossy(&out.stdout)),
+        want,
+        "{err}"
+    );
 }

@@ -199,7 +199,8 @@ fn load_file(
             "correlation and filter documents are not supported yet (detection rules only)".into(),
         ));
     }
-    for rule in collection.rules {
+    for mut rule in collection.rules {
+        keywords_contain(&mut rule);
         let m = Arc::new(meta(&rule, path));
         let status = match map.route(&rule.logsource) {
             None => RuleStatus::Inactive {
@@ -293,4 +294,30 @@ impl std::fmt::Display for Summary {
             self.inactive
         )
     }
+}
+
+/// Field-less values are keywords: the Sigma specification searches them in the whole message
+/// (substring), but rsigma compiles a field-less item written as a mapping (`'|all': [a, b]`,
+/// used by SigmaHQ's jexboss and pwnkit rules) as exact matches, which no log line can meet.
+/// Give such items the `contains` modifier, as a plain keyword list already has.
+fn keywords_contain(rule: &mut SigmaRule) {
+    use rsigma_parser::{Detection, Modifier};
+    fn walk(d: &mut Detection) {
+        match d {
+            Detection::AllOf(items) => {
+                for item in items {
+                    let m = &mut item.field.modifiers;
+                    let shaped = m
+                        .iter()
+                        .any(|x| !matches!(x, Modifier::All | Modifier::Cased));
+                    if item.field.name.is_none() && !shaped {
+                        m.push(Modifier::Contains);
+                    }
+                }
+            }
+            Detection::AnyOf(ds) | Detection::And(ds) => ds.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    rule.detection.named.values_mut().for_each(walk);
 }

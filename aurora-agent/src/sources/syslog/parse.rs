@@ -114,7 +114,7 @@ fn rfc5424(r: &str) -> Parts<'_> {
         host: nil(host),
         ident: nil(app),
         pid: nil(pid).and_then(|p| p.parse().ok()),
-        message: Cow::Borrowed(msg.trim_start_matches('\u{feff}')),
+        message: Cow::Borrowed(msg.trim_start_matches('\u{feff}').trim_start()),
         ..Default::default()
     }
 }
