@@ -43,6 +43,12 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Write the manual pages and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -47,6 +47,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Some(Command::GenerateAssets { dir }) => {
+            commands::assets::run(&dir).map(|()| ExitCode::SUCCESS)
+        }
         None => commands::run::run(cli.run).map(|()| ExitCode::SUCCESS),
     };
     match result {

@@ -36,7 +36,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// The whole test suite: fmt check, clippy, unit, replay, live eBPF, sink and deploy tests.
+    /// The whole test suite: fmt check, clippy, unit, replay, live eBPF, sink and deploy tests,
+    /// the kernel matrix and the packages.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -44,8 +45,12 @@ enum Task {
     },
     /// Benchmarks: replay throughput, live overhead, loss under load (table + JSON).
     Bench(bench::BenchArgs),
-    /// Release tarball and .deb in dist/.
-    Dist,
+    /// Release tarball, .deb, .rpm and debug symbols in dist/ (reproducible).
+    Dist {
+        /// Then check them: same bytes when rebuilt, lintian, install/remove/purge, rpm.
+        #[arg(long)]
+        check: bool,
+    },
     /// The kernel matrix: each pinned Debian kernel under QEMU, then the host kernel.
     Kernels {
         /// Skip the host kernel (VMs only).
@@ -181,6 +186,15 @@ fn run_task(task: Task) -> Result<()> {
                 let (p, f) = kernels::run_matrix(true)?;
                 passed += p;
                 failed += f;
+                step("packages (dist --check: reproducible, lintian, install/purge, rpm)");
+                setup::ensure_dist()?;
+                match dist::run_dist(true) {
+                    Ok(()) => passed += 1,
+                    Err(e) => {
+                        eprintln!("xtask: packages: FAILED: {e:#}");
+                        failed += 1;
+                    }
+                }
             }
             println!("{passed} passed, {failed} failed");
             if failed > 0 {
@@ -192,9 +206,10 @@ fn run_task(task: Task) -> Result<()> {
             setup::ensure(false)?;
             bench::run(a)
         }
-        Task::Dist => {
-            setup::ensure(false)?;
-            dist::run_dist()
+        Task::Dist { check } => {
+            setup::ensure(check)?;
+            setup::ensure_dist()?;
+            dist::run_dist(check)
         }
         Task::Kernels { no_host } => {
             setup::ensure(true)?;

@@ -33,6 +33,15 @@ const TEST_PKGS: &[&str] = &[
     "dnsmasq-base",
 ];
 
+/// What `cargo xtask dist` needs (rpmbuild; objcopy comes with the toolchain's binutils) and
+/// what its `--check` uses (lintian, rpmlint, man).
+const DIST_PKGS: &[&str] = &["rpm", "binutils", "lintian", "rpmlint", "man-db"];
+
+/// Install the packaging tools (idempotent).
+pub fn ensure_dist() -> Result<()> {
+    apt_install(DIST_PKGS)
+}
+
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", pkg])

@@ -1,5 +1,6 @@
 //! One module per subcommand; `main.rs` only dispatches.
 pub mod alerting;
+pub mod assets;
 pub mod live;
 pub mod record;
 pub mod replay;
