@@ -43,6 +43,9 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Central detection: events from a NATS JetStream stream through the same pipeline as
+    /// replay, as a durable pull consumer (instances sharing --consumer split the work).
+    Consume(Box<ConsumeArgs>),
     /// Write the manual pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets {
@@ -196,6 +199,48 @@ pub struct OutputArgs {
     /// [default: 10000]
     #[arg(long, value_name = "N")]
     pub sink_queue: Option<usize>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct NatsArgs {
+    /// Publish alerts to NATS JetStream (subject aurora.alerts.HOST), acknowledged, through a
+    /// disk spool (repeatable: servers of one cluster). Example: --nats-url nats://10.0.0.7:4222
+    #[arg(long = "nats-url", value_name = "URL")]
+    pub nats_url: Vec<String>,
+    /// Also publish every enriched event (aurora.events.HOST.KIND) for central detection.
+    #[arg(long)]
+    pub nats_events: bool,
+    /// NATS credentials file (JWT + nkey). Example: --nats-creds /etc/aurora/nats.creds
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// File holding an nkey seed for NATS authentication.
+    #[arg(long, value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
+    /// CA certificate (PEM) of tls:// NATS servers.
+    #[arg(long, value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// JetStream stream (created with subjects aurora.> when missing). [default: AURORA]
+    #[arg(long, value_name = "NAME")]
+    pub nats_stream: Option<String>,
+    /// Do not create the stream; wait for it to exist.
+    #[arg(long)]
+    pub nats_no_create: bool,
+    /// Limit of a created stream in bytes (K/M/G suffix). [default: 1G]
+    #[arg(long, value_name = "SIZE")]
+    pub nats_stream_max_bytes: Option<String>,
+    /// Age limit of a created stream's messages, in hours. [default: 168]
+    #[arg(long, value_name = "HOURS")]
+    pub nats_stream_max_age: Option<u64>,
+    /// Directory of the NATS spool (shared by the agent and replay: a later run delivers what
+    /// an earlier one spooled). [default: /var/lib/aurora/spool]
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Disk budget of the spool (K/M/G suffix); over it the oldest events are dropped first,
+    /// then the oldest alerts, counted. [default: 256M]
+    #[arg(long, value_name = "SIZE")]
+    pub spool_max_bytes: Option<String>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -241,6 +286,27 @@ pub struct ReplayArgs {
     /// Files to replay; - reads stdin.
     #[arg(value_name = "FILE", required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConsumeArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The stream to read (events published with --nats-events). [default: AURORA]
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Durable consumer name; instances with the same name share the work. [default:
+    /// aurora-detect]
+    #[arg(long, value_name = "NAME")]
+    pub consumer: Option<String>,
+    /// Stop after this many seconds without a message (CI pipelines). [default: run until
+    /// SIGINT/SIGTERM]
+    #[arg(long, value_name = "SECS")]
+    pub idle_exit: Option<f64>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

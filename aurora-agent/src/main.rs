@@ -7,9 +7,10 @@ use aurora_agent::commands;
 use clap::Parser;
 
 fn init_logging(verbose: u8) {
+    // The NATS client logs every reconnect attempt at info: our sink reports outages itself.
     let default = match verbose {
-        0 => "info",
-        1 => "debug",
+        0 => "info,async_nats=warn",
+        1 => "debug,async_nats=info",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AURORA_LOG")
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
     let verbose = match &cli.command {
         Some(Command::Record(a)) => a.global.verbose,
         Some(Command::Replay(a)) => a.global.verbose,
+        Some(Command::Consume(a)) => a.global.verbose,
         _ => cli.run.global.verbose,
     };
     init_logging(verbose);
@@ -41,6 +43,13 @@ fn main() -> ExitCode {
             }
         }),
         Some(Command::Replay(args)) => commands::replay::run(*args).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
+        Some(Command::Consume(args)) => commands::consume::run(*args).map(|ok| {
             if ok {
                 ExitCode::SUCCESS
             } else {

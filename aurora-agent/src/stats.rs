@@ -140,6 +140,12 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     pub reconnects: AtomicU64,
     pub errors: AtomicU64,
+    /// Events delivered (sinks that ship events: NATS with --nats-events).
+    pub events_sent: AtomicU64,
+    /// Events dropped (the NATS spool's byte budget drops the oldest events first).
+    pub events_dropped: AtomicU64,
+    /// Messages the server already had (a retried publish inside the duplicate window).
+    pub duplicates: AtomicU64,
 }
 
 impl SinkStats {

@@ -18,7 +18,8 @@ const BUILD_PKGS: &[&str] = &[
 /// What the tests use: a real rsyslog (UDP/TCP/TLS), openssl for test certificates,
 /// systemd-analyze for the unit checks; QEMU, busybox, cpio and liburing (the io_uring
 /// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus); dnsmasq for
-/// the DNS correlation test; auditd (a private instance) for the audit-log source test.
+/// the DNS correlation test; auditd (a private instance) for the audit-log source test;
+/// nats-server (JetStream) for the fleet transport tests.
 const TEST_PKGS: &[&str] = &[
     "auditd",
     "rsyslog",
@@ -31,6 +32,7 @@ const TEST_PKGS: &[&str] = &[
     "liburing-dev",
     "prometheus",
     "dnsmasq-base",
+    "nats-server",
 ];
 
 /// What `cargo xtask dist` needs (rpmbuild; objcopy comes with the toolchain's binutils) and

@@ -50,6 +50,8 @@ pub struct AlertHandler {
     trace: bool,
     control: Arc<Control>,
     buf: Vec<Alert>,
+    /// A sink ships events too (NATS --nats-events).
+    ship_events: bool,
     /// Alerts per rule key (for summaries).
     pub per_rule: std::collections::BTreeMap<String, u64>,
 }
@@ -59,6 +61,7 @@ impl AlertHandler {
         detector.publish_states();
         AlertHandler {
             detector,
+            ship_events: sinks.wants_events(),
             sinks,
             trace,
             control,
@@ -72,6 +75,9 @@ impl EventHandler for AlertHandler {
     fn handle(&mut self, ev: Event) {
         if self.trace {
             tracing::info!(target: "aurora::trace", "{}", serde_json::to_string(&ev).unwrap_or_default());
+        }
+        if self.ship_events {
+            self.sinks.event(&ev);
         }
         self.detector.evaluate(&ev, &mut self.buf);
         for a in self.buf.drain(..) {

@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only dispatches.
 pub mod alerting;
 pub mod assets;
+pub mod consume;
 pub mod live;
 pub mod record;
 pub mod replay;

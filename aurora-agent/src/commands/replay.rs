@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::alerting::{spawn_reloader, AlertHandler, Control};
 use super::run::close_sinks;
-use super::settings::{build_sinks, detect_config, load_file};
+use super::settings::{build_sinks_draining, detect_config, load_file, NATS_DRAIN_REPLAY};
 use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::detect::Detector;
 use crate::enrich::replay::ReplayCorrelator;
@@ -37,7 +37,7 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let sinks = build_sinks(&args.output, &file, rt.handle())?;
+    let sinks = build_sinks_draining(&args.output, &file, rt.handle(), NATS_DRAIN_REPLAY)?;
     for k in sinks.all_stats() {
         stats.register_sink(k);
     }

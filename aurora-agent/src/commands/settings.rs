@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cli::{DetectArgs, GlobalArgs, OutputArgs, SensorArgs};
+use crate::cli::{DetectArgs, GlobalArgs, NatsArgs, OutputArgs, SensorArgs};
 use crate::config::{self, ConfigFile};
 use crate::detect::rules::AlertLevel;
 use crate::detect::DetectConfig;
 use crate::enrich::EnrichConfig;
 use crate::sinks::file::{FileFormat, FileSink};
+use crate::sinks::nats::{NatsConfig, NatsSink};
 use crate::sinks::network::{tls_config, NetworkSink, Transport};
 use crate::sinks::stdout::StdoutSink;
 use crate::sinks::syslog::format::{self as syslog_format, Formatter, Payload, Rfc};
@@ -178,11 +179,26 @@ fn payload(flag: &str, v: Option<String>, default: Payload) -> Result<Payload> {
     }
 }
 
+/// How long a stopping agent keeps delivering to NATS (its shutdown budget is 1.5 s).
+pub const NATS_DRAIN_LIVE: Duration = Duration::from_secs(1);
+/// How long `replay` waits for NATS acknowledgements before leaving the rest in the spool.
+pub const NATS_DRAIN_REPLAY: Duration = Duration::from_secs(4);
+
 /// Build every sink the flags and config ask for. Network sink tasks run on `rt`.
 pub fn build_sinks(
     o: &OutputArgs,
     file: &ConfigFile,
     rt: &tokio::runtime::Handle,
+) -> Result<SinkSet> {
+    build_sinks_draining(o, file, rt, NATS_DRAIN_LIVE)
+}
+
+/// `build_sinks`, with the NATS sink's drain time at stop.
+pub fn build_sinks_draining(
+    o: &OutputArgs,
+    file: &ConfigFile,
+    rt: &tokio::runtime::Handle,
+    nats_drain: Duration,
 ) -> Result<SinkSet> {
     let rfc = match o.syslog_rfc.or(file.syslog_rfc).unwrap_or(5424) {
         5424 => Rfc::R5424,
@@ -281,8 +297,91 @@ pub fn build_sinks(
         }
         None => {}
     }
+    if let Some(mut cfg) = nats_config(&o.nats, file)? {
+        cfg.drain = nats_drain;
+        sinks.push(Box::new(NatsSink::start(cfg, rt)?));
+    }
     if sinks.is_empty() {
-        bail!("no output: --no-stdout without --logfile, --udp-target or --tcp-target would discard every alert");
+        bail!("no output: --no-stdout without --logfile, --udp-target, --tcp-target or --nats-url would discard every alert");
     }
     Ok(sinks)
+}
+
+/// `512K`, `256M`, `1G` or bytes.
+fn byte_size(flag: &str, s: &str) -> Result<u64> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .with_context(|| format!("{flag} {s}: expected a positive size such as 256M"))
+}
+
+/// The NATS sink's config from `--nats-*`/`--spool-*` over the config file; None without a URL.
+pub fn nats_config(n: &NatsArgs, file: &ConfigFile) -> Result<Option<NatsConfig>> {
+    let urls = if n.nats_url.is_empty() {
+        file.nats_url.clone().unwrap_or_default()
+    } else {
+        n.nats_url.clone()
+    };
+    if urls.is_empty() {
+        if n.nats_events || n.nats_creds.is_some() || n.nats_stream.is_some() {
+            bail!("--nats-events/--nats-creds/--nats-stream given without --nats-url");
+        }
+        return Ok(None);
+    }
+    for u in &urls {
+        u.parse::<async_nats::ServerAddr>()
+            .map_err(|e| anyhow::anyhow!("--nats-url {u}: {e}"))?;
+    }
+    let max_bytes = match n
+        .nats_stream_max_bytes
+        .clone()
+        .or_else(|| file.nats_stream_max_bytes.clone())
+    {
+        Some(s) => i64::try_from(byte_size("--nats-stream-max-bytes", &s)?)?,
+        None => NatsConfig::DEFAULT_STREAM_MAX_BYTES,
+    };
+    let spool_max = match n
+        .spool_max_bytes
+        .clone()
+        .or_else(|| file.spool_max_bytes.clone())
+    {
+        Some(s) => byte_size("--spool-max-bytes", &s)?,
+        None => NatsConfig::DEFAULT_SPOOL_MAX_BYTES,
+    };
+    let max_age = match n.nats_stream_max_age.or(file.nats_stream_max_age) {
+        Some(0) => bail!("--nats-stream-max-age 0: must be at least 1 hour"),
+        Some(h) => Duration::from_secs(h * 3600),
+        None => NatsConfig::DEFAULT_STREAM_MAX_AGE,
+    };
+    Ok(Some(NatsConfig {
+        urls,
+        credentials: n.nats_creds.clone().or_else(|| file.nats_creds.clone()),
+        nkey: n.nats_nkey.clone().or_else(|| file.nats_nkey.clone()),
+        tls_ca: n.nats_tls_ca.clone().or_else(|| file.nats_tls_ca.clone()),
+        events: n.nats_events || file.nats_events.unwrap_or(false),
+        stream: n
+            .nats_stream
+            .clone()
+            .or_else(|| file.nats_stream.clone())
+            .unwrap_or_else(|| NatsConfig::DEFAULT_STREAM.into()),
+        create_stream: !(n.nats_no_create || file.nats_no_create.unwrap_or(false)),
+        stream_max_bytes: max_bytes,
+        stream_max_age: max_age,
+        spool_dir: n
+            .spool_dir
+            .clone()
+            .or_else(|| file.spool_dir.clone())
+            .unwrap_or_else(|| NatsConfig::DEFAULT_SPOOL_DIR.into()),
+        spool_max_bytes: spool_max,
+        drain: NATS_DRAIN_LIVE,
+    }))
 }

@@ -1,8 +1,10 @@
 //! Where alerts leave the agent: stdout (json|text), a logfile (json|syslog), syslog over UDP,
 //! TCP or TLS. Local sinks write synchronously into buffers flushed when the pipeline idles;
 //! network sinks hand formatted messages to their own task through a bounded queue, so a dead
-//! collector never blocks detection (overflow is counted).
+//! collector never blocks detection (overflow is counted); the NATS sink spools to disk
+//! first and delivers from there (`nats/`).
 pub mod file;
+pub mod nats;
 pub mod network;
 pub mod sanitize;
 pub mod stdout;
@@ -17,6 +19,11 @@ use crate::stats::SinkStats;
 
 pub trait Sink: Send {
     fn emit(&mut self, alert: &Alert);
+    /// Every enriched event, for sinks that ship events too (`wants_events`).
+    fn event(&mut self, _ev: &crate::event::Event) {}
+    fn wants_events(&self) -> bool {
+        false
+    }
     fn flush(&mut self) {}
     /// SIGHUP: reopen files (logrotate).
     fn reopen(&mut self) {}
@@ -40,6 +47,19 @@ impl SinkSet {
 
     pub fn is_empty(&self) -> bool {
         self.sinks.is_empty()
+    }
+
+    /// Whether any sink ships events (checked once: the hot path skips `event` otherwise).
+    pub fn wants_events(&self) -> bool {
+        self.sinks.iter().any(|s| s.wants_events())
+    }
+
+    pub fn event(&mut self, ev: &crate::event::Event) {
+        for s in &mut self.sinks {
+            if s.wants_events() {
+                s.event(ev);
+            }
+        }
     }
 
     pub fn emit(&mut self, a: &Alert) {

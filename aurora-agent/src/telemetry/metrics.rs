@@ -392,6 +392,27 @@ impl StatsCollector {
             Counter,
             per_sink(|k| &k.errors),
         )?;
+        family(
+            enc,
+            "aurora_sink_events_sent",
+            "Events delivered by each sink that ships events (NATS --nats-events).",
+            Counter,
+            per_sink(|k| &k.events_sent),
+        )?;
+        family(
+            enc,
+            "aurora_sink_events_dropped",
+            "Events dropped by each sink (the NATS spool budget drops the oldest events first).",
+            Counter,
+            per_sink(|k| &k.events_dropped),
+        )?;
+        family(
+            enc,
+            "aurora_sink_duplicates",
+            "Messages the server already held (retries inside JetStream's duplicate window).",
+            Counter,
+            per_sink(|k| &k.duplicates),
+        )?;
         Ok(())
     }
 }

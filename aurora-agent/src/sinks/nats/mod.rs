@@ -1,0 +1,240 @@
+//! The fleet sink: alerts (and, with `--nats-events`, every enriched event) published to NATS
+//! JetStream with acknowledgement. Each message gets a `Nats-Msg-Id` once, when it is made,
+//! so a retry inside the stream's duplicate window is stored once (at-least-once publishing,
+//! exactly-once in the stream). Every message goes through the disk spool first (`spool`):
+//! an outage or a restart is only a longer queue, drained in order on reconnect; the spool is
+//! bounded by a byte budget that drops the oldest events before any alert.
+//!
+//! Subjects: `aurora.alerts.<host>`, `aurora.events.<host>.<kind>`; `publish` creates the
+//! stream (`AURORA`, subjects `aurora.>`, file storage) when it does not exist.
+pub mod publish;
+pub mod spool;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use tokio::sync::{watch, Notify};
+
+use super::Sink;
+use crate::detect::alert::Alert;
+use crate::event::Event;
+use crate::stats::SinkStats;
+use spool::{Record, Spool, SpoolWriter};
+
+/// How to reach NATS and what to publish; built from `--nats-*`, `--spool-*` (or the config
+/// file) in `commands/settings.rs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatsConfig {
+    /// Server URLs (several: the client fails over between them).
+    pub urls: Vec<String>,
+    pub credentials: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    pub nkey: Option<PathBuf>,
+    /// CA certificate for `tls://` servers.
+    pub tls_ca: Option<PathBuf>,
+    /// Publish every event too, not only alerts.
+    pub events: bool,
+    pub stream: String,
+    pub create_stream: bool,
+    pub stream_max_bytes: i64,
+    pub stream_max_age: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    /// How long a stopping agent keeps delivering before it leaves the rest in the spool.
+    pub drain: Duration,
+}
+
+impl NatsConfig {
+    pub const DEFAULT_STREAM: &'static str = "AURORA";
+    pub const DEFAULT_SPOOL_DIR: &'static str = "/var/lib/aurora/spool";
+    pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
+    pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
+    pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+}
+
+/// `a.b c` → `a_b_c`: a host name as one subject token.
+pub fn subject_token(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '.' | '*' | '>' | ' ' | '\t' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// Message ids unique across runs: host, this run's start time, a counter.
+struct Ids {
+    prefix: String,
+    seq: u64,
+}
+
+impl Ids {
+    fn next(&mut self, kind: char) -> String {
+        self.seq += 1;
+        format!("{}-{kind}{}", self.prefix, self.seq)
+    }
+}
+
+pub struct NatsSink {
+    alerts: SpoolWriter,
+    alert_spool: Spool,
+    events: Option<(SpoolWriter, Spool)>,
+    budget: u64,
+    host: String,
+    ids: Ids,
+    notify: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    stats: Arc<SinkStats>,
+}
+
+impl NatsSink {
+    /// Open the spools (resuming what an earlier run left) and start delivering on `rt`.
+    pub fn start(cfg: NatsConfig, rt: &tokio::runtime::Handle) -> Result<NatsSink> {
+        let spool = |sub: &str| -> Result<Spool> {
+            let d = cfg.spool_dir.join(sub);
+            Spool::open(&d).with_context(|| format!("--spool-dir {}", d.display()))
+        };
+        let alert_spool = spool("alerts")?;
+        let alerts = alert_spool.writer()?;
+        let events = if cfg.events {
+            let s = spool("events")?;
+            Some((s.writer()?, s))
+        } else {
+            None
+        };
+        let stats = Arc::new(SinkStats::named("nats"));
+        let pending = alert_spool.pending_records();
+        stats.queued.store(pending, Ordering::Relaxed);
+        if pending > 0 {
+            tracing::info!("nats: {pending} alerts spooled by an earlier run are delivered first");
+        }
+        let host = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let notify = Arc::new(Notify::new());
+        let (stop, stop_rx) = watch::channel(false);
+        let task = rt.spawn(publish::run(
+            cfg.clone(),
+            alert_spool.clone(),
+            events.as_ref().map(|(_, s)| s.clone()),
+            notify.clone(),
+            stop_rx,
+            stats.clone(),
+        ));
+        Ok(NatsSink {
+            alerts,
+            alert_spool,
+            events,
+            budget: cfg.spool_max_bytes,
+            ids: Ids {
+                prefix: format!("{}-{started:x}", subject_token(&host)),
+                seq: 0,
+            },
+            host: subject_token(&host),
+            notify,
+            stop,
+            task: Some(task),
+            stats,
+        })
+    }
+
+    /// Over the byte budget: drop the oldest event segments, then (only then) alert ones.
+    fn enforce_budget(&mut self) {
+        let total = |s: &Self| {
+            s.alert_spool.bytes() + s.events.as_ref().map(|(_, e)| e.bytes()).unwrap_or(0)
+        };
+        while total(self) > self.budget {
+            let dropped = self
+                .events
+                .as_ref()
+                .map(|(_, e)| e.drop_oldest())
+                .unwrap_or(0);
+            if dropped > 0 {
+                self.stats
+                    .events_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
+                continue;
+            }
+            let lost = self.alert_spool.drop_oldest();
+            if lost == 0 {
+                break;
+            }
+            self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+            self.stats.queued.fetch_sub(
+                lost.min(self.stats.queued.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            tracing::error!(
+                "nats: spool budget exceeded by alerts alone: {lost} oldest alerts dropped"
+            );
+        }
+    }
+}
+
+impl Sink for NatsSink {
+    fn emit(&mut self, alert: &Alert) {
+        let r = Record {
+            id: self.ids.next('a'),
+            subject: format!("aurora.alerts.{}", self.host),
+            payload: alert.to_json().into_bytes(),
+        };
+        match self.alerts.append(&r) {
+            Ok(()) => {
+                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                self.enforce_budget();
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("nats: spooling an alert failed: {e}");
+            }
+        }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        let Some((w, _)) = self.events.as_mut() else {
+            return;
+        };
+        let r = Record {
+            id: self.ids.next('e'),
+            subject: format!("aurora.events.{}.{}", self.host, ev.kind.category()),
+            payload: serde_json::to_vec(ev).unwrap_or_default(),
+        };
+        if w.append(&r).is_err() {
+            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.enforce_budget();
+    }
+
+    fn wants_events(&self) -> bool {
+        self.events.is_some()
+    }
+
+    fn flush(&mut self) {
+        let mut ok = self.alerts.flush().is_ok();
+        if let Some((w, _)) = self.events.as_mut() {
+            ok &= w.flush().is_ok();
+        }
+        if !ok {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.notify.notify_one();
+    }
+
+    fn stats(&self) -> Arc<SinkStats> {
+        self.stats.clone()
+    }
+
+    fn shutdown(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.flush();
+        let _ = self.stop.send(true);
+        self.task.take()
+    }
+}
