@@ -4,6 +4,7 @@
 mod bench;
 mod corpora;
 mod dist;
+mod fuzz;
 mod kernels;
 mod setup;
 #[path = "../../tests/common/testdata.rs"]
@@ -50,6 +51,11 @@ enum Task {
         /// Then check them: same bytes when rebuilt, lintian, install/remove/purge, rpm.
         #[arg(long)]
         check: bool,
+    },
+    /// Run every cargo-fuzz target for SECONDS each (seeded from the fixtures); fails on a crash.
+    Fuzz {
+        #[arg(default_value_t = 60)]
+        seconds: u64,
     },
     /// The kernel matrix: each pinned Debian kernel under QEMU, then the host kernel.
     Kernels {
@@ -186,6 +192,14 @@ fn run_task(task: Task) -> Result<()> {
                 let (p, f) = kernels::run_matrix(true)?;
                 passed += p;
                 failed += f;
+                step("fuzz targets, 10 s each (the bench runs them 60 s each)");
+                match fuzz::run_fuzz(10) {
+                    Ok(()) => passed += 1,
+                    Err(e) => {
+                        eprintln!("xtask: fuzz: FAILED: {e:#}");
+                        failed += 1;
+                    }
+                }
                 step("packages (dist --check: reproducible, lintian, install/purge, rpm)");
                 setup::ensure_dist()?;
                 match dist::run_dist(true) {
@@ -205,6 +219,10 @@ fn run_task(task: Task) -> Result<()> {
         Task::Bench(a) => {
             setup::ensure(false)?;
             bench::run(a)
+        }
+        Task::Fuzz { seconds } => {
+            setup::ensure(false)?;
+            fuzz::run_fuzz(seconds)
         }
         Task::Dist { check } => {
             setup::ensure(check)?;

@@ -61,7 +61,8 @@ fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
 pub fn run(args: RunArgs) -> Result<()> {
     let settings = Settings::for_sensors(&args.global, &args.sensors)?;
     let file = settings.file.clone();
-    let cfg: DetectConfig = detect_config(&args.detect, &file, false)?;
+    let mut cfg: DetectConfig = detect_config(&args.detect, &file, false)?;
+    cfg.collected = Some(settings.collected_kinds());
     let stats = Arc::new(Stats::default());
     // Fail fast on the logsource mapping before touching the kernel (flags and rule
     // directories were validated by detect_config).

@@ -10,6 +10,7 @@ use crate::config::{self, ConfigFile};
 use crate::detect::rules::AlertLevel;
 use crate::detect::DetectConfig;
 use crate::enrich::EnrichConfig;
+use crate::event::EventKind;
 use crate::sinks::file::{FileFormat, FileSink};
 use crate::sinks::nats::{NatsConfig, NatsSink};
 use crate::sinks::network::{tls_config, NetworkSink, Transport};
@@ -42,6 +43,25 @@ pub fn load_file(global: &GlobalArgs) -> Result<ConfigFile> {
 }
 
 impl Settings {
+    /// The event kinds this live run collects: the eBPF sensors' and the followed logs'.
+    pub fn collected_kinds(&self) -> Vec<EventKind> {
+        let mut k = vec![
+            EventKind::ProcessCreation,
+            EventKind::NetworkConnection,
+            EventKind::ProcessTermination,
+        ];
+        if self.ebpf.file_sensor != FileSensorMode::Off {
+            k.push(EventKind::FileEvent);
+        }
+        if self.logs.audit_log.is_some() {
+            k.push(EventKind::Audit);
+        }
+        if !self.logs.system_logs.is_empty() {
+            k.push(EventKind::SystemLog);
+        }
+        k
+    }
+
     pub fn for_sensors(global: &GlobalArgs, s: &SensorArgs) -> Result<Settings> {
         let file = load_file(global)?;
         let ring = s.ringbuf_size.clone().or_else(|| file.ringbuf_size.clone());
@@ -167,6 +187,7 @@ pub fn detect_config(
             d.process_exclude.clone()
         },
         event_time_throttle,
+        collected: None,
     })
 }
 

@@ -33,6 +33,10 @@ pub struct DetectConfig {
     pub process_exclude: Vec<String>,
     /// Throttle on event timestamps (replay) instead of the wall clock (live).
     pub event_time_throttle: bool,
+    /// The event kinds this run collects (the live agent: its sensors and the logs it
+    /// follows); rules of other kinds are loaded inactive, saying why, and cost nothing.
+    /// None: every kind (replay, consume, rules check).
+    pub collected: Option<Vec<EventKind>>,
 }
 
 impl Default for DetectConfig {
@@ -45,6 +49,7 @@ impl Default for DetectConfig {
             throttle_burst: 5,
             process_exclude: vec![],
             event_time_throttle: false,
+            collected: None,
         }
     }
 }
@@ -109,7 +114,19 @@ impl Detector {
     /// warned about); only directory, mapping or flag problems are errors.
     pub fn load(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
         let map = mapping(cfg)?;
-        let entries = rules::load(&cfg.rule_dirs, &map, cfg.min_level, false)?;
+        let mut entries = rules::load(&cfg.rule_dirs, &map, cfg.min_level, false)?;
+        if let Some(kinds) = &cfg.collected {
+            for e in &mut entries {
+                if let RuleStatus::Active { kind, .. } = e.status {
+                    if !kinds.contains(&kind) {
+                        e.status = RuleStatus::Inactive {
+                            reason: format!("no {kind} source runs here ({})", source_hint(kind)),
+                        };
+                        e.rule = None;
+                    }
+                }
+            }
+        }
         let throttle = if cfg.event_time_throttle {
             Throttle::event_time(cfg.throttle_rate, cfg.throttle_burst)?
         } else {
@@ -285,6 +302,16 @@ impl Detector {
             .into_iter()
             .filter(|k| !self.sets[k.index()].is_empty())
             .collect()
+    }
+}
+
+/// The flag that turns on the source of a kind.
+fn source_hint(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Audit => "--audit-log PATH",
+        EventKind::SystemLog => "--system-log journald|PATH",
+        EventKind::FileEvent => "--file-sensor auto",
+        _ => "the eBPF sensors",
     }
 }
 

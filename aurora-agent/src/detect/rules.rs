@@ -186,7 +186,23 @@ fn load_file(
     check_compile: bool,
     out: &mut Vec<RuleEntry>,
 ) {
-    let collection = match rsigma_parser::parse_sigma_file(path) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_text(path, &text, map, min_level, check_compile, out),
+        Err(e) => out.push(invalid(path, e.to_string())),
+    }
+}
+
+/// Classify the rules of one file's text (`path` names it in entries). Never panics on input:
+/// the fuzz target `rule_loader` feeds it arbitrary text.
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    map: &LogsourceMap,
+    min_level: AlertLevel,
+    check_compile: bool,
+    out: &mut Vec<RuleEntry>,
+) {
+    let collection = match rsigma_parser::parse_sigma_yaml(text) {
         Ok(c) => c,
         Err(e) => return out.push(invalid(path, e.to_string())),
     };

@@ -4,7 +4,9 @@
 //! Parts: detect (replay throughput, criterion-free harness in aurora-agent/benches), exec
 //! (exec-loop slowdown, agent CPU per exec, max RSS, kernel loss, 10 triggers under the storm),
 //! storms (file creation by syscalls and io_uring, loopback connects: seen vs expected), ring
-//! (smallest zero-loss ring), syscalls (the syscall tax of each file sensor mode).
+//! (smallest zero-loss ring), syscalls (the syscall tax of each file sensor mode), auditd (the
+//! exec loop under auditd's execve rule next to Aurora), nats (acked publish throughput and
+//! the spool's cost).
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -16,12 +18,16 @@ use serde_json::{json, Value};
 
 use crate::{root, run as run_cmd, step};
 
+mod fleet;
+mod peers;
 mod storms;
 mod syscalls;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Parts to run (comma-separated): detect, exec, storms, ring, syscalls. [default: all]
+    /// Parts to run (comma-separated): detect, exec, storms, ring, syscalls, auditd, nats,
+    /// fuzz.
+    /// [default: all]
     #[arg(long, value_delimiter = ',')]
     parts: Vec<String>,
     /// Execs per loop in the exec part.
@@ -224,7 +230,7 @@ pub(crate) fn workload(program: &str) -> Command {
     c
 }
 
-fn exec_loop(n: usize, trigger_dir: &Path, round: usize) -> Result<Duration> {
+pub(crate) fn exec_loop(n: usize, trigger_dir: &Path, round: usize) -> Result<Duration> {
     let every = (n / 10).max(1);
     let t = Instant::now();
     for i in 0..n {
@@ -417,6 +423,18 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     if want("syscalls") {
         results["syscalls"] = syscalls::part(&a)?;
     }
+    if want("auditd") {
+        results["auditd"] = peers::part_auditd(&a, &sigmahq)?;
+    }
+    if want("nats") {
+        results["nats"] = fleet::part_nats(&a)?;
+    }
+    if want("fuzz") {
+        let secs = if a.quick { 10 } else { 60 };
+        crate::fuzz::run_fuzz(secs)?;
+        results["fuzz"] =
+            json!({"targets": crate::fuzz::TARGETS, "seconds_each": secs, "crashes": 0});
+    }
     results["duration_s"] = json!(started.elapsed().as_secs());
     let path = out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
@@ -496,6 +514,41 @@ fn print_table(r: &Value) {
                 if mode == "tracepoint" { "-" } else { "<= 1" },
             );
         }
+    }
+    if let Some(x) = r.get("auditd") {
+        row(
+            "exec loop under auditd's execve rule (%)",
+            &json!(format!(
+                "{} {}",
+                x["auditd_execve_slowdown_pct"], x["auditd_execve_slowdown_pct_per_round"]
+            )),
+            "[auditd: +20.7]",
+        );
+        row(
+            "exec loop under Aurora, same rounds (%)",
+            &json!(format!(
+                "{} {}",
+                x["aurora_slowdown_pct"], x["aurora_slowdown_pct_per_round"]
+            )),
+            "<= 2",
+        );
+    }
+    if let Some(x) = r.get("nats") {
+        row(
+            "NATS alerts published, acked (/s)",
+            &x["alerts_per_s_acked"],
+            "-",
+        );
+        row(
+            "NATS events published, acked (/s)",
+            &x["events_per_s_acked"],
+            "-",
+        );
+        row(
+            "spool + publish cost per event (us)",
+            &x["spool_and_publish_us_per_event"],
+            "-",
+        );
     }
     if let Some(g) = r.get("ring") {
         row(

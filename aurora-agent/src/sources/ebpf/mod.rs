@@ -1,6 +1,6 @@
 //! Live telemetry: loads the embedded CO-RE object, attaches the programs and drains one ring
 //! per program into the pipeline queue.
-mod decode;
+pub mod decode;
 pub mod drain;
 mod listeners;
 pub mod preflight;
