@@ -102,6 +102,30 @@ fn stream_messages(url: &str, subject: &str) -> Vec<(String, Value)> {
     })
 }
 
+/// Pull requests waiting on the durable consumer `name` (0 while it does not exist).
+fn waiting_pulls(url: &str, name: &str) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let Ok(client) = async_nats::connect(url).await else {
+            return 0;
+        };
+        let js = async_nats::jetstream::new(client);
+        let Ok(stream) = js.get_stream("AURORA").await else {
+            return 0;
+        };
+        let Ok(mut c) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
+            .await
+        else {
+            return 0;
+        };
+        c.info().await.map(|i| i.num_waiting).unwrap_or(0)
+    })
+}
+
 fn wait_count(url: &str, subject: &str, n: usize, secs: u64) -> Vec<(String, Value)> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -258,8 +282,16 @@ fn two_consumers_split_the_stream_and_together_alert_once_per_event() {
     };
     let (la, lb) = (dir.path().join("a.log"), dir.path().join("b.log"));
     let (a, b) = (consume(&la), consume(&lb));
-    // Both instances are pulling before the events arrive.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Both instances are pulling (JetStream sees their waiting pull requests) before the
+    // events arrive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while waiting_pulls(&url, "aurora-detect") < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the two consumers never both pulled"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = replay_cmd(&url, &dir.path().join("spool"))
         .arg("--nats-events")
         .arg(&input)

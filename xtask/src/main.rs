@@ -182,7 +182,8 @@ fn run_task(task: Task) -> Result<()> {
             // Live tests share the kernel's sensors and the machine's 2 cores: one at a time.
             let (mut passed, mut failed) = cargo_test_counts(
                 cargo()
-                    .args(["test", "--workspace"])
+                    // Every test binary runs even after a failure: one run reports them all.
+                    .args(["test", "--workspace", "--no-fail-fast"])
                     .args(&args)
                     .args(["--", "--test-threads=1"]),
             )?;

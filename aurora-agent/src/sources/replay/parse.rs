@@ -1,10 +1,12 @@
 //! One JSONL line → [`Event`]. Our format (what `aurora record` writes) and Nextron
 //! aurora-linux's replay format (`_provider`, `_eventID`, `_source`, `_timestamp`, all-string
 //! fields) are both accepted. Numbers may be JSON numbers or numeric strings; schema-numeric
-//! fields are normalised to numbers.
+//! fields are normalised to numbers. The line is read straight into the event (serde's
+//! visitor over the JSON map: no `serde_json::Value` tree, schema field names not allocated).
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_json::{Map, Value as Json};
+use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::enrich::clock::utc_time;
 use crate::event::names::{self as f, NUMERIC};
@@ -16,53 +18,271 @@ use crate::event::time::parse_utc;
 const GO_EVENT_ID: &str = "_eventID";
 const GO_TIMESTAMP: &str = "_timestamp";
 
-fn event_id(v: &Json) -> Result<u64, String> {
+/// Field names of the schema: a line's keys that are one of these are not allocated.
+const KNOWN: &[&str] = &[
+    f::PROCESS_GUID,
+    f::PROCESS_ID,
+    f::IMAGE,
+    f::COMMAND_LINE,
+    f::COMMAND_LINE_TRUNCATED,
+    f::CURRENT_DIRECTORY,
+    f::USER,
+    f::LOGON_ID,
+    f::PARENT_PROCESS_GUID,
+    f::PARENT_PROCESS_ID,
+    f::PARENT_IMAGE,
+    f::PARENT_COMMAND_LINE,
+    f::PARENT_USER,
+    f::CONTAINER_ID,
+    f::CGROUP_PATH,
+    f::EXIT_CODE,
+    f::TARGET_FILENAME,
+    f::CREATION_UTC_TIME,
+    f::FILE_ACTION,
+    f::PROTOCOL,
+    f::INITIATED,
+    f::SOURCE_IS_IPV6,
+    f::SOURCE_IP,
+    f::SOURCE_PORT,
+    f::DESTINATION_IS_IPV6,
+    f::DESTINATION_IP,
+    f::DESTINATION_HOSTNAME,
+    f::DESTINATION_PORT,
+];
+
+fn field_name(k: Key<'_>) -> Cow<'static, str> {
+    match KNOWN.iter().find(|n| **n == k.0.as_ref()) {
+        Some(n) => Cow::Borrowed(n),
+        None => Cow::Owned(k.0.into_owned()),
+    }
+}
+
+/// A key, borrowed from the line when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// One value as the line has it; objects and arrays are only named (skipped unread).
+enum Scalar {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// A number that is not an i64 (kept as its text).
+    Number(String),
+    Str(String),
+    Nested(&'static str),
+}
+
+impl Scalar {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "boolean",
+            Scalar::Int(_) | Scalar::Number(_) => "number",
+            Scalar::Str(_) => "string",
+            Scalar::Nested(t) => t,
+        }
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+        Ok(i64::try_from(v)
+            .map(Scalar::Int)
+            .unwrap_or_else(|_| Scalar::Number(v.to_string())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Number(
+            serde_json::Number::from_f64(v)
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+        while a.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Nested("array"))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+        while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Nested("object"))
+    }
+}
+
+fn event_id(v: &Scalar) -> Result<u64, String> {
     match v {
-        Json::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| format!("EventID {n} is not a positive integer")),
-        Json::String(s) => s
+        Scalar::Int(n) => {
+            u64::try_from(*n).map_err(|_| format!("EventID {n} is not a positive integer"))
+        }
+        Scalar::Number(n) => Err(format!("EventID {n} is not a positive integer")),
+        Scalar::Str(s) => s
             .trim()
             .parse()
             .map_err(|_| format!("EventID \"{s}\" is not a number")),
-        other => Err(format!("EventID has the wrong type ({})", type_name(other))),
+        other => Err(format!(
+            "EventID has the wrong type ({})",
+            other.type_name()
+        )),
     }
 }
 
-fn type_name(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "boolean",
-        Json::Number(_) => "number",
-        Json::String(_) => "string",
-        Json::Array(_) => "array",
-        Json::Object(_) => "object",
-    }
-}
-
-fn field_value(key: &str, v: Json) -> Result<Option<Value>, String> {
+fn field_value(key: &str, v: Scalar) -> Result<Option<Value>, String> {
     let numeric = NUMERIC.contains(&key);
     Ok(Some(match v {
-        Json::Null => return Ok(None),
-        Json::Bool(b) => Value::Bool(b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int(i),
-            None if numeric => return Err(format!("field {key}: {n} is not an integer")),
-            None => Value::Str(n.to_string()),
-        },
-        Json::String(s) if numeric => match s.trim().parse::<i64>() {
+        Scalar::Null => return Ok(None),
+        Scalar::Bool(b) => Value::Bool(b),
+        Scalar::Int(i) => Value::Int(i),
+        Scalar::Number(n) if numeric => return Err(format!("field {key}: {n} is not an integer")),
+        Scalar::Number(n) => Value::Str(n),
+        Scalar::Str(s) if numeric => match s.trim().parse::<i64>() {
             Ok(i) => Value::Int(i),
             Err(_) if s.is_empty() => return Ok(None),
             Err(_) => return Err(format!("field {key}: expected a number, got \"{s}\"")),
         },
-        Json::String(s) => Value::Str(s),
-        other => {
-            return Err(format!(
-                "field {key}: nested {} values are not supported",
-                type_name(&other)
-            ))
+        Scalar::Str(s) => Value::Str(s),
+        Scalar::Nested(t) => {
+            return Err(format!("field {key}: nested {t} values are not supported"))
         }
     }))
+}
+
+/// The whole line: an object read straight into an event (no intermediate JSON tree). The
+/// outer `Result` is JSON syntax; the inner one what the line means.
+struct LineVisitor;
+
+impl<'de> Visitor<'de> for LineVisitor {
+    type Value = Result<Event, String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(24);
+        let (mut id, mut time, mut go_time) = (None, None, None);
+        let mut problem: Option<String> = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let v: Scalar = map.next_value()?;
+            if problem.is_some() {
+                continue; // read the rest for syntax errors, report the first meaning error
+            }
+            match key.0.as_ref() {
+                "EventID" | GO_EVENT_ID => {
+                    if id.is_none() || key.0 == "EventID" {
+                        id = Some(event_id(&v));
+                    }
+                }
+                "_provider" | "_source" => {}
+                GO_TIMESTAMP => {
+                    if let Scalar::Str(s) = v {
+                        go_time = Some(s);
+                    }
+                }
+                f::UTC_TIME => match v {
+                    Scalar::Str(s) if parse_utc(&s).is_some() => time = Some(s),
+                    Scalar::Str(s) => {
+                        problem = Some(format!(
+                            "UtcTime \"{s}\" is neither RFC 3339 nor YYYY-MM-DD HH:MM:SS.fff"
+                        ))
+                    }
+                    other => {
+                        problem = Some(format!(
+                            "UtcTime has the wrong type ({})",
+                            other.type_name()
+                        ))
+                    }
+                },
+                _ => match field_value(&key.0, v) {
+                    Ok(Some(val)) => fields.push((field_name(key), val)),
+                    Ok(None) => {}
+                    Err(e) => problem = Some(e),
+                },
+            }
+        }
+        let id = match id {
+            Some(Ok(id)) => id,
+            Some(Err(e)) => return Ok(Err(e)),
+            None => return Ok(Err("missing EventID".into())),
+        };
+        let Some(kind) = EventKind::from_event_id(id) else {
+            return Ok(Err(format!(
+                "unknown EventID {id} ({})",
+                EventKind::describe_all()
+            )));
+        };
+        if let Some(p) = problem {
+            return Ok(Err(p));
+        }
+        // UtcTime first, as in live events: explicit, else the Go envelope's, else now.
+        let t = time
+            .or_else(|| go_time.filter(|g| parse_utc(g).is_some()))
+            .unwrap_or_else(|| utc_time(chrono::Utc::now()));
+        fields.insert(0, (Cow::Borrowed(f::UTC_TIME), Value::Str(t)));
+        Ok(Ok(Event { kind, fields }))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        while a.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err("not a JSON object (a array)".into()))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err("not a JSON object (a string)".into()))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err("not a JSON object (a boolean)".into()))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err("not a JSON object (a number)".into()))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err("not a JSON object (a number)".into()))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err("not a JSON object (a number)".into()))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Err("not a JSON object (a null)".into()))
+    }
 }
 
 /// Parse one line. `Ok(None)` for a blank line; `Err(reason)` for a line to reject.
@@ -71,54 +291,12 @@ pub fn parse_line(line: &str) -> Result<Option<Event>, String> {
     if trimmed.is_empty() {
         return Ok(None);
     }
-    let obj: Map<String, Json> = match serde_json::from_str::<Json>(trimmed) {
-        Ok(Json::Object(m)) => m,
-        Ok(other) => return Err(format!("not a JSON object (a {})", type_name(&other))),
-        Err(e) => return Err(format!("not JSON: {e}")),
-    };
-    let id = match obj.get("EventID").or_else(|| obj.get(GO_EVENT_ID)) {
-        Some(v) => event_id(v)?,
-        None => return Err("missing EventID".into()),
-    };
-    let kind = EventKind::from_event_id(id)
-        .ok_or_else(|| format!("unknown EventID {id} ({})", EventKind::describe_all()))?;
-    let mut ev = Event::new(kind);
-    let mut time: Option<String> = None;
-    let mut go_time: Option<String> = None;
-    for (k, v) in obj {
-        match k.as_str() {
-            "EventID" | GO_EVENT_ID | "_provider" | "_source" => {}
-            GO_TIMESTAMP => go_time = v.as_str().map(str::to_owned),
-            f::UTC_TIME => match v {
-                Json::String(s) => {
-                    if parse_utc(&s).is_none() {
-                        return Err(format!(
-                            "UtcTime \"{s}\" is neither RFC 3339 nor YYYY-MM-DD HH:MM:SS.fff"
-                        ));
-                    }
-                    time = Some(s);
-                }
-                other => {
-                    return Err(format!(
-                        "UtcTime has the wrong type ({})",
-                        type_name(&other)
-                    ))
-                }
-            },
-            _ => {
-                if let Some(val) = field_value(&k, v)? {
-                    ev.push(Cow::Owned(k), val);
-                }
-            }
-        }
-    }
-    // UtcTime first, as in live events: explicit, else the Go envelope's, else now.
-    let t = time
-        .or_else(|| go_time.filter(|g| parse_utc(g).is_some()))
-        .unwrap_or_else(|| utc_time(chrono::Utc::now()));
-    ev.fields
-        .insert(0, (Cow::Borrowed(f::UTC_TIME), Value::Str(t)));
-    Ok(Some(ev))
+    let mut de = serde_json::Deserializer::from_str(trimmed);
+    let parsed = de
+        .deserialize_any(LineVisitor)
+        .and_then(|r| de.end().map(|()| r))
+        .map_err(|e| format!("not JSON: {e}"))?;
+    parsed.map(Some)
 }
 
 #[cfg(test)]
