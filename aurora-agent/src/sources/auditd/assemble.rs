@@ -105,8 +105,12 @@ fn emit(mut records: Vec<AuditRecord>, out: &mut Vec<Event>) {
         .unwrap_or_default();
     for rec in records {
         let mut ev = Event::new(EventKind::Audit);
-        let ms = rec.id.sec as i64 * 1000 + rec.id.msec as i64;
-        if let Some(t) = chrono::DateTime::from_timestamp_millis(ms) {
+        // Checked: a hostile line may carry any number of seconds (found by the fuzzer).
+        let ms = i64::try_from(rec.id.sec)
+            .ok()
+            .and_then(|s| s.checked_mul(1000))
+            .and_then(|ms| ms.checked_add(i64::from(rec.id.msec)));
+        if let Some(t) = ms.and_then(chrono::DateTime::from_timestamp_millis) {
             ev.push_str(f::UTC_TIME, utc_time(t));
         }
         ev.push(Cow::Borrowed("type"), Value::Str(rec.rtype.clone()));
@@ -251,6 +255,17 @@ mod tests {
         assert_eq!(execve[0].get_str("a1"), Some("abcdef"));
         assert_eq!(execve[0].get_str("a2"), Some("-c"));
         assert_eq!(execve[0].get_str("argc"), Some("3"));
+    }
+
+    /// Regression (cargo fuzz, target auditd): a timestamp whose milliseconds overflow i64.
+    #[test]
+    fn huge_timestamps_are_not_a_panic() {
+        let evs = feed(&[
+            "type=SYSCALL msg=audit(18446744073709551615.999:1): syscall=59",
+            "type=SYSCALL msg=audit(9223372036854775807.999:2): syscall=59",
+        ]);
+        assert_eq!(evs.len(), 2);
+        assert!(evs.iter().all(|e| !e.has("UtcTime")), "no time rather than a wrong one");
     }
 
     #[test]
