@@ -265,7 +265,10 @@ mod tests {
             "type=SYSCALL msg=audit(9223372036854775807.999:2): syscall=59",
         ]);
         assert_eq!(evs.len(), 2);
-        assert!(evs.iter().all(|e| !e.has("UtcTime")), "no time rather than a wrong one");
+        assert!(
+            evs.iter().all(|e| !e.has("UtcTime")),
+            "no time rather than a wrong one"
+        );
     }
 
     #[test]
