@@ -45,19 +45,10 @@ impl Auditd {
             String::from_utf8_lossy(&running.stdout).trim()
         );
         let conf = dir.join("auditd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "local_events = yes\nwrite_logs = yes\nlog_file = {}\nlog_group = root\n\
-                 log_format = ENRICHED\nflush = INCREMENTAL_ASYNC\nfreq = 1\nmax_log_file = 64\n\
-                 num_logs = 2\nmax_log_file_action = ROTATE\nspace_left = 2\n\
-                 space_left_action = SYSLOG\nadmin_space_left = 1\n\
-                 admin_space_left_action = SYSLOG\ndisk_full_action = SUSPEND\n\
-                 disk_error_action = SUSPEND\n",
-                dir.join("audit.log").display()
-            ),
-        )
-        .unwrap();
+        // The private instance's configuration, shared with tests/fixtures/record_auditd.sh.
+        let text = include_str!("helpers/auditd.conf")
+            .replace("@LOG_FILE@", &dir.join("audit.log").display().to_string());
+        std::fs::write(&conf, text).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
         let child = Command::new("auditd")
