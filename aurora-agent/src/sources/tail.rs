@@ -44,6 +44,8 @@ pub struct Tailer {
     skipping: Option<usize>,
     /// File offset of the next byte to read.
     read_pos: u64,
+    /// Read buffer, kept between polls (a quiet file is polled 5 times a second).
+    buf: Vec<u8>,
     max_line: usize,
 }
 
@@ -58,6 +60,7 @@ impl Tailer {
             partial: Vec::new(),
             skipping: None,
             read_pos: 0,
+            buf: vec![0u8; 64 << 10],
             max_line: MAX_LINE,
         };
         let rotated = PathBuf::from(format!("{}.1", path.display()));
@@ -158,10 +161,10 @@ impl Tailer {
         let Some(f) = self.file.as_mut() else {
             return Ok(0);
         };
-        let mut buf = vec![0u8; 64 << 10];
+        let buf = &mut self.buf;
         let mut total = 0u64;
         loop {
-            let n = match f.read(&mut buf) {
+            let n = match f.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
