@@ -225,10 +225,14 @@ fn the_spool_survives_an_agent_restart_while_the_server_is_down() {
     let input = dir.path().join("events.jsonl");
     std::fs::write(&input, (1..=50).map(recon_line).collect::<String>()).unwrap();
     // No server: the alerts can only be spooled.
-    let out = replay_cmd(&url, &spool).arg(&input).output().unwrap();
+    let (out, metrics) = with_metrics(replay_cmd(&url, &spool).arg(&input));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("50 alerts stay in the spool"), "{err}");
+    assert_eq!(
+        family_sum(&metrics, "aurora_sink_spooled_at_stop"),
+        50,
+        "every alert stays in the spool: {metrics}"
+    );
     // A later run (nothing new to replay) delivers what the earlier one spooled.
     let server = NatsServer::start(port, &dir.path().join("store"));
     let empty = dir.path().join("empty.jsonl");

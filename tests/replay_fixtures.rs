@@ -15,16 +15,19 @@ fn fixtures() -> PathBuf {
     repo().join("tests/fixtures")
 }
 
-fn replay(files: &[&Path], extra: &[&str]) -> Output {
-    Command::new(aurora())
-        .args(["replay", "--json", "--rules"])
+fn replay_cmd(files: &[&Path], extra: &[&str]) -> Command {
+    let mut c = Command::new(aurora());
+    c.args(["replay", "--json", "--rules"])
         .arg(repo().join("rules"))
         .arg("--rules")
         .arg(sigmahq())
         .args(extra)
-        .args(files)
-        .output()
-        .unwrap()
+        .args(files);
+    c
+}
+
+fn replay(files: &[&Path], extra: &[&str]) -> Output {
+    replay_cmd(files, extra).output().unwrap()
 }
 
 fn alert_counts(out: &Output) -> BTreeMap<String, u64> {
@@ -149,7 +152,7 @@ fn corrupt_line_in_the_middle_is_reported_and_the_rest_processed() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("corrupt.jsonl");
     std::fs::write(&p, lines.join("\n") + "\n").unwrap();
-    let out = replay(&[&p], &[]);
+    let (out, metrics) = with_metrics(&mut replay_cmd(&[&p], &[]));
     assert!(
         !out.status.success(),
         "a rejected line makes the exit status non-zero"
@@ -159,7 +162,11 @@ fn corrupt_line_in_the_middle_is_reported_and_the_rest_processed() {
         err.contains(&format!("{}:{}: not JSON", p.display(), mid + 1)),
         "{err}"
     );
-    assert!(err.contains("1 rejected lines"), "{err}");
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_rejected_lines_total"),
+        1,
+        "{metrics}"
+    );
     assert_eq!(
         alert_counts(&out),
         expected(&golden("attack_base64")),
@@ -218,7 +225,7 @@ fn hostile_input_is_rejected_per_line_never_panics() {
         b"{\"EventID\":1,\"Image\":\"/bin/ok\",\"CommandLine\":\"x\\u0000\\u001b[31m\\n\"}\n\n",
     );
     std::fs::write(&p, &bytes).unwrap();
-    let out = replay(&[&p], &[]);
+    let (out, metrics) = with_metrics(&mut replay_cmd(&[&p], &[]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     for (line, reason) in [
@@ -234,7 +241,21 @@ fn hostile_input_is_rejected_per_line_never_panics() {
             "line {line}: {err}"
         );
     }
-    assert!(err.contains("8 lines read, 1 events"), "{err}");
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_lines_total"),
+        8,
+        "{metrics}"
+    );
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_events_total"),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_rejected_lines_total"),
+        6,
+        "{metrics}"
+    );
 }
 
 /// Every active SigmaHQ rule has a positive event written from its detection that fires it and
@@ -313,24 +334,37 @@ fn per_rule(stdout: &str) -> Vec<(String, usize)> {
 #[test]
 fn replay_of_a_real_audit_log_alerts_like_the_live_source() {
     let log = fixtures().join("auditd_capture.log");
-    let out = Command::new(aurora())
-        .args([
-            "replay",
-            "--format",
-            "auditd",
-            "--json",
-            "--throttle-rate",
-            "0",
-            "--rules",
-        ])
-        .arg(sigmahq())
-        .arg(&log)
-        .output()
-        .unwrap();
+    let (out, metrics) = with_metrics(
+        Command::new(aurora())
+            .args([
+                "replay",
+                "--format",
+                "auditd",
+                "--json",
+                "--throttle-rate",
+                "0",
+                "--rules",
+            ])
+            .arg(sigmahq())
+            .arg(&log),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("228 lines read, 226 events"), "{err}");
-    assert!(err.contains(" 0 rejected lines"), "{err}");
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_lines_total"),
+        228,
+        "{metrics}"
+    );
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_events_total"),
+        226,
+        "{metrics}"
+    );
+    assert_eq!(
+        family_sum(&metrics, "aurora_log_rejected_lines_total"),
+        0,
+        "{metrics}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let want: Vec<(String, usize)> = [
         ("1f358e2e-cb63-43c3-b575-dfb072a6814f", 1), // /proc/version read (PATH)

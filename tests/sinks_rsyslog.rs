@@ -126,11 +126,14 @@ fn hostile_event(i: usize) -> String {
     )
 }
 
-fn replay_stdin(args: &[String]) -> (Child, ChildStdin) {
+/// `aurora replay -` with `args`, writing its counters to `metrics` at exit.
+fn replay_stdin(args: &[String], metrics: &Path) -> (Child, ChildStdin) {
     let mut child = Command::new(aurora())
         .args(["replay", "--no-stdout", "--throttle-rate", "0", "--rules"])
         .arg(sigmahq())
         .args(args)
+        .arg("--metrics-file")
+        .arg(metrics)
         .arg("-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -179,12 +182,26 @@ fn udp_tcp_and_tls_each_deliver_every_alert_once_with_exact_fields() {
             ],
         ),
     ] {
-        let (child, mut stdin) = replay_stdin(&args);
+        let prom = dir.path().join(format!("{target}.prom"));
+        let (child, mut stdin) = replay_stdin(&args, &prom);
         for i in 0..3 {
             writeln!(stdin, "{}", hostile_event(i)).unwrap();
         }
-        let err = finish(child, stdin);
-        assert!(err.contains("sent=3 queued=0 dropped=0"), "{target}: {err}");
+        finish(child, stdin);
+        let m = std::fs::read_to_string(&prom).unwrap();
+        for (family, want) in [
+            ("aurora_sink_sent_total", 3),
+            ("aurora_sink_queued", 0),
+            ("aurora_sink_dropped_total", 0),
+        ] {
+            let got: u64 = m
+                .lines()
+                .filter(|l| l.starts_with(family) && !l.contains("sink=\"stdout\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .map(|v| v as u64)
+                .sum();
+            assert_eq!(got, want, "{target}: {family}: {m}");
+        }
         let lines = rs.wait_lines(file, 3);
         assert_eq!(
             lines.len(),
@@ -222,14 +239,15 @@ fn dead_collector_queues_then_delivers_and_counts_overflow() {
     let (udp, tcp) = (free_port(), free_port());
     let rs = Rsyslog::start(dir.path(), udp, tcp, None);
     let metrics_file = dir.path().join("replay.prom");
-    let (child, mut stdin) = replay_stdin(&[
-        "--tcp-target".into(),
-        format!("127.0.0.1:{tcp}"),
-        "--sink-queue".into(),
-        "5".into(),
-        "--metrics-file".into(),
-        metrics_file.display().to_string(),
-    ]);
+    let (child, mut stdin) = replay_stdin(
+        &[
+            "--tcp-target".into(),
+            format!("127.0.0.1:{tcp}"),
+            "--sink-queue".into(),
+            "5".into(),
+        ],
+        &metrics_file,
+    );
     for i in 0..2 {
         writeln!(stdin, "{}", hostile_event(i)).unwrap();
     }

@@ -1,9 +1,15 @@
-//! Command line. Flag names follow Nextron's aurora-linux where it has them. Values are
-//! `Option`s so a config file (`-c`) can fill what the command line leaves out; defaults are
-//! applied after merging (see `config.rs`) and shown in `--help`.
+//! Command line. Flag names follow Nextron's aurora-linux where it has them. Each group of
+//! flags is also the serde struct a config file (`-c`) fills under the same names (see
+//! `config.rs`); values are `Option`s so what the command line leaves out can come from the
+//! file; the component that owns a setting applies its default (shown in `--help`). The
+//! sinks' flags live with the sinks (`sinks::OutputArgs`).
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+pub use crate::sinks::OutputArgs;
+pub use crate::sources::replay::ReplayFormat;
 
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -60,18 +66,37 @@ pub enum RulesCommand {
     Check(RulesCheckArgs),
 }
 
-#[derive(Args, Debug, Clone, Default)]
+/// The keys a config file may use: the agent's long flags (not `config` itself).
+pub fn config_keys() -> Vec<String> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| !matches!(*l, "config" | "help" | "version"))
+        .map(String::from)
+        .collect()
+}
+
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct GlobalArgs {
     /// YAML config file with the same keys as the long flags (flags override it).
     /// Example: -c /etc/aurora/aurora.yml
     #[arg(short = 'c', long, value_name = "FILE")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// More agent logging on stderr (-v debug, -vv trace). Alerts are not logs.
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    #[serde(skip_serializing_if = "is_zero")]
     pub verbose: u8,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+/// A count flag left out while zero: not given.
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct SensorArgs {
     /// Size of the exec and file ring buffers (exit and connect rings get a quarter): bytes,
     /// K/M suffix or pages (p); a power of two ≥ one page. Ring memory is resident (twice the
@@ -121,7 +146,8 @@ pub struct SensorArgs {
     pub ready_file: Option<PathBuf>,
 }
 
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct DetectArgs {
     /// Directory of Sigma rules, searched recursively for *.yml/*.yaml (repeatable).
     /// Example: --rules rules --rules /opt/sigma/rules/linux
@@ -148,102 +174,6 @@ pub struct DetectArgs {
 }
 
 #[derive(Args, Debug, Clone, Default)]
-pub struct OutputArgs {
-    /// Write alerts to stdout as JSON (one object per line) instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Do not write alerts to stdout.
-    #[arg(long)]
-    pub no_stdout: bool,
-    /// Append alerts to this file (created 0600; reopened on SIGHUP for logrotate).
-    /// Example: -l /var/log/aurora/alerts.log
-    #[arg(short = 'l', long, value_name = "PATH")]
-    pub logfile: Option<PathBuf>,
-    /// Format of --logfile: json|syslog. [default: json]
-    #[arg(long, value_name = "FORMAT")]
-    pub logfile_format: Option<String>,
-    /// Send alerts over UDP to host:port. Example: --udp-target 10.0.0.5:514
-    #[arg(long, value_name = "HOST:PORT")]
-    pub udp_target: Option<String>,
-    /// Format of --udp-target: json|syslog. [default: syslog]
-    #[arg(long, value_name = "FORMAT")]
-    pub udp_format: Option<String>,
-    /// Send alerts over TCP to host:port (RFC 6587 octet counting). Example: --tcp-target siem:6514
-    #[arg(long, value_name = "HOST:PORT")]
-    pub tcp_target: Option<String>,
-    /// Format of --tcp-target: json|syslog. [default: syslog]
-    #[arg(long, value_name = "FORMAT")]
-    pub tcp_format: Option<String>,
-    /// TCP framing: octet-counting (RFC 6587) or newline. [default: octet-counting]
-    #[arg(long, value_name = "FRAMING")]
-    pub tcp_framing: Option<String>,
-    /// Wrap --tcp-target in TLS (RFC 5425).
-    #[arg(long)]
-    pub tcp_tls: bool,
-    /// CA certificate (PEM) that signs the collector's certificate. Example: --tls-ca ca.pem
-    #[arg(long, value_name = "FILE")]
-    pub tls_ca: Option<PathBuf>,
-    /// Client certificate (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE")]
-    pub tls_cert: Option<PathBuf>,
-    /// Client private key (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE")]
-    pub tls_key: Option<PathBuf>,
-    /// Syslog protocol: 5424 or 3164. [default: 5424]
-    #[arg(long, value_name = "RFC")]
-    pub syslog_rfc: Option<u16>,
-    /// Syslog facility: a name (user, daemon, auth, local0..local7) or number 0-23. [default: user]
-    #[arg(long, value_name = "FACILITY")]
-    pub syslog_facility: Option<String>,
-    /// Alerts held per network sink while its collector is unreachable; overflow is counted.
-    /// [default: 10000]
-    #[arg(long, value_name = "N")]
-    pub sink_queue: Option<usize>,
-    #[command(flatten)]
-    pub nats: NatsArgs,
-}
-
-#[derive(Args, Debug, Clone, Default)]
-pub struct NatsArgs {
-    /// Publish alerts to NATS JetStream (subject aurora.alerts.HOST), acknowledged, through a
-    /// disk spool (repeatable: servers of one cluster). Example: --nats-url nats://10.0.0.7:4222
-    #[arg(long = "nats-url", value_name = "URL")]
-    pub nats_url: Vec<String>,
-    /// Also publish every enriched event (aurora.events.HOST.KIND) for central detection.
-    #[arg(long)]
-    pub nats_events: bool,
-    /// NATS credentials file (JWT + nkey). Example: --nats-creds /etc/aurora/nats.creds
-    #[arg(long, value_name = "FILE")]
-    pub nats_creds: Option<PathBuf>,
-    /// File holding an nkey seed for NATS authentication.
-    #[arg(long, value_name = "FILE")]
-    pub nats_nkey: Option<PathBuf>,
-    /// CA certificate (PEM) of tls:// NATS servers.
-    #[arg(long, value_name = "FILE")]
-    pub nats_tls_ca: Option<PathBuf>,
-    /// JetStream stream (created with subjects aurora.> when missing). [default: AURORA]
-    #[arg(long, value_name = "NAME")]
-    pub nats_stream: Option<String>,
-    /// Do not create the stream; wait for it to exist.
-    #[arg(long)]
-    pub nats_no_create: bool,
-    /// Limit of a created stream in bytes (K/M/G suffix). [default: 1G]
-    #[arg(long, value_name = "SIZE")]
-    pub nats_stream_max_bytes: Option<String>,
-    /// Age limit of a created stream's messages, in hours. [default: 168]
-    #[arg(long, value_name = "HOURS")]
-    pub nats_stream_max_age: Option<u64>,
-    /// Directory of the NATS spool (shared by the agent and replay: a later run delivers what
-    /// an earlier one spooled). [default: /var/lib/aurora/spool]
-    #[arg(long, value_name = "DIR")]
-    pub spool_dir: Option<PathBuf>,
-    /// Disk budget of the spool (K/M/G suffix); over it the oldest events are dropped first,
-    /// then the oldest alerts, counted. [default: 256M]
-    #[arg(long, value_name = "SIZE")]
-    pub spool_max_bytes: Option<String>,
-}
-
-#[derive(Args, Debug, Clone, Default)]
 pub struct RunArgs {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -253,6 +183,14 @@ pub struct RunArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// What only the live agent has.
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct AgentArgs {
     /// Seconds between stats log lines (0 = off). [default: 60]
     #[arg(long, value_name = "SECS")]
     pub stats_interval: Option<u64>,
@@ -307,14 +245,6 @@ pub struct ConsumeArgs {
     /// SIGINT/SIGTERM]
     #[arg(long, value_name = "SECS")]
     pub idle_exit: Option<f64>,
-}
-
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayFormat {
-    Jsonl,
-    Auditd,
-    Syslog,
-    Journal,
 }
 
 #[derive(Args, Debug, Clone)]

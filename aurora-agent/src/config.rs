@@ -1,64 +1,15 @@
-//! `-c FILE`: YAML with the same keys as the long flags. Unknown keys are errors naming the key,
-//! the file and the line; command-line flags override what the file says.
+//! `-c FILE` and the one layering mechanism: flags over file over defaults.
+//!
+//! The file is YAML with the same keys as the long flags. Every component's config struct is
+//! both a clap `Args` and a serde struct with those names, so the command line and the file
+//! fill the same struct: `ConfigFile::layer` reads the struct from the file, then lays every
+//! flag that was given over it. Defaults are applied by the component that owns the setting,
+//! once. Unknown keys are errors naming the key, the file and the line.
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
-#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ConfigFile {
-    // detection
-    pub rules: Option<Vec<PathBuf>>,
-    pub logsource_map: Option<PathBuf>,
-    pub throttle_rate: Option<f64>,
-    pub throttle_burst: Option<u32>,
-    pub min_level: Option<String>,
-    pub process_exclude: Option<Vec<String>>,
-    // outputs
-    pub json: Option<bool>,
-    pub no_stdout: Option<bool>,
-    pub logfile: Option<PathBuf>,
-    pub logfile_format: Option<String>,
-    pub udp_target: Option<String>,
-    pub udp_format: Option<String>,
-    pub tcp_target: Option<String>,
-    pub tcp_format: Option<String>,
-    pub tcp_framing: Option<String>,
-    pub tcp_tls: Option<bool>,
-    pub tls_ca: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub syslog_rfc: Option<u16>,
-    pub syslog_facility: Option<String>,
-    pub sink_queue: Option<usize>,
-    pub nats_url: Option<Vec<String>>,
-    pub nats_events: Option<bool>,
-    pub nats_creds: Option<PathBuf>,
-    pub nats_nkey: Option<PathBuf>,
-    pub nats_tls_ca: Option<PathBuf>,
-    pub nats_stream: Option<String>,
-    pub nats_no_create: Option<bool>,
-    pub nats_stream_max_bytes: Option<String>,
-    pub nats_stream_max_age: Option<u64>,
-    pub spool_dir: Option<PathBuf>,
-    pub spool_max_bytes: Option<String>,
-    // sensors
-    pub ringbuf_size: Option<String>,
-    pub watch_dir: Option<Vec<PathBuf>>,
-    pub queue_size: Option<usize>,
-    pub correlation_cache: Option<usize>,
-    pub ready_file: Option<PathBuf>,
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    pub file_sensor: Option<String>,
-    pub audit_log: Option<String>,
-    pub system_log: Option<Vec<String>>,
-    pub state_dir: Option<PathBuf>,
-    // agent
-    pub stats_interval: Option<u64>,
-    pub low_prio: Option<bool>,
-    pub trace: Option<bool>,
-    pub verbose: Option<u8>,
-}
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value as Json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,45 +22,160 @@ pub enum ConfigError {
     Parse { path: String, message: String },
 }
 
-pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, ConfigError> {
-    if text.trim().is_empty() {
-        return Ok(ConfigFile::default());
-    }
-    yaml_serde::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })
+/// A parsed config file (or none: every setting comes from flags and defaults).
+#[derive(Debug, Default, Clone)]
+pub struct ConfigFile {
+    path: Option<PathBuf>,
+    text: String,
 }
 
-pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse(path, &text)
+impl ConfigFile {
+    /// Parse `text`; `known` lists the keys the file may use (the long flags).
+    pub fn parse(path: &Path, text: &str, known: &[String]) -> Result<ConfigFile, ConfigError> {
+        let err = |message: String| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        };
+        let doc: Json = if text.trim().is_empty() {
+            Json::Object(Default::default())
+        } else {
+            yaml_serde::from_str(text).map_err(|e| err(e.to_string()))?
+        };
+        let Json::Object(map) = &doc else {
+            return Err(err(
+                "expected a mapping of settings (key: value lines)".into()
+            ));
+        };
+        for key in map.keys() {
+            if !known.iter().any(|k| k == key) {
+                return Err(err(format!(
+                    "unknown key `{key}`{} (keys are the long flags without dashes, e.g. throttle-rate)",
+                    line_of(text, key).map(|l| format!(" at line {l}")).unwrap_or_default()
+                )));
+            }
+        }
+        Ok(ConfigFile {
+            path: Some(path.to_owned()),
+            text: text.to_owned(),
+        })
+    }
+
+    pub fn load(path: &Path, known: &[String]) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(path, &text, known)
+    }
+
+    /// `flags` over what this file says for the same struct. A flag counts as given when it
+    /// is not empty: a value, a `true` switch, a non-empty list (a count such as `-v` is
+    /// left out of the serialized flags while zero).
+    pub fn layer<T: Serialize + DeserializeOwned + Default>(
+        &self,
+        flags: &T,
+    ) -> Result<T, ConfigError> {
+        let path = self.path.as_deref().unwrap_or(Path::new("-"));
+        let err = |message: String| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        };
+        let from_file: T = if self.text.trim().is_empty() {
+            T::default()
+        } else {
+            // Parsed from the text (not a tree) so type errors keep their line numbers.
+            yaml_serde::from_str(&self.text).map_err(|e| err(e.to_string()))?
+        };
+        let mut merged = serde_json::to_value(&from_file).map_err(|e| err(e.to_string()))?;
+        let given = serde_json::to_value(flags).map_err(|e| err(e.to_string()))?;
+        if let (Json::Object(m), Json::Object(g)) = (&mut merged, given) {
+            for (k, v) in g {
+                if is_given(&v) {
+                    m.insert(k, v);
+                }
+            }
+        }
+        serde_json::from_value(merged).map_err(|e| err(e.to_string()))
+    }
+}
+
+fn is_given(v: &Json) -> bool {
+    match v {
+        Json::Null | Json::Bool(false) => false,
+        Json::Array(a) => !a.is_empty(),
+        _ => true,
+    }
+}
+
+/// The 1-based line where `key:` starts a line.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(default, rename_all = "kebab-case")]
+    struct Part {
+        rules: Vec<PathBuf>,
+        throttle_rate: Option<f64>,
+        throttle_burst: Option<u32>,
+        json: bool,
+        #[serde(skip_serializing_if = "is_zero")]
+        verbose: u8,
+    }
+
+    fn is_zero(n: &u8) -> bool {
+        *n == 0
+    }
+
+    fn known() -> Vec<String> {
+        [
+            "rules",
+            "throttle-rate",
+            "throttle-burst",
+            "json",
+            "verbose",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
 
     #[test]
-    fn parses_known_keys() {
-        let c = parse(
+    fn file_fills_what_flags_leave_out() {
+        let c = ConfigFile::parse(
             Path::new("a.yml"),
-            "rules: [rules]\nthrottle-rate: 2.5\njson: true\n",
+            "rules: [rules]\nthrottle-rate: 2.5\njson: true\nverbose: 1\n",
+            &known(),
         )
         .unwrap();
-        assert_eq!(c.rules, Some(vec![PathBuf::from("rules")]));
-        assert_eq!(c.throttle_rate, Some(2.5));
-        assert_eq!(c.json, Some(true));
+        let flags = Part {
+            throttle_rate: Some(0.0),
+            ..Default::default()
+        };
+        let p: Part = c.layer(&flags).unwrap();
+        assert_eq!(p.rules, vec![PathBuf::from("rules")]);
+        assert_eq!(p.throttle_rate, Some(0.0), "a given flag wins, even zero");
+        assert!(p.json);
+        assert_eq!(p.verbose, 1);
+        let p: Part = ConfigFile::default().layer(&flags).unwrap();
+        assert_eq!(p, flags, "no file: the flags");
     }
 
     #[test]
     fn unknown_key_names_key_file_and_line() {
-        let err = parse(
+        let err = ConfigFile::parse(
             Path::new("/etc/aurora.yml"),
             "json: true\nthrotle-rate: 2\n",
+            &known(),
         )
         .unwrap_err();
         let msg = err.to_string();
@@ -119,11 +185,19 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_is_an_error() {
-        let err = parse(Path::new("c.yml"), "throttle-burst: lots\n").unwrap_err();
+    fn wrong_type_names_the_line() {
+        let c = ConfigFile::parse(Path::new("c.yml"), "throttle-burst: lots\n", &known()).unwrap();
+        let err = c.layer(&Part::default()).unwrap_err().to_string();
+        assert!(err.starts_with("c.yml: "), "{err}");
         assert!(
-            err.to_string().contains("throttle-burst") || err.to_string().contains("line 1"),
+            err.contains("throttle-burst") || err.contains("line 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_list_is_not_a_mapping() {
+        let err = ConfigFile::parse(Path::new("c.yml"), "- a\n", &known()).unwrap_err();
+        assert!(err.to_string().contains("mapping"), "{err}");
     }
 }

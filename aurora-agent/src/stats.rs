@@ -146,6 +146,8 @@ pub struct SinkStats {
     pub events_dropped: AtomicU64,
     /// Messages the server already had (a retried publish inside the duplicate window).
     pub duplicates: AtomicU64,
+    /// Messages a stopped sink left in its disk spool for the next run (NATS).
+    pub spooled_at_stop: AtomicU64,
 }
 
 impl SinkStats {

@@ -244,6 +244,28 @@ pub fn sample(text: &str, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sum of every series of one metric family (`name` or `name{...}` lines).
+pub fn family_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+/// Run `cmd` (an `aurora replay`) with `--metrics-file`; returns its output and the counters
+/// it wrote at exit.
+pub fn with_metrics(cmd: &mut Command) -> (std::process::Output, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("replay.prom");
+    let out = cmd.arg("--metrics-file").arg(&file).output().unwrap();
+    let metrics = std::fs::read_to_string(&file).unwrap_or_default();
+    (out, metrics)
+}
+
 /// Sum of `aurora_ring_kernel_lost_total` over the rings.
 pub fn kernel_lost(metrics: &str) -> u64 {
     ["exec", "exit", "file", "net"]

@@ -1,5 +1,4 @@
 //! One module per subcommand; `main.rs` only dispatches.
-pub mod alerting;
 pub mod assets;
 pub mod consume;
 pub mod live;

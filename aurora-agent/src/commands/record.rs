@@ -11,7 +11,7 @@ use super::settings::Settings;
 use crate::cli::RecordArgs;
 use crate::enrich::Enricher;
 use crate::event::{Event, EventKind};
-use crate::pipeline::{consume, EventHandler};
+use crate::pipeline::{consume, EventHandler, Pipeline};
 use crate::stats::Stats;
 use crate::telemetry::ready::ReadyFile;
 use crate::telemetry::Telemetry;
@@ -90,7 +90,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             written: 0,
             failed: None,
         };
-        let consumer = std::thread::spawn(move || consume(rx, enricher, recorder));
+        let consumer = std::thread::spawn(move || consume(rx, Pipeline::new(enricher, recorder)));
         let refresher = session.spawn_refresher(stats.clone());
         let stop = shutdown.wait();
         match args.duration {

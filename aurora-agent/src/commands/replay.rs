@@ -1,25 +1,27 @@
-//! `aurora replay`: JSONL events through the same enrich → detect → sink path as live events,
-//! with no kernel and no root. Rejected lines are reported as FILE:LINE: reason and counted;
-//! the exit status is non-zero when any line was rejected.
+//! `aurora replay`: recorded events or raw logs through the same pipeline as live events, with
+//! no kernel and no root. A file is read on this thread straight into the pipeline; stdin is
+//! read on a thread of its own into the pipeline's queue, so alerts show as lines arrive and
+//! SIGHUP applies between events. Rejected lines are reported as FILE:LINE: reason and
+//! counted; the exit status is non-zero when any line was rejected.
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::alerting::{spawn_reloader, AlertHandler, Control};
-use super::run::close_sinks;
-use super::settings::{build_sinks_draining, detect_config, load_file, NATS_DRAIN_REPLAY};
+use super::settings::{detect_config, load_file, NATS_DRAIN_REPLAY};
 use crate::cli::{ReplayArgs, ReplayFormat};
-use crate::detect::Detector;
-use crate::enrich::replay::ReplayCorrelator;
-use crate::pipeline::EventHandler;
-use crate::sources::auditd::AuditParser;
-use crate::sources::replay::{replay, replay_lines};
-use crate::sources::syslog::{self, JournalParser, SyslogParser};
-use crate::stats::Stats;
+use crate::pipeline::alerting::AlertHandler;
+use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
+use crate::pipeline::{drain, Pipeline};
+use crate::sources::replay;
+use crate::stats::{LogSourceStats, Stats};
+
+/// Records a stdin replay holds between its reader and the pipeline.
+const STDIN_QUEUE: usize = 4096;
 
 /// Returns whether every line was accepted.
 pub fn run(args: ReplayArgs) -> Result<bool> {
@@ -29,81 +31,83 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
             bail!("replay input {}: no such file", p.display());
         }
     }
-    let cfg = detect_config(&args.detect, &file, true)?;
-    let stats = Arc::new(Stats::default());
-    let detector = Detector::load(&cfg, stats.detect.clone())?;
-    tracing::info!("rules: {}", detector.summary);
+    let detect = detect_config(&args.detect, &file, true)?;
+    let outputs = args.output.layered(&file)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let sinks = build_sinks_draining(&args.output, &file, rt.handle(), NATS_DRAIN_REPLAY)?;
-    for k in sinks.all_stats() {
-        stats.register_sink(k);
-    }
-    let control = Arc::new(Control::default());
-    {
-        // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
+    let (topology, stage) = Topology::build(
+        TopologyConfig {
+            detect,
+            outputs: &outputs,
+            trace: false,
+            nats_drain: NATS_DRAIN_REPLAY,
+        },
+        rt.handle(),
+    )?;
+    // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
+    let _reloader = {
         let _guard = rt.enter();
-        spawn_reloader(cfg.clone(), stats.detect.clone(), control.clone())?;
-    }
-    let mut handler = AlertHandler::new(detector, sinks, false, control);
-    let mut correlator = ReplayCorrelator::new(65536);
-    let (mut lines, mut events, mut rejected) = (0u64, 0u64, 0u64);
-    let stderr = std::io::stderr();
+        topology.spawn_reloader()?
+    };
+    let (mut pipeline, _) = stage.load(topology.recorded_enricher())?;
     for path in &args.files {
-        let name = path.display().to_string();
-        let interactive = name == "-";
-        let mut on_event = |mut ev| {
-            events += 1;
-            // A pipe feeds us as events happen: apply reloads before the event, show its alerts
-            // at once. Files check for reloads every 4096 events.
-            if interactive || events % 4096 == 0 {
-                handler.poll_control();
-            }
-            correlator.complete(&mut ev);
-            handler.handle(ev);
-            if interactive {
-                handler.flush();
-            }
-        };
-        let mut on_reject = |r: crate::sources::replay::Rejected| {
-            rejected += 1;
-            let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.reason);
-        };
-        let input: Box<dyn BufRead> = if interactive {
-            Box::new(std::io::stdin().lock())
+        let counters = Arc::new(LogSourceStats::new("replay", path.display().to_string()));
+        topology.stats.register_log_source(counters.clone());
+        if path.as_os_str() == "-" {
+            replay_stdin(&mut pipeline, args.format, counters)?;
         } else {
-            let f = File::open(path).with_context(|| format!("opening {name}"))?;
-            Box::new(BufReader::with_capacity(1 << 16, f))
-        };
-        let n = match args.format {
-            ReplayFormat::Jsonl => replay(input, &mut on_event, &mut on_reject),
-            ReplayFormat::Auditd => {
-                replay_lines(input, AuditParser::replay(), &mut on_event, &mut on_reject)
-            }
-            ReplayFormat::Syslog => {
-                let parser = SyslogParser {
-                    default_facility: syslog::default_facility(path),
-                };
-                replay_lines(input, parser, &mut on_event, &mut on_reject)
-            }
-            ReplayFormat::Journal => {
-                replay_lines(input, JournalParser, &mut on_event, &mut on_reject)
-            }
+            let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let input = BufReader::with_capacity(1 << 16, f);
+            replay::read(input, args.format, path, &counters, |r| pipeline.push(r))
+                .with_context(|| format!("reading {}", path.display()))?;
         }
-        .with_context(|| format!("reading {name}"))?;
-        lines += n;
     }
-    handler.flush();
+    let mut handler = pipeline.finish();
     rt.block_on(close_sinks(&mut handler.sinks, Duration::from_secs(5)));
     if let Some(path) = &args.metrics_file {
-        let metrics = crate::telemetry::metrics::Metrics::new(stats.clone());
+        let metrics = crate::telemetry::metrics::Metrics::new(topology.stats.clone());
         std::fs::write(path, metrics.render())
             .with_context(|| format!("--metrics-file {}", path.display()))?;
     }
+    summary(&topology.stats, &handler)
+}
+
+/// stdin through the pipeline's queue: a reader thread is the source.
+fn replay_stdin(
+    pipeline: &mut Pipeline<AlertHandler>,
+    format: ReplayFormat,
+    counters: Arc<LogSourceStats>,
+) -> Result<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(STDIN_QUEUE);
+    let reader = std::thread::Builder::new()
+        .name("aurora-stdin".into())
+        .spawn(move || {
+            let name = PathBuf::from("-");
+            let stdin = std::io::stdin().lock();
+            replay::read(stdin, format, Path::new(&name), &counters, |r| {
+                // The pipeline is gone only when this process is ending.
+                let _ = tx.blocking_send(r);
+            })
+        })?;
+    drain(rx, pipeline);
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdin reader panicked"))?
+        .context("reading stdin")
+}
+
+/// The closing report on stderr. Returns whether every line was accepted.
+fn summary(stats: &Stats, handler: &AlertHandler) -> Result<bool> {
+    let (mut lines, mut events, mut rejected) = (0, 0, 0);
+    for s in stats.logs.lock().map(|l| l.clone()).unwrap_or_default() {
+        lines += s.lines.load(Ordering::Relaxed);
+        events += s.events.load(Ordering::Relaxed);
+        rejected += s.rejected.load(Ordering::Relaxed);
+    }
     let alerts = stats.detect.alerts.load(Ordering::Relaxed);
-    let mut err = stderr.lock();
+    let mut err = std::io::stderr().lock();
     writeln!(
         err,
         "replay: {lines} lines read, {events} events, {alerts} alerts, {rejected} rejected lines, {} throttled, {} excluded",

@@ -1,18 +1,15 @@
 //! `aurora` (no subcommand): the live agent.
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::alerting::{spawn_reloader, AlertHandler, Control};
 use super::live::LiveSession;
-use super::settings::{build_sinks, detect_config, Settings};
-use crate::cli::RunArgs;
-use crate::detect::{DetectConfig, Detector};
+use super::settings::{detect_config, Settings, NATS_DRAIN_LIVE};
+use crate::cli::{AgentArgs, RunArgs};
+use crate::detect::DetectConfig;
 use crate::enrich::Enricher;
-use crate::pipeline::consume;
-use crate::sinks::SinkSet;
+use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
 use crate::stats::Stats;
 use crate::telemetry::ready::ReadyFile;
 use crate::telemetry::Telemetry;
@@ -39,18 +36,6 @@ fn lower_priority() -> Result<()> {
     Ok(())
 }
 
-/// Wait for every network sink to deliver its queue (bounded), counting what is left.
-pub async fn close_sinks(sinks: &mut SinkSet, wait: Duration) {
-    let deadline = tokio::time::Instant::now() + wait;
-    for (stats, task) in sinks.shutdown() {
-        if tokio::time::timeout_at(deadline, task).await.is_err() {
-            let left = stats.queued.swap(0, Ordering::Relaxed);
-            stats.dropped.fetch_add(left, Ordering::Relaxed);
-            tracing::warn!("{}: {left} alerts undelivered at shutdown", stats.name);
-        }
-    }
-}
-
 fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
     tracing::info!("stats: {}", stats.line(prev, secs));
     for l in stats.throttle_lines() {
@@ -60,16 +45,15 @@ fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let settings = Settings::for_sensors(&args.global, &args.sensors)?;
-    let file = settings.file.clone();
-    let mut cfg: DetectConfig = detect_config(&args.detect, &file, false)?;
-    cfg.collected = Some(settings.collected_kinds());
-    let stats = Arc::new(Stats::default());
+    let file = &settings.file;
+    let agent: AgentArgs = file.layer(&args.agent)?;
+    let outputs = args.output.layered(file)?;
+    let mut detect: DetectConfig = detect_config(&args.detect, file, false)?;
+    detect.collected = Some(settings.collected_kinds());
     // Fail fast on the logsource mapping before touching the kernel (flags and rule
     // directories were validated by detect_config).
-    crate::detect::mapping(&cfg)?;
-    let stats_interval = args.stats_interval.or(file.stats_interval).unwrap_or(60);
-    let trace = args.trace || file.trace.unwrap_or(false);
-    if args.low_prio || file.low_prio.unwrap_or(false) {
+    crate::detect::mapping(&detect)?;
+    if agent.low_prio {
         lower_priority()?;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -77,72 +61,37 @@ pub fn run(args: RunArgs) -> Result<()> {
         .build()?;
     rt.block_on(async move {
         let shutdown = super::signals::Shutdown::install()?;
-        let sinks = build_sinks(&args.output, &file, &tokio::runtime::Handle::current())?;
-        for s in sinks.all_stats() {
-            stats.register_sink(s);
-        }
+        let (topology, stage) = Topology::build(
+            TopologyConfig {
+                detect,
+                outputs: &outputs,
+                trace: agent.trace,
+                nats_drain: NATS_DRAIN_LIVE,
+            },
+            &tokio::runtime::Handle::current(),
+        )?;
+        let stats = topology.stats.clone();
         let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
         let (session, rx) =
             LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
         let seeded = enricher.seed_from_proc();
         // Rules load after the sensors (loading the sensors parses the kernel's BTF; not holding
-        // both at once lowers the agent's peak memory), and on the pipeline thread that will
-        // evaluate them: their allocations stay in that thread's heap (freeing them from another
-        // thread is slower in mimalloc), and the runtime keeps serving /readyz meanwhile.
-        // Events wait in the queue.
-        let control = Arc::new(Control::default());
-        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
-        let consumer = {
-            let (cfg, stats, control) = (cfg.clone(), stats.detect.clone(), control.clone());
-            std::thread::Builder::new()
-                .name("aurora-pipeline".into())
-                .spawn(move || {
-                    let detector = match Detector::load(&cfg, stats) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            let _ = loaded_tx.send(Err(e));
-                            return None;
-                        }
-                    };
-                    let _ =
-                        loaded_tx.send(Ok((detector.summary.to_string(), detector.rule_count())));
-                    let handler = AlertHandler::new(detector, sinks, trace, control);
-                    Some(consume(rx, enricher, handler))
-                })?
-        };
-        let (summary, rule_count) = loaded_rx
+        // both at once lowers the agent's peak memory), on the pipeline thread; the runtime
+        // keeps serving /readyz meanwhile and events wait in the queue.
+        let (consumer, loaded) = stage.spawn(enricher, rx)?;
+        let loaded = loaded
             .await
             .map_err(|_| anyhow::anyhow!("pipeline thread ended while loading the rules"))??;
-        tracing::info!("rules: {summary}");
-        if rule_count == 0 {
-            tracing::warn!("no active rules: events are collected but nothing can alert");
-        }
-        let mut state = session.ready_state(Some(rule_count));
+        let mut state = session.ready_state(Some(loaded.rule_count));
         state.metrics = telemetry.addr;
         let _ready = ReadyFile::publish(settings.ready_file.as_deref(), &state)?;
         tracing::info!(processes = seeded, "sensors attached; watching");
         telemetry.ready(&state);
 
-        let reloader = spawn_reloader(cfg, stats.detect.clone(), control.clone())?;
-
+        let reloader = topology.spawn_reloader()?;
         let refresher = session.spawn_refresher(stats.clone());
-        let reporter_stats = stats.clone();
-        let reporter = tokio::spawn(async move {
-            if stats_interval == 0 {
-                return;
-            }
-            let mut tick = tokio::time::interval(Duration::from_secs(stats_interval));
-            tick.tick().await;
-            let mut last = Instant::now();
-            let mut prev = reporter_stats.snapshot();
-            loop {
-                tick.tick().await;
-                report(&reporter_stats, prev, last.elapsed().as_secs_f64());
-                prev = reporter_stats.snapshot();
-                last = Instant::now();
-            }
-        });
+        let reporter = spawn_reporter(stats.clone(), agent.stats_interval.unwrap_or(60));
 
         shutdown.wait().await;
         let started = Instant::now();
@@ -164,5 +113,24 @@ pub fn run(args: RunArgs) -> Result<()> {
             tracing::info!("final: {l}");
         }
         Ok(())
+    })
+}
+
+/// The stats line every `secs` seconds (0: never).
+fn spawn_reporter(stats: Arc<Stats>, secs: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if secs == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(secs));
+        tick.tick().await;
+        let mut last = Instant::now();
+        let mut prev = stats.snapshot();
+        loop {
+            tick.tick().await;
+            report(&stats, prev, last.elapsed().as_secs_f64());
+            prev = stats.snapshot();
+            last = Instant::now();
+        }
     })
 }

@@ -65,7 +65,13 @@ pub struct Enricher {
     strings: intern::Interner,
     watch_dirs: Vec<PathBuf>,
     dns: dns::DnsCache,
+    /// Parent correlation for recorded events (replay, consume); made on the first one, so
+    /// the live agent never holds it.
+    recorded: Option<replay::ReplayCorrelator>,
 }
+
+/// Processes a replay remembers for parent correlation.
+const RECORDED_PROCESSES: usize = 65536;
 
 /// Shell convention for a wait(2) status: the exit code, or 128 + signal number.
 pub fn exit_code(status: u32) -> i64 {
@@ -98,6 +104,7 @@ impl Enricher {
             guids: GuidMaker::from_system(),
             strings: intern::Interner::new(4096),
             watch_dirs: cfg.watch_dirs.clone(),
+            recorded: None,
         }
     }
 
@@ -177,6 +184,12 @@ impl Enricher {
                 None
             }
             RawEvent::Log(ev) => Some(ev),
+            RawEvent::Recorded(mut ev) => {
+                self.recorded
+                    .get_or_insert_with(|| replay::ReplayCorrelator::new(RECORDED_PROCESSES))
+                    .complete(&mut ev);
+                Some(ev)
+            }
         }
     }
 

@@ -6,10 +6,42 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::syslog::format::Formatter;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{payload, SinkConfig, SinkContext};
+use super::syslog::format::{Formatter, Payload};
 use super::{count, Sink};
 use crate::detect::alert::Alert;
 use crate::stats::SinkStats;
+
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct LogfileConfig {
+    /// Append alerts to this file (created 0600; reopened on SIGHUP for logrotate).
+    /// Example: -l /var/log/aurora/alerts.log
+    #[arg(short = 'l', long, value_name = "PATH")]
+    pub logfile: Option<PathBuf>,
+    /// Format of --logfile: json|syslog. [default: json]
+    #[arg(long, value_name = "FORMAT")]
+    pub logfile_format: Option<String>,
+}
+
+impl SinkConfig for LogfileConfig {
+    fn build(&self, cx: &SinkContext) -> anyhow::Result<Option<Box<dyn Sink>>> {
+        let Some(path) = &self.logfile else {
+            return Ok(None);
+        };
+        let format = match payload(
+            "--logfile-format",
+            self.logfile_format.as_deref(),
+            Payload::Json,
+        )? {
+            Payload::Json => FileFormat::Json,
+            Payload::Text => FileFormat::Syslog(cx.formatter(Payload::Text)),
+        };
+        Ok(Some(Box::new(FileSink::new(path, format)?)))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogfileError {

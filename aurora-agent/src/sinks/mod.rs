@@ -3,13 +3,19 @@
 //! network sinks hand formatted messages to their own task through a bounded queue, so a dead
 //! collector never blocks detection (overflow is counted); the NATS sink spools to disk
 //! first and delivers from there (`nats/`).
-pub mod file;
-pub mod nats;
-pub mod network;
+#[macro_use]
+pub mod registry;
 pub mod sanitize;
-pub mod stdout;
 pub mod syslog;
 pub mod text;
+
+// The sinks: `mod MODULE { FIELD: ConfigType }`, one line each (see `registry`).
+sinks! {
+    mod stdout { stdout: StdoutConfig }
+    mod file { logfile: LogfileConfig }
+    mod network { udp: UdpConfig, tcp: TcpConfig }
+    mod nats { nats: NatsArgs }
+}
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -15,11 +15,102 @@ use tokio::task::JoinHandle;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use super::syslog::format::Formatter;
+use serde::{Deserialize, Serialize};
+
+use super::registry::{payload, SinkConfig, SinkContext};
+use super::syslog::format::{Formatter, Payload};
 use super::syslog::{frame, Framing};
 use super::Sink;
 use crate::detect::alert::Alert;
 use crate::stats::SinkStats;
+
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct UdpConfig {
+    /// Send alerts over UDP to host:port. Example: --udp-target 10.0.0.5:514
+    #[arg(long, value_name = "HOST:PORT")]
+    pub udp_target: Option<String>,
+    /// Format of --udp-target: json|syslog. [default: syslog]
+    #[arg(long, value_name = "FORMAT")]
+    pub udp_format: Option<String>,
+}
+
+impl SinkConfig for UdpConfig {
+    fn build(&self, cx: &SinkContext) -> Result<Option<Box<dyn Sink>>> {
+        let Some(t) = &self.udp_target else {
+            return Ok(None);
+        };
+        let p = payload("--udp-format", self.udp_format.as_deref(), Payload::Text)?;
+        let s = NetworkSink::start("udp", t, Transport::Udp, cx.formatter(p), cx.queue, &cx.rt)
+            .with_context(|| format!("--udp-target {t}"))?;
+        Ok(Some(Box::new(s)))
+    }
+}
+
+/// TCP, and TLS as its option.
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct TcpConfig {
+    /// Send alerts over TCP to host:port (RFC 6587 octet counting). Example: --tcp-target siem:6514
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp_target: Option<String>,
+    /// Format of --tcp-target: json|syslog. [default: syslog]
+    #[arg(long, value_name = "FORMAT")]
+    pub tcp_format: Option<String>,
+    /// TCP framing: octet-counting (RFC 6587) or newline. [default: octet-counting]
+    #[arg(long, value_name = "FRAMING")]
+    pub tcp_framing: Option<String>,
+    /// Wrap --tcp-target in TLS (RFC 5425).
+    #[arg(long)]
+    pub tcp_tls: bool,
+    /// CA certificate (PEM) that signs the collector's certificate. Example: --tls-ca ca.pem
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl TcpConfig {
+    fn transport(&self) -> Result<Transport> {
+        let framing = match self.tcp_framing.as_deref() {
+            None | Some("octet-counting") => Framing::OctetCounting,
+            Some("newline") => Framing::Newline,
+            Some(x) => bail!("--tcp-framing {x}: expected octet-counting or newline"),
+        };
+        if !self.tcp_tls {
+            if self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
+                bail!("--tls-ca/--tls-cert/--tls-key given without --tcp-tls");
+            }
+            return Ok(Transport::Tcp(framing));
+        }
+        let ca = self
+            .tls_ca
+            .as_deref()
+            .context("--tcp-tls needs --tls-ca FILE (the CA that signed the collector)")?;
+        let tls = tls_config(ca, self.tls_cert.as_deref(), self.tls_key.as_deref())?;
+        Ok(Transport::Tls(framing, tls))
+    }
+}
+
+impl SinkConfig for TcpConfig {
+    fn build(&self, cx: &SinkContext) -> Result<Option<Box<dyn Sink>>> {
+        let Some(t) = &self.tcp_target else {
+            if self.tcp_tls || self.tls_ca.is_some() {
+                bail!("--tcp-tls/--tls-ca given without --tcp-target");
+            }
+            return Ok(None);
+        };
+        let p = payload("--tcp-format", self.tcp_format.as_deref(), Payload::Text)?;
+        let name = if self.tcp_tls { "tls" } else { "tcp" };
+        let s = NetworkSink::start(name, t, self.transport()?, cx.formatter(p), cx.queue, &cx.rt)
+            .with_context(|| format!("--tcp-target {t}"))?;
+        Ok(Some(Box::new(s)))
+    }
+}
 
 #[derive(Clone)]
 pub enum Transport {

@@ -2,9 +2,29 @@
 use std::io::{BufWriter, Stdout, Write};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
+use super::registry::{SinkConfig, SinkContext};
 use super::{count, text, Sink};
 use crate::detect::alert::Alert;
 use crate::stats::SinkStats;
+
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct StdoutConfig {
+    /// Write alerts to stdout as JSON (one object per line) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not write alerts to stdout.
+    #[arg(long)]
+    pub no_stdout: bool,
+}
+
+impl SinkConfig for StdoutConfig {
+    fn build(&self, _: &SinkContext) -> anyhow::Result<Option<Box<dyn Sink>>> {
+        Ok((!self.no_stdout).then(|| Box::new(StdoutSink::new(self.json)) as Box<dyn Sink>))
+    }
+}
 
 pub struct StdoutSink {
     json: bool,

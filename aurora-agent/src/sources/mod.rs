@@ -89,4 +89,7 @@ pub enum RawEvent {
     Dns(DnsRaw),
     /// An event a log source made whole (auditd, system logs): passed through enrichment.
     Log(crate::event::Event),
+    /// An event recorded earlier (replay, consume): whole, but its parent fields may be left
+    /// for correlation with the processes recorded before it.
+    Recorded(crate::event::Event),
 }

@@ -413,6 +413,13 @@ impl StatsCollector {
             Counter,
             per_sink(|k| &k.duplicates),
         )?;
+        family(
+            enc,
+            "aurora_sink_spooled_at_stop",
+            "Messages a stopped sink left in its disk spool for the next run (NATS).",
+            Gauge,
+            per_sink(|k| &k.spooled_at_stop),
+        )?;
         Ok(())
     }
 }

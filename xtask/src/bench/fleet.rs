@@ -65,9 +65,12 @@ fn events(path: &Path, n: usize, every: usize) -> Result<()> {
 
 /// Seconds a replay of `input` took, start to exit (its spool empty at exit).
 fn replay(input: &Path, extra: &[&str], spool: &Path) -> Result<f64> {
+    let metrics = spool.with_extension("prom");
     let t = Instant::now();
     let out = Command::new(root().join("target/release/aurora"))
         .arg("replay")
+        .arg("--metrics-file")
+        .arg(&metrics)
         .arg("--rules")
         .arg(root().join("rules"))
         .args([
@@ -84,8 +87,14 @@ fn replay(input: &Path, extra: &[&str], spool: &Path) -> Result<f64> {
         .output()?;
     let secs = t.elapsed().as_secs_f64();
     let err = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || err.contains("stay in the spool") {
-        bail!("replay did not deliver everything:\n{err}");
+    let m = std::fs::read_to_string(&metrics).unwrap_or_default();
+    let left: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("aurora_sink_spooled_at_stop"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    if !out.status.success() || left > 0.0 {
+        bail!("replay did not deliver everything ({left} messages left in the spool):\n{err}");
     }
     Ok(secs)
 }

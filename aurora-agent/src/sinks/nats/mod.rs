@@ -7,6 +7,7 @@
 //!
 //! Subjects: `aurora.alerts.<host>`, `aurora.events.<host>.<kind>`; `publish` creates the
 //! stream (`AURORA`, subjects `aurora.>`, file storage) when it does not exist.
+pub mod config;
 pub mod publish;
 pub mod spool;
 
@@ -22,10 +23,10 @@ use super::Sink;
 use crate::detect::alert::Alert;
 use crate::event::Event;
 use crate::stats::SinkStats;
+pub use config::NatsArgs;
 use spool::{Record, Spool, SpoolWriter};
 
-/// How to reach NATS and what to publish; built from `--nats-*`, `--spool-*` (or the config
-/// file) in `commands/settings.rs`.
+/// How to reach NATS and what to publish, resolved from `config::NatsArgs`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NatsConfig {
     /// Server URLs (several: the client fails over between them).

@@ -87,7 +87,7 @@ pub async fn run(
         Ok(c) => c,
         Err(e) => {
             tracing::error!("nats: {e:#}");
-            report_left(&alerts, events.as_ref());
+            report_left(&alerts, events.as_ref(), &stats);
             return;
         }
     };
@@ -114,7 +114,7 @@ pub async fn run(
             Err(e) => {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::warn!("nats: {e}");
-                    report_left(&alerts, events.as_ref());
+                    report_left(&alerts, events.as_ref(), &stats);
                     return;
                 }
                 tracing::warn!("nats: {e}; retrying");
@@ -212,20 +212,21 @@ async fn deliver(
             }
         }
     }
-    report(&spool, if alerts { "alerts" } else { "events" });
+    report(&spool, if alerts { "alerts" } else { "events" }, &stats);
 }
 
-fn report(spool: &Spool, what: &str) {
+fn report(spool: &Spool, what: &str, stats: &SinkStats) {
     let left = spool.pending_records();
+    stats.spooled_at_stop.fetch_add(left, Ordering::Relaxed);
     if left > 0 {
         tracing::warn!("nats: {left} {what} stay in the spool for the next run");
     }
 }
 
-fn report_left(alerts: &Spool, events: Option<&Spool>) {
-    report(alerts, "alerts");
+fn report_left(alerts: &Spool, events: Option<&Spool>, stats: &SinkStats) {
+    report(alerts, "alerts", stats);
     if let Some(e) = events {
-        report(e, "events");
+        report(e, "events", stats);
     }
 }
 

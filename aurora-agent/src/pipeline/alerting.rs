@@ -1,4 +1,4 @@
-//! The handler for `aurora` and `aurora replay`: detection, then every sink. Rule reloads and
+//! The handler for the agent, `replay` and `consume`: detection, then every sink. Rule reloads and
 //! logfile reopening (SIGHUP) are handed in through `Control` and applied between events.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,148 @@
+//! Where a detecting pipeline is put together, once, for the live agent, `replay` and
+//! `consume` (model: Vector's `topology/builder.rs`): the sinks the outputs ask for, the
+//! counters every stage reports into, the SIGHUP reloader, and the stage that loads the rules
+//! and joins an enricher to detection and the sinks. Commands only choose their source.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+
+use super::alerting::{spawn_reloader, AlertHandler, Control};
+use super::{consume, Pipeline};
+use crate::detect::{DetectConfig, Detector};
+use crate::enrich::{EnrichConfig, Enricher};
+use crate::sinks::{OutputArgs, SinkSet};
+use crate::sources::RawEvent;
+use crate::stats::Stats;
+
+/// What a detecting pipeline is made of.
+pub struct TopologyConfig<'a> {
+    pub detect: DetectConfig,
+    pub outputs: &'a OutputArgs,
+    /// Log every event (`--trace`).
+    pub trace: bool,
+    /// How long a stopping process keeps delivering to NATS.
+    pub nats_drain: Duration,
+}
+
+/// The parts of a running pipeline that outlive its construction: counters, reload control.
+pub struct Topology {
+    pub stats: Arc<Stats>,
+    detect: DetectConfig,
+    control: Arc<Control>,
+}
+
+/// Sinks built, rules not loaded yet: `load` runs on the thread that will evaluate them.
+pub struct DetectionStage {
+    detect: DetectConfig,
+    sinks: SinkSet,
+    control: Arc<Control>,
+    stats: Arc<Stats>,
+    trace: bool,
+}
+
+/// The pipeline's thread: it gives the handler back when its input ends (None: the rules
+/// did not load).
+pub type PipelineThread = std::thread::JoinHandle<Option<AlertHandler>>;
+
+/// What the rules that loaded are, for the ready file and the log.
+pub struct Loaded {
+    pub rule_count: usize,
+}
+
+impl Topology {
+    /// Build the sinks (their delivery tasks on `rt`) and register their counters.
+    pub fn build(
+        cfg: TopologyConfig,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<(Topology, DetectionStage)> {
+        let stats = Arc::new(Stats::default());
+        let sinks = cfg.outputs.build(rt, cfg.nats_drain)?;
+        for s in sinks.all_stats() {
+            stats.register_sink(s);
+        }
+        let control = Arc::new(Control::default());
+        let stage = DetectionStage {
+            detect: cfg.detect.clone(),
+            sinks,
+            control: control.clone(),
+            stats: stats.clone(),
+            trace: cfg.trace,
+        };
+        let topology = Topology {
+            stats,
+            detect: cfg.detect,
+            control,
+        };
+        Ok((topology, stage))
+    }
+
+    /// SIGHUP reloads the rules and reopens the sinks' files. Call inside the runtime.
+    pub fn spawn_reloader(&self) -> Result<tokio::task::JoinHandle<()>> {
+        Ok(spawn_reloader(
+            self.detect.clone(),
+            self.stats.detect.clone(),
+            self.control.clone(),
+        )?)
+    }
+
+    /// An enricher for recorded events (replay, consume): nothing read from /proc.
+    pub fn recorded_enricher(&self) -> Enricher {
+        Enricher::new(&EnrichConfig::default(), self.stats.enrich.clone())
+    }
+}
+
+impl DetectionStage {
+    /// Load the rules and join `enricher` → detection → sinks.
+    pub fn load(self, enricher: Enricher) -> Result<(Pipeline<AlertHandler>, Loaded)> {
+        let detector = Detector::load(&self.detect, self.stats.detect.clone())?;
+        tracing::info!("rules: {}", detector.summary);
+        let rule_count = detector.rule_count();
+        if rule_count == 0 {
+            tracing::warn!("no active rules: events are collected but nothing can alert");
+        }
+        let handler = AlertHandler::new(detector, self.sinks, self.trace, self.control);
+        Ok((Pipeline::new(enricher, handler), Loaded { rule_count }))
+    }
+
+    /// `load` and then `consume` on a thread of its own (the rules' allocations stay in the
+    /// heap of the thread that evaluates them). Returns the thread (it gives the handler back
+    /// when every sender is gone) and, once the rules loaded, what loaded.
+    pub fn spawn(
+        self,
+        enricher: Enricher,
+        rx: mpsc::Receiver<RawEvent>,
+    ) -> Result<(
+        PipelineThread,
+        tokio::sync::oneshot::Receiver<Result<Loaded>>,
+    )> {
+        let (loaded_tx, loaded_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("aurora-pipeline".into())
+            .spawn(move || match self.load(enricher) {
+                Ok((pipeline, loaded)) => {
+                    let _ = loaded_tx.send(Ok(loaded));
+                    Some(consume(rx, pipeline))
+                }
+                Err(e) => {
+                    let _ = loaded_tx.send(Err(e));
+                    None
+                }
+            })?;
+        Ok((thread, loaded_rx))
+    }
+}
+
+/// Wait for every network sink to deliver its queue (bounded), counting what is left.
+pub async fn close_sinks(sinks: &mut SinkSet, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    for (stats, task) in sinks.shutdown() {
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            let left = stats.queued.swap(0, Ordering::Relaxed);
+            stats.dropped.fetch_add(left, Ordering::Relaxed);
+            tracing::warn!("{}: {left} alerts undelivered at shutdown", stats.name);
+        }
+    }
+}
