@@ -8,7 +8,15 @@ use std::sync::{Arc, Mutex};
 use aurora_common::RING_COUNT;
 
 const RINGS: usize = RING_COUNT as usize;
-pub const RING_LABELS: [&str; RINGS] = ["exec", "exit", "file", "net"];
+pub const RING_LABELS: [&str; RINGS] = {
+    let mut l = [""; RINGS];
+    let mut i = 0;
+    while i < RINGS {
+        l[i] = aurora_common::Ring::ALL[i].label();
+        i += 1;
+    }
+    l
+};
 
 #[derive(Default)]
 pub struct SourceStats {

@@ -19,17 +19,65 @@ pub const PREFIX_LEN: usize = 128;
 /// Maximum number of watched prefixes.
 pub const MAX_WATCHED_PREFIXES: u32 = 64;
 
-/// Indices into the `LOST` per-CPU array: one slot per ring.
-pub const RING_EXEC: u32 = 0;
-pub const RING_EXIT: u32 = 1;
-pub const RING_FILE: u32 = 2;
-/// TCP connections and DNS answers: one ring, so an answer is always read before the connect
-/// that follows it (records of one ring keep their order). The two are told apart by size.
-pub const RING_NET: u32 = 3;
-pub const RING_COUNT: u32 = 4;
-/// Names of the rings, indexed like `LOST`.
-pub const RING_NAMES: [&str; RING_COUNT as usize] =
-    ["EXEC_RING", "EXIT_RING", "FILE_RING", "NET_RING"];
+/// The ring buffers, stated once: each ring's `LOST` slot (its discriminant), its map name
+/// (the `#[map]` static of that name in aurora-ebpf/src/maps.rs), its metric label and its size
+/// class. The records each one carries are decoded by the agent's `decode::decode`, which
+/// matches on this enum without a catch-all arm.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ring {
+    /// `ExecRecord`s.
+    Exec = 0,
+    /// `ExitRecord`s.
+    Exit = 1,
+    /// `FileRecord`s.
+    File = 2,
+    /// `NetRecord`s and `DnsRecord`s: one ring, so an answer is always read before the connect
+    /// that follows it (records of one ring keep their order). The two are told apart by size.
+    Net = 3,
+}
+
+impl Ring {
+    pub const COUNT: usize = 4;
+    pub const ALL: [Ring; Ring::COUNT] = [Ring::Exec, Ring::Exit, Ring::File, Ring::Net];
+
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The map's name in the object.
+    pub const fn map_name(self) -> &'static str {
+        match self {
+            Ring::Exec => "EXEC_RING",
+            Ring::Exit => "EXIT_RING",
+            Ring::File => "FILE_RING",
+            Ring::Net => "NET_RING",
+        }
+    }
+
+    /// The `ring` label of the agent's metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Ring::Exec => "exec",
+            Ring::Exit => "exit",
+            Ring::File => "file",
+            Ring::Net => "net",
+        }
+    }
+
+    /// Exit and connection records are 10-50x smaller than exec and file records: their rings
+    /// get a quarter of the configured size.
+    pub const fn small(self) -> bool {
+        matches!(self, Ring::Exit | Ring::Net)
+    }
+}
+
+/// `LOST` slots, for the kernel programs (`count_lost(RING_EXEC)`).
+pub const RING_EXEC: u32 = Ring::Exec as u32;
+pub const RING_EXIT: u32 = Ring::Exit as u32;
+pub const RING_FILE: u32 = Ring::File as u32;
+pub const RING_NET: u32 = Ring::Net as u32;
+pub const RING_COUNT: u32 = Ring::COUNT as u32;
 
 /// Bytes of a DNS answer's UDP payload copied (EDNS's recommended maximum UDP size; longer
 /// answers are cut and their tail records lost to the parser).

@@ -4,8 +4,8 @@ use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::{
-    read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, AF_INET,
-    EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, Ring,
+    AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -87,11 +87,21 @@ unsafe impl aya::Pod for ExecFixed {}
 unsafe impl aya::Pod for FileFixed {}
 unsafe impl aya::Pod for DnsFixed {}
 
+/// One item of `ring` (each ring's records, stated with the ring in `aurora_common::Ring`).
+pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    match ring {
+        Ring::Exec => exec(item),
+        Ring::Exit => exit(item),
+        Ring::File => file(item),
+        Ring::Net => net_or_dns(item),
+    }
+}
+
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<ExecRecord>("EXEC_RING", item)?;
+    check::<ExecRecord>(Ring::Exec.map_name(), item)?;
     const _: () = assert!(offset_of!(ExecRecord, filename) >= size_of::<ExecFixed>());
     let f: ExecFixed = read_record(item).ok_or(ShortRecord {
-        ring: "EXEC_RING",
+        ring: Ring::Exec.map_name(),
         got: 0,
         want: 0,
     })?;
@@ -128,9 +138,9 @@ pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
 }
 
 pub fn exit(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<ExitRecord>("EXIT_RING", item)?;
+    check::<ExitRecord>(Ring::Exit.map_name(), item)?;
     let r: ExitRecord = read_record(item).ok_or(ShortRecord {
-        ring: "EXIT_RING",
+        ring: Ring::Exit.map_name(),
         got: 0,
         want: 0,
     })?;
@@ -159,10 +169,10 @@ pub fn net_or_dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
 }
 
 fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<DnsRecord>("NET_RING", item)?;
+    check::<DnsRecord>(Ring::Net.map_name(), item)?;
     const _: () = assert!(offset_of!(DnsRecord, payload) >= size_of::<DnsFixed>());
     let f: DnsFixed = read_record(item).ok_or(ShortRecord {
-        ring: "NET_RING",
+        ring: Ring::Net.map_name(),
         got: 0,
         want: 0,
     })?;
@@ -178,10 +188,10 @@ fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
 }
 
 pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<FileRecord>("FILE_RING", item)?;
+    check::<FileRecord>(Ring::File.map_name(), item)?;
     const _: () = assert!(offset_of!(FileRecord, path) >= size_of::<FileFixed>());
     let f: FileFixed = read_record(item).ok_or(ShortRecord {
-        ring: "FILE_RING",
+        ring: Ring::File.map_name(),
         got: 0,
         want: 0,
     })?;
@@ -212,9 +222,9 @@ fn ip(family: u16, a: &[u8; 16]) -> IpAddr {
 }
 
 pub fn net(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<NetRecord>("NET_RING", item)?;
+    check::<NetRecord>(Ring::Net.map_name(), item)?;
     let r: NetRecord = read_record(item).ok_or(ShortRecord {
-        ring: "NET_RING",
+        ring: Ring::Net.map_name(),
         got: 0,
         want: 0,
     })?;

@@ -11,42 +11,10 @@ use tokio::sync::{mpsc, watch};
 use super::decode;
 use crate::sources::RawEvent;
 use crate::stats::SourceStats;
+pub use aurora_common::Ring;
 
 /// How often every ring is drained even without a wakeup.
 pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(20);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ring {
-    Exec,
-    Exit,
-    File,
-    /// TCP connections and DNS answers.
-    Net,
-}
-
-impl Ring {
-    pub fn from_index(i: usize) -> Ring {
-        match i {
-            0 => Ring::Exec,
-            1 => Ring::Exit,
-            2 => Ring::File,
-            _ => Ring::Net,
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    fn decode(self, item: &[u8]) -> Result<RawEvent, decode::ShortRecord> {
-        match self {
-            Ring::Exec => decode::exec(item),
-            Ring::Exit => decode::exit(item),
-            Ring::File => decode::file(item),
-            Ring::Net => decode::net_or_dns(item),
-        }
-    }
-}
 
 /// Read everything currently in the ring. Returns false when the queue is closed.
 fn drain_ready(
@@ -57,7 +25,7 @@ fn drain_ready(
 ) -> bool {
     let i = ring.index();
     while let Some(item) = rb.next() {
-        let ev = match ring.decode(&item) {
+        let ev = match decode::decode(ring, &item) {
             Ok(ev) => ev,
             Err(e) => {
                 stats.decode_errors.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@ pub mod ringsize;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
-use aurora_common::{PREFIX_LEN, RING_COUNT, RING_NAMES};
+use aurora_common::{Ring, PREFIX_LEN, RING_COUNT};
 use aya::maps::{lpm_trie::Key, LpmTrie, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 
@@ -47,13 +47,12 @@ pub struct Sensors {
 /// maps with their configured sizes; the loader and its BTF are dropped on return.
 fn open_object(cfg: &EbpfConfig, agent_tgid: u32, filter: u8) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
-    // Exit and connection records are 10-50x smaller than exec/file records: their rings get a
-    // quarter of the size (ring pages are resident: this is the agent's RSS).
+    // Small-record rings get a quarter of the size (ring pages are resident: this is the
+    // agent's RSS).
     let small = (cfg.ring_bytes / 4).max(ringsize::page_size() as u32);
-    for (i, name) in RING_NAMES.iter().enumerate() {
-        let small_ring =
-            i as u32 == aurora_common::RING_EXIT || i as u32 == aurora_common::RING_NET;
-        loader.map_max_entries(name, if small_ring { small } else { cfg.ring_bytes });
+    for ring in Ring::ALL {
+        let size = if ring.small() { small } else { cfg.ring_bytes };
+        loader.map_max_entries(ring.map_name(), size);
     }
     let wakeup_bytes: u64 = u64::from(cfg.ring_bytes) / 4;
     loader
@@ -142,14 +141,15 @@ impl Sensors {
     }
 
     /// Take the four rings (once) for the drain tasks.
-    pub fn take_rings(&mut self) -> Result<Vec<(drain::Ring, RingBuf<MapData>)>> {
+    pub fn take_rings(&mut self) -> Result<Vec<(Ring, RingBuf<MapData>)>> {
         let mut out = Vec::new();
-        for (i, name) in RING_NAMES.iter().enumerate() {
+        for ring in Ring::ALL {
+            let name = ring.map_name();
             let map = self
                 .ebpf
                 .take_map(name)
                 .with_context(|| format!("{name} map missing"))?;
-            out.push((drain::Ring::from_index(i), RingBuf::try_from(map)?));
+            out.push((ring, RingBuf::try_from(map)?));
         }
         Ok(out)
     }
