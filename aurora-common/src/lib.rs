@@ -255,6 +255,103 @@ pub struct PendingOpen {
     pub _pad: u32,
 }
 
+/// The fixed-size heads of the records that end in large byte arrays: the agent reads a head
+/// by value and slices the arrays out of the ring item in place (no 6 KB copy per exec). Each
+/// head is checked at compile time to lay out exactly like the start of its record.
+pub mod heads {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct ExecHead {
+        pub header: RecordHeader,
+        pub loginuid: u32,
+        pub _pad: u32,
+        pub cgroup_id: u64,
+        pub sessionid: u32,
+        pub flags: u32,
+        pub filename_len: u32,
+        pub args_len: u32,
+        pub exe_len: u32,
+        pub cwd_len: u32,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct FileHead {
+        pub header: RecordHeader,
+        pub dfd: i32,
+        pub open_flags: u32,
+        pub mode: u32,
+        pub fd: i32,
+        pub flags: u32,
+        pub path_len: u32,
+        pub action: u32,
+        pub _pad: u32,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct DnsHead {
+        pub header: RecordHeader,
+        pub len: u32,
+        pub flags: u32,
+    }
+
+    /// `$head` lays out like the start of `$record`, field by field, and ends where `$tail`
+    /// (the record's first array) begins.
+    macro_rules! same_prefix {
+        ($head:ty, $record:ty, $tail:ident, [$($f:ident),+]) => {
+            const _: () = {
+                $(assert!(offset_of!($head, $f) == offset_of!($record, $f));)+
+                assert!(size_of::<$head>() == offset_of!($record, $tail));
+            };
+        };
+    }
+    same_prefix!(
+        ExecHead,
+        ExecRecord,
+        filename,
+        [
+            header,
+            loginuid,
+            cgroup_id,
+            sessionid,
+            flags,
+            filename_len,
+            args_len,
+            exe_len,
+            cwd_len
+        ]
+    );
+    same_prefix!(
+        FileHead,
+        FileRecord,
+        path,
+        [header, dfd, open_flags, mode, fd, flags, path_len, action]
+    );
+    same_prefix!(DnsHead, DnsRecord, payload, [header, len, flags]);
+}
+
+/// What `co_re/helpers.c`'s `aurora_sock_state_read` writes (a copy of the
+/// inet_sock_set_state tracepoint record). Its size and field offsets are handed to clang by
+/// aurora-ebpf/build.rs and checked there with `_Static_assert`, so the C and Rust halves
+/// cannot drift apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockState {
+    pub skaddr: u64,
+    pub oldstate: i32,
+    pub newstate: i32,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub protocol: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+}
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -268,6 +365,9 @@ mod user {
     unsafe impl aya::Pod for FileRecord {}
     unsafe impl aya::Pod for NetRecord {}
     unsafe impl aya::Pod for DnsRecord {}
+    unsafe impl aya::Pod for heads::ExecHead {}
+    unsafe impl aya::Pod for heads::FileHead {}
+    unsafe impl aya::Pod for heads::DnsHead {}
 }
 
 /// Decode a record of type `T` from a ring-buffer item, checking its size.

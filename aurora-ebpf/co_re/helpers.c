@@ -285,8 +285,10 @@ AURORA_API int aurora_task_argv_bounds(struct task_struct *task, __u64 *start, _
 // Scratch layout for aurora_path_walk (PATH_SCRATCH_LEN in aurora-common): the path is built backwards ending at byte 1024, so
 // every masked write stays inside the 2048-byte buffer; the write position lives in the last
 // word of the buffer (see below).
-#define PATH_SCRATCH_HALF 1024
-#define PATH_SCRATCH_POS 2040
+#define PATH_SCRATCH_HALF AURORA_PATH_LEN
+#define PATH_SCRATCH_POS (AURORA_PATH_SCRATCH_LEN - 8)
+_Static_assert(AURORA_PATH_SCRATCH_LEN == 2 * AURORA_PATH_LEN, "scratch is two path buffers");
+_Static_assert((AURORA_PATH_LEN & (AURORA_PATH_LEN - 1)) == 0, "masks need a power of two");
 #define PATH_MAX_COMPONENTS 64
 #define NAME_MASK 255
 
@@ -526,7 +528,7 @@ AURORA_API int aurora_uring_open_fd(struct trace_event_raw_io_uring_complete *ct
   return res;
 }
 
-#define DNS_PAYLOAD_LEN 1232
+#define DNS_PAYLOAD_LEN AURORA_DNS_PAYLOAD_LEN
 #define IPPROTO_UDP_NUM 17
 
 // The skb of a consume_skb record; `softirq` tells whether it ran outside process context
@@ -603,7 +605,8 @@ AURORA_API int aurora_copy_dns(unsigned char *udp, __u32 len, __u8 *out) {
   return bpf_probe_read_kernel(out, len, udp + 8);
 }
 
-// Plain copy of an inet_sock_set_state record, laid out for Rust (see sock.rs).
+// Plain copy of an inet_sock_set_state record: aurora_common::SockState, whose layout
+// build.rs passes in (AURORA_SOCK_STATE_*).
 struct aurora_sock_state {
   __u64 skaddr;
   __s32 oldstate;
@@ -615,6 +618,23 @@ struct aurora_sock_state {
   __u8 saddr[16];
   __u8 daddr[16];
 };
+_Static_assert(sizeof(struct aurora_sock_state) == AURORA_SOCK_STATE_SIZE, "SockState size");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, oldstate) == AURORA_SOCK_STATE_OLDSTATE,
+               "SockState.oldstate");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, newstate) == AURORA_SOCK_STATE_NEWSTATE,
+               "SockState.newstate");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, sport) == AURORA_SOCK_STATE_SPORT,
+               "SockState.sport");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, dport) == AURORA_SOCK_STATE_DPORT,
+               "SockState.dport");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, family) == AURORA_SOCK_STATE_FAMILY,
+               "SockState.family");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, protocol) == AURORA_SOCK_STATE_PROTOCOL,
+               "SockState.protocol");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, saddr) == AURORA_SOCK_STATE_SADDR,
+               "SockState.saddr");
+_Static_assert(__builtin_offsetof(struct aurora_sock_state, daddr) == AURORA_SOCK_STATE_DADDR,
+               "SockState.daddr");
 
 AURORA_API int aurora_sock_state_read(struct trace_event_raw_inet_sock_set_state *ctx,
                                       struct aurora_sock_state *out) {

@@ -2,18 +2,7 @@
 //! Every kernel-struct read goes through these so one object relocates on other kernels.
 use core::ffi::c_void;
 
-#[repr(C)]
-pub struct SockState {
-    pub skaddr: u64,
-    pub oldstate: i32,
-    pub newstate: i32,
-    pub sport: u16,
-    pub dport: u16,
-    pub family: u16,
-    pub protocol: u16,
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-}
+pub use aurora_common::SockState;
 
 unsafe extern "C" {
     pub fn aurora_task_tgid(task: *const c_void) -> u32;

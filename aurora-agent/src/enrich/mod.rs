@@ -123,30 +123,53 @@ impl Enricher {
         snaps.len()
     }
 
-    fn info_from_snapshot(&mut self, s: &procfs::ProcSnapshot, parent_start: u64) -> ProcInfo {
+    /// The one place a process identity starts: what every source knows (ids, user), with the
+    /// defaults for what it may not (no cwd, cgroup or loginuid; not from an exec). The three
+    /// ways a process becomes known (exec, /proc, a fork inferred from its parent) fill the rest.
+    #[allow(clippy::too_many_arguments)]
+    fn identity(
+        &mut self,
+        pid: u32,
+        ticks: u64,
+        ppid: u32,
+        parent_ticks: u64,
+        uid: u32,
+        image: Arc<str>,
+        cmdline: Arc<str>,
+    ) -> ProcInfo {
         ProcInfo {
-            pid: s.pid,
-            start_ticks: s.start_ticks,
-            ppid: s.ppid,
-            parent_start_ticks: parent_start,
-            guid: self.guids.guid(s.pid, s.start_ticks).into(),
-            // Kernel threads have no exe: name them as ps does.
-            image: s
-                .image
-                .clone()
-                .unwrap_or_else(|| format!("[{}]", s.comm))
-                .into(),
-            cmdline: s
-                .cmdline
-                .clone()
-                .unwrap_or_else(|| format!("[{}]", s.comm))
-                .into(),
-            cwd: s.cwd.as_deref().map(Into::into),
-            user: self.users.name(s.uid),
-            uid: s.uid,
-            loginuid: s.loginuid,
+            pid,
+            start_ticks: ticks,
+            ppid,
+            parent_start_ticks: parent_ticks,
+            guid: self.guids.guid(pid, ticks).into(),
+            image,
+            cmdline,
+            cwd: None,
+            user: self.users.name(uid),
+            uid,
+            loginuid: u32::MAX,
             cgroup: None,
             since_ns: 0,
+        }
+    }
+
+    fn info_from_snapshot(&mut self, s: &procfs::ProcSnapshot, parent_start: u64) -> ProcInfo {
+        // Kernel threads have no exe: name them as ps does.
+        let image = s.image.clone().unwrap_or_else(|| format!("[{}]", s.comm));
+        let cmdline = s.cmdline.clone().unwrap_or_else(|| format!("[{}]", s.comm));
+        ProcInfo {
+            cwd: s.cwd.as_deref().map(Into::into),
+            loginuid: s.loginuid,
+            ..self.identity(
+                s.pid,
+                s.start_ticks,
+                s.ppid,
+                parent_start,
+                s.uid,
+                image.into(),
+                cmdline.into(),
+            )
         }
     }
 
@@ -226,26 +249,19 @@ impl Enricher {
         }
         let parent = self.parent_of(t);
         let comm = bytes_to_string(&t.comm);
+        let parent_ticks = self.clock.ticks(t.parent_start_boottime_ns);
+        let image = parent
+            .as_ref()
+            .map(|p| p.image.clone())
+            .unwrap_or_else(|| comm.clone().into());
+        let cmdline = parent
+            .as_ref()
+            .map(|p| p.cmdline.clone())
+            .unwrap_or_else(|| comm.into());
         let info = ProcInfo {
-            pid: t.tgid,
-            start_ticks: ticks,
-            ppid: t.ppid,
-            parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
-            guid: self.guids.guid(t.tgid, ticks).into(),
-            image: parent
-                .as_ref()
-                .map(|p| p.image.clone())
-                .unwrap_or_else(|| comm.clone().into()),
-            cmdline: parent
-                .as_ref()
-                .map(|p| p.cmdline.clone())
-                .unwrap_or_else(|| comm.into()),
             cwd: parent.as_ref().and_then(|p| p.cwd.clone()),
-            user: self.users.name(t.uid),
-            uid: t.uid,
-            loginuid: u32::MAX,
             cgroup: parent.as_ref().and_then(|p| p.cgroup.clone()),
-            since_ns: 0,
+            ..self.identity(t.tgid, ticks, t.ppid, parent_ticks, t.uid, image, cmdline)
         };
         self.table.insert(info)
     }
@@ -293,21 +309,16 @@ impl Enricher {
             procfs::cwd(t.tgid).map(|c| self.strings.intern(&c))
         };
         let cgroup = self.cgroups.lookup(t.tgid, r.cgroup_id);
-        let info = self.table.insert(ProcInfo {
-            pid: t.tgid,
-            start_ticks: ticks,
-            ppid: t.ppid,
-            parent_start_ticks: self.clock.ticks(t.parent_start_boottime_ns),
-            guid: self.guids.guid(t.tgid, ticks).into(),
-            image,
-            cmdline: self.strings.intern(&cmdline),
+        let parent_ticks = self.clock.ticks(t.parent_start_boottime_ns);
+        let cmdline = self.strings.intern(&cmdline);
+        let info = ProcInfo {
             cwd,
-            user: self.users.name(t.uid),
-            uid: t.uid,
             loginuid: r.loginuid,
             cgroup,
             since_ns: t.ts_boot_ns,
-        });
+            ..self.identity(t.tgid, ticks, t.ppid, parent_ticks, t.uid, image, cmdline)
+        };
+        let info = self.table.insert(info);
         let mut ev = self.common(EventKind::ProcessCreation, t.ts_boot_ns, &info);
         ev.push_str(f::COMMAND_LINE, &*info.cmdline);
         if let Some(cwd) = &info.cwd {

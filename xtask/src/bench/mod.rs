@@ -407,6 +407,8 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
                 ])
                 .arg("--json-out")
                 .arg(&jp)
+                .arg("--aurora")
+                .arg(root().join("target/release/aurora"))
                 .stdout(Stdio::null()),
         )?;
         results["detect"] = serde_json::from_str(&std::fs::read_to_string(&jp)?)?;
@@ -458,6 +460,8 @@ fn print_table(r: &Value) {
         ("detect", "sigmahq_events_per_s", "replay detection, SigmaHQ rules (events/s)", ">= 500k [14.4k]"),
         ("detect", "parse_events_per_s", "JSONL parse alone (events/s)", "-"),
         ("detect", "parse_plus_detect_events_per_s", "parse + detection (events/s)", "-"),
+        ("detect", "e2e_replay_events_per_s_per_round", "aurora replay FILE, start to exit (events/s)", ">= 500k"),
+        ("detect", "e2e_replay_max_rss_mb_per_round", "aurora replay peak RSS (MB)", "-"),
         ("detect", "with_scale_events_per_s", "with 1,183 scale rules (events/s)", "-"),
         ("detect", "scale_cost_pct", "scale rules cost (%)", "< 20"),
         ("detect", "sigma_rust_events_per_s", "sigma-rust 0.7, same rules (events/s)", "-"),

@@ -3,6 +3,7 @@
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use aurora_common::heads::{DnsHead, ExecHead, FileHead};
 use aurora_common::{
     read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, Ring,
     AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
@@ -52,41 +53,6 @@ fn bytes_at(item: &[u8], off: usize, len: u32, cap: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-// Fixed-size prefixes read by value; the big arrays are sliced out of the item in place.
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct ExecFixed {
-    header: RecordHeader,
-    loginuid: u32,
-    _pad: u32,
-    cgroup_id: u64,
-    sessionid: u32,
-    flags: u32,
-    filename_len: u32,
-    args_len: u32,
-    exe_len: u32,
-    cwd_len: u32,
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct FileFixed {
-    header: RecordHeader,
-    dfd: i32,
-    open_flags: u32,
-    mode: u32,
-    fd: i32,
-    flags: u32,
-    path_len: u32,
-    action: u32,
-    _pad: u32,
-}
-
-// SAFETY: repr(C) prefixes of the records, integers only: every bit pattern is valid.
-unsafe impl aya::Pod for ExecFixed {}
-unsafe impl aya::Pod for FileFixed {}
-unsafe impl aya::Pod for DnsFixed {}
-
 /// One item of `ring` (each ring's records, stated with the ring in `aurora_common::Ring`).
 pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
     match ring {
@@ -99,8 +65,7 @@ pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
 
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<ExecRecord>(Ring::Exec.map_name(), item)?;
-    const _: () = assert!(offset_of!(ExecRecord, filename) >= size_of::<ExecFixed>());
-    let f: ExecFixed = read_record(item).ok_or(ShortRecord {
+    let f: ExecHead = read_record(item).ok_or(ShortRecord {
         ring: Ring::Exec.map_name(),
         got: 0,
         want: 0,
@@ -150,14 +115,6 @@ pub fn exit(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     }))
 }
 
-#[derive(Clone, Copy)]
-#[repr(C)]
-struct DnsFixed {
-    header: RecordHeader,
-    len: u32,
-    flags: u32,
-}
-
 /// A NET ring item: a DnsRecord or a NetRecord, told apart by size.
 pub fn net_or_dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     const _: () = assert!(size_of::<DnsRecord>() > size_of::<NetRecord>());
@@ -170,8 +127,7 @@ pub fn net_or_dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
 
 fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<DnsRecord>(Ring::Net.map_name(), item)?;
-    const _: () = assert!(offset_of!(DnsRecord, payload) >= size_of::<DnsFixed>());
-    let f: DnsFixed = read_record(item).ok_or(ShortRecord {
+    let f: DnsHead = read_record(item).ok_or(ShortRecord {
         ring: Ring::Net.map_name(),
         got: 0,
         want: 0,
@@ -189,8 +145,7 @@ fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
 
 pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<FileRecord>(Ring::File.map_name(), item)?;
-    const _: () = assert!(offset_of!(FileRecord, path) >= size_of::<FileFixed>());
-    let f: FileFixed = read_record(item).ok_or(ShortRecord {
+    let f: FileHead = read_record(item).ok_or(ShortRecord {
         ring: Ring::File.map_name(),
         got: 0,
         want: 0,
