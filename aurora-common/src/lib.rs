@@ -157,6 +157,17 @@ pub struct ExecRecord {
     pub args: [u8; ARGV_LEN],
 }
 
+/// Bytes of an exec record with `args_len` bytes of argv: records go into the ring only this
+/// long (everything before `args`, then the used part of it).
+pub const fn exec_record_len(args_len: usize) -> usize {
+    let n = if args_len < ARGV_LEN {
+        args_len
+    } else {
+        ARGV_LEN
+    };
+    core::mem::offset_of!(ExecRecord, args) + n
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ExitRecord {

@@ -1,7 +1,7 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES,
+    ExecRecord, ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES,
     PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
@@ -48,6 +48,12 @@ pub static LISTENERS: LruHashMap<ListenKey, SockOwner> = LruHashMap::with_max_en
 /// backwards (too big for the 512-byte BPF stack).
 #[map]
 pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU space where an exec record is built before it is copied into EXEC_RING with only its
+/// used bytes (`exec_record_len`): a ring reservation must have a constant size, and the
+/// full record is 6.7 KB while most execs use under 3 KB.
+#[map]
+pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Path prefixes watched for file creation (`--watch-dir`); unused while `FILTER_PREFIXES` = 0.
 #[map]

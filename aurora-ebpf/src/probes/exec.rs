@@ -4,8 +4,8 @@
 //! process that exits (or execs again) before user space could read /proc keeps them, and user
 //! space needs no /proc read per exec.
 use aurora_common::{
-    ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
-    EXEC_FILENAME_TRUNCATED, RING_EXEC,
+    exec_record_len, ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE,
+    EXEC_FILENAME_LEN, EXEC_FILENAME_TRUNCATED, RING_EXEC,
 };
 use aya_ebpf::{
     helpers::{
@@ -35,12 +35,9 @@ unsafe fn handle(ctx: &TracePointContext) {
     if maps::is_agent(tgid) {
         return;
     }
-    let Some(mut entry) = maps::EXEC_RING.reserve::<ExecRecord>(0) else {
-        maps::count_lost(RING_EXEC);
-        debug!(ctx, "exec ring full");
+    let Some(rec) = maps::EXEC_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let rec = entry.as_mut_ptr();
     unsafe {
         maps::fill_header(&raw mut (*rec).header, task);
         (*rec).loginuid = co_re::aurora_task_loginuid(task);
@@ -97,5 +94,14 @@ unsafe fn handle(ctx: &TracePointContext) {
             }
         }
     }
-    entry.submit(maps::wakeup_flags(&maps::EXEC_RING));
+    // Only the used bytes go into the ring: the head, the fixed path arrays, then argv as long
+    // as it is (the mask repeats the bound for the verifier).
+    let args_len = unsafe { (*rec).args_len } as usize & (ARGV_LEN - 1);
+    // SAFETY: `rec` points to a whole ExecRecord and exec_record_len(n) <= its size.
+    let used = unsafe { core::slice::from_raw_parts(rec.cast::<u8>(), exec_record_len(args_len)) };
+    let flags = maps::wakeup_flags(&maps::EXEC_RING);
+    if maps::EXEC_RING.output::<[u8]>(used, flags).is_err() {
+        maps::count_lost(RING_EXEC);
+        debug!(ctx, "exec ring full");
+    }
 }

@@ -5,8 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::heads::{DnsHead, ExecHead, FileHead};
 use aurora_common::{
-    read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord, RecordHeader, Ring,
-    AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    exec_record_len, read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord,
+    RecordHeader, Ring, AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED,
+    NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -63,13 +64,19 @@ pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
     }
 }
 
+/// An EXEC ring item: the record up to `args`, then `args_len` bytes of argv (the kernel sends
+/// only the used part).
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<ExecRecord>(Ring::Exec.map_name(), item)?;
-    let f: ExecHead = read_record(item).ok_or(ShortRecord {
+    let short = |want| ShortRecord {
         ring: Ring::Exec.map_name(),
-        got: 0,
-        want: 0,
-    })?;
+        got: item.len(),
+        want,
+    };
+    let f: ExecHead = read_record(item).ok_or(short(exec_record_len(0)))?;
+    let want = exec_record_len(f.args_len as usize);
+    if item.len() < want {
+        return Err(short(want));
+    }
     Ok(RawEvent::Exec(ExecRaw {
         task: task(&f.header),
         loginuid: f.loginuid,
@@ -246,6 +253,17 @@ mod tests {
         assert!(e.argv_truncated);
         assert_eq!(e.task.comm, b"bash");
         assert_eq!(e.task.ppid, 1);
+        // The kernel sends the record only up to the used argv.
+        let whole = as_bytes(&*r);
+        let sent = &whole[..exec_record_len(6)];
+        let RawEvent::Exec(cut) = exec(sent).unwrap() else {
+            panic!()
+        };
+        assert_eq!(cut.argv, b"ls\0-la");
+        assert!(
+            exec(&sent[..sent.len() - 1]).is_err(),
+            "shorter than its argv"
+        );
         // A hostile length is clamped to the buffer.
         r.args_len = u32::MAX;
         let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else {
