@@ -244,6 +244,130 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| a.get(i + 1).cloned())
 }
 
+/// Our detection rounds: (parse, SigmaHQ, SigmaHQ + scale) events/s per round, alerts, rules.
+struct Ours {
+    parse: Vec<f64>,
+    base: Vec<f64>,
+    scaled: Vec<f64>,
+    base_alerts: usize,
+    scaled_alerts: usize,
+    base_rules: usize,
+    scaled_rules: usize,
+}
+
+fn measure_ours(
+    lines: &[String],
+    events: &[Event],
+    rounds: usize,
+    sigmahq: &std::path::Path,
+    scale: &std::path::Path,
+    tmp: &std::path::Path,
+) -> (Ours, Detector) {
+    let map = tmp.join("scale-logsources.yml");
+    // The scale set is Windows process_creation rules relabelled `product: linux`; the mapping
+    // routes by category alone so the measurement does not depend on that label.
+    std::fs::write(
+        &map,
+        "logsources:\n  - { category: process_creation, kind: process_creation }\n",
+    )
+    .unwrap();
+    let mut base = detector(vec![sigmahq.to_owned()], None);
+    let mut scaled = detector(vec![sigmahq.to_owned(), scale.to_owned()], Some(map));
+    let mut o = Ours {
+        parse: vec![],
+        base: vec![],
+        scaled: vec![],
+        base_alerts: 0,
+        scaled_alerts: 0,
+        base_rules: base.rule_count(),
+        scaled_rules: scaled.rule_count(),
+    };
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let mut k = 0;
+        for l in lines {
+            k += parse_line(l).ok().flatten().map_or(0, |e| e.fields.len());
+        }
+        std::hint::black_box(k);
+        o.parse.push(lines.len() as f64 / t.elapsed().as_secs_f64());
+        // Alerts of the first round (later rounds replay the same event times: budgets spent).
+        let (eps, a) = detect_pass(&mut base, events);
+        o.base.push(eps);
+        o.base_alerts = o.base_alerts.max(a);
+        let (eps, a) = detect_pass(&mut scaled, events);
+        o.scaled.push(eps);
+        o.scaled_alerts = o.scaled_alerts.max(a);
+    }
+    (o, base)
+}
+
+/// sigma-rust 0.7 on the same active process_creation rules and process events, with our
+/// unthrottled matches on the same events: (events/s per round, its matches, ours, rules).
+fn measure_sigma_rust(
+    base: &Detector,
+    process_lines: &[&String],
+    rounds: usize,
+    sigmahq: &std::path::Path,
+) -> (Vec<f64>, usize, usize, usize) {
+    let mut sr_rules = Vec::new();
+    for e in &base.entries {
+        if matches!(e.status, aurora_agent::detect::rules::RuleStatus::Active { kind, .. } if kind == aurora_agent::event::EventKind::ProcessCreation)
+        {
+            if let Ok(r) = sigma_rust::rule_from_yaml(&std::fs::read_to_string(&e.path).unwrap()) {
+                sr_rules.push(r);
+            }
+        }
+    }
+    let sr_events_v: Vec<sigma_rust::Event> = process_lines
+        .iter()
+        .map(|l| sigma_rust::event_from_json(l.as_str()).unwrap())
+        .collect();
+    let (mut eps, mut matches) = (vec![], 0);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let mut m = 0;
+        for ev in &sr_events_v {
+            m += sr_rules.iter().filter(|r| r.is_match(ev)).count();
+        }
+        eps.push(sr_events_v.len() as f64 / t.elapsed().as_secs_f64());
+        matches = m;
+    }
+    let mut unthrottled = Detector::load(
+        &DetectConfig {
+            rule_dirs: vec![sigmahq.to_owned()],
+            throttle_rate: 0.0,
+            ..Default::default()
+        },
+        Arc::new(DetectStats::default()),
+    )
+    .expect("rules load");
+    let parsed: Vec<Event> = process_lines
+        .iter()
+        .filter_map(|l| parse_line(l).ok().flatten())
+        .collect();
+    let (_, ours) = detect_pass(&mut unthrottled, &parsed);
+    (eps, matches, ours, sr_rules.len())
+}
+
+/// `aurora replay` end to end, as a user runs it: (events/s, peak RSS MB) per round.
+fn measure_e2e(
+    aurora: &std::path::Path,
+    lines: &[String],
+    rounds: usize,
+    sigmahq: &std::path::Path,
+    tmp: &std::path::Path,
+) -> (Vec<f64>, Vec<f64>) {
+    let file = tmp.join("events.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let (mut eps, mut rss) = (vec![], vec![]);
+    for _ in 0..rounds {
+        let (e, r) = e2e_round(aurora, sigmahq, &file, lines.len());
+        eps.push(e.round());
+        rss.push((r * 10.0).round() / 10.0);
+    }
+    (eps, rss)
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let n: usize = arg("--events")
@@ -264,6 +388,7 @@ fn main() {
     let process_lines: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("\"EventID\":1,"))
+        .take(sr_events)
         .collect();
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let events: Vec<Event> = lines
@@ -271,105 +396,29 @@ fn main() {
         .filter_map(|l| parse_line(l).ok().flatten())
         .collect();
     assert_eq!(events.len(), n);
-
     let tmp = tempfile::tempdir().unwrap();
-    let map = tmp.path().join("scale-logsources.yml");
-    // The scale set is Windows process_creation rules relabelled `product: linux`; the mapping
-    // routes by category alone so the measurement does not depend on that label.
-    std::fs::write(
-        &map,
-        "logsources:\n  - { category: process_creation, kind: process_creation }\n",
-    )
-    .unwrap();
-    let mut base = detector(vec![sigmahq.clone()], None);
-    let mut scaled = detector(vec![sigmahq.clone(), scale.clone()], Some(map));
-    let (base_rules, scaled_rules) = (base.rule_count(), scaled.rule_count());
-    let (mut parse_eps, mut base_eps, mut scaled_eps) = (vec![], vec![], vec![]);
-    let (mut base_alerts, mut scaled_alerts) = (0, 0);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let mut k = 0;
-        for l in &lines {
-            k += parse_line(l).ok().flatten().map_or(0, |e| e.fields.len());
-        }
-        std::hint::black_box(k);
-        parse_eps.push(n as f64 / t.elapsed().as_secs_f64());
-        // Alerts of the first round (later rounds replay the same event times: budgets spent).
-        let (eps, a) = detect_pass(&mut base, &events);
-        base_eps.push(eps);
-        base_alerts = base_alerts.max(a);
-        let (eps, a) = detect_pass(&mut scaled, &events);
-        scaled_eps.push(eps);
-        scaled_alerts = scaled_alerts.max(a);
-    }
-
-    // sigma-rust 0.7 on the same active process_creation rules and (a prefix of) the events.
-    let mut sr_rules = Vec::new();
-    for e in &base.entries {
-        if matches!(e.status, aurora_agent::detect::rules::RuleStatus::Active { kind, .. } if kind == aurora_agent::event::EventKind::ProcessCreation)
-        {
-            if let Ok(r) = sigma_rust::rule_from_yaml(&std::fs::read_to_string(&e.path).unwrap()) {
-                sr_rules.push(r);
-            }
-        }
-    }
-    let sr_lines = &process_lines[..sr_events.min(process_lines.len())];
-    let sr_events_v: Vec<sigma_rust::Event> = sr_lines
-        .iter()
-        .map(|l| sigma_rust::event_from_json(l.as_str()).unwrap())
-        .collect();
-    let mut sr_eps = vec![];
-    let mut sr_matches = 0;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        let mut m = 0;
-        for ev in &sr_events_v {
-            m += sr_rules.iter().filter(|r| r.is_match(ev)).count();
-        }
-        sr_eps.push(sr_events_v.len() as f64 / t.elapsed().as_secs_f64());
-        sr_matches = m;
-    }
-    // Our matches on the same prefix, for a like-for-like count.
-    let mut unthrottled = Detector::load(
-        &DetectConfig {
-            rule_dirs: vec![sigmahq.clone()],
-            throttle_rate: 0.0,
-            ..Default::default()
-        },
-        Arc::new(DetectStats::default()),
-    )
-    .expect("rules load");
-    let sr_parsed: Vec<Event> = sr_lines
-        .iter()
-        .filter_map(|l| parse_line(l).ok().flatten())
-        .collect();
-    let (_, our_prefix_alerts) = detect_pass(&mut unthrottled, &sr_parsed);
-
-    // End to end, as a user runs it.
-    let (mut e2e_eps, mut e2e_rss) = (vec![], vec![]);
-    if let Some(aurora) = arg("--aurora") {
-        let file = tmp.path().join("events.jsonl");
-        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        for _ in 0..rounds {
-            let (eps, rss) = e2e_round(std::path::Path::new(&aurora), &sigmahq, &file, n);
-            e2e_eps.push(eps.round());
-            e2e_rss.push((rss * 10.0).round() / 10.0);
-        }
-    }
+    let (o, base) = measure_ours(&lines, &events, rounds, &sigmahq, &scale, tmp.path());
+    let (sr_eps, sr_matches, our_matches, sr_rules) =
+        measure_sigma_rust(&base, &process_lines, rounds, &sigmahq);
+    let (e2e_eps, e2e_rss) = match arg("--aurora") {
+        Some(a) => measure_e2e(
+            std::path::Path::new(&a),
+            &lines,
+            rounds,
+            &sigmahq,
+            tmp.path(),
+        ),
+        None => (vec![], vec![]),
+    };
     let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
-
-    let (parse_rounds, base_rounds) = (rounded(&parse_eps), rounded(&base_eps));
+    let (parse_rounds, base_rounds) = (rounded(&o.parse), rounded(&o.base));
     let (p, b, s, r) = (
-        median(parse_eps),
-        median(base_eps),
-        median(scaled_eps),
+        median(o.parse),
+        median(o.base),
+        median(o.scaled),
         median(sr_eps),
     );
-    let e2e = if e2e_eps.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::json!(median(e2e_eps.clone()))
-    };
+    let e2e = (!e2e_eps.is_empty()).then(|| median(e2e_eps.clone()));
     let result = serde_json::json!({
         "events": n,
         "jsonl_bytes": bytes,
@@ -381,19 +430,19 @@ fn main() {
         "e2e_replay_events_per_s": e2e,
         "e2e_replay_events_per_s_per_round": e2e_eps,
         "e2e_replay_max_rss_mb_per_round": e2e_rss,
-        "sigmahq_rules": base_rules,
+        "sigmahq_rules": o.base_rules,
         "sigmahq_events_per_s": b.round(),
-        "sigmahq_alerts_after_throttle": base_alerts,
-        "with_scale_rules": scaled_rules,
+        "sigmahq_alerts_after_throttle": o.base_alerts,
+        "with_scale_rules": o.scaled_rules,
         "with_scale_events_per_s": s.round(),
-        "with_scale_alerts_after_throttle": scaled_alerts,
+        "with_scale_alerts_after_throttle": o.scaled_alerts,
         "scale_cost_pct": ((b / s - 1.0) * 100.0 * 10.0).round() / 10.0,
         "parse_plus_detect_events_per_s": (1.0 / (1.0 / p + 1.0 / b)).round(),
-        "sigma_rust_rules": sr_rules.len(),
-        "sigma_rust_events": sr_events_v.len(),
+        "sigma_rust_rules": sr_rules,
+        "sigma_rust_events": process_lines.len(),
         "sigma_rust_events_per_s": r.round(),
         "sigma_rust_matches": sr_matches,
-        "aurora_matches_same_events": our_prefix_alerts,
+        "aurora_matches_same_events": our_matches,
         "speedup_vs_sigma_rust": (b / r * 10.0).round() / 10.0,
     });
     println!("{}", serde_json::to_string_pretty(&result).unwrap());

@@ -100,7 +100,7 @@ fn is_zero(n: &u8) -> bool {
 pub struct SensorArgs {
     /// Size of the exec and file ring buffers (exit and connect rings get a quarter): bytes,
     /// K/M suffix or pages (p); a power of two ≥ one page. Ring memory is resident (twice the
-    /// size, mapped). [default: 1M] Example: --ringbuf-size 4M
+    /// size, mapped). [default: 512K] Example: --ringbuf-size 4M
     #[arg(long, value_name = "SIZE")]
     pub ringbuf_size: Option<String>,
     /// Report file creation only under this directory (repeatable). [default: everywhere]

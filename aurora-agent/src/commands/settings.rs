@@ -14,7 +14,7 @@ use crate::event::EventKind;
 use crate::sources::ebpf::{ringsize, EbpfConfig, FileSensorMode};
 use crate::sources::logs::{LogSourcesConfig, DEFAULT_STATE_DIR};
 
-pub const DEFAULT_RING: &str = "1M";
+pub const DEFAULT_RING: &str = "512K";
 pub const DEFAULT_QUEUE: usize = 65536;
 
 pub struct Settings {
