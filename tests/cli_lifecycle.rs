@@ -280,7 +280,13 @@ fn sighup_swaps_rules_atomically_and_keeps_the_old_set_when_the_new_one_is_broke
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("a.yml"), rule("Rule A", "hup-one")).unwrap();
-    let mut r = Stdin::start(&["--rules", rules.to_str().unwrap()]);
+    let prom = dir.path().join("replay.prom");
+    let mut r = Stdin::start(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--metrics-file",
+        prom.to_str().unwrap(),
+    ]);
     assert_eq!(r.send(&event("x hup-one")).len(), 1, "rule A active");
 
     std::fs::write(rules.join("a.yml"), rule("Rule B", "hup-two-b")).unwrap();
@@ -301,13 +307,15 @@ fn sighup_swaps_rules_atomically_and_keeps_the_old_set_when_the_new_one_is_broke
     let still = r.send(&event("x hup-two-b"));
     assert_eq!(still.len(), 1, "broken set refused; rule B still active");
     let err = r.finish();
-    assert!(
-        err.contains("rule reload failed, keeping the current rules"),
-        "{err}"
+    let m = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        sample(&m, "aurora_rules_last_reload_success"),
+        0,
+        "the last reload was refused: {m}"
     );
     assert!(
         err.contains("broken.yml"),
-        "the failing file is named: {err}"
+        "the operator is told which file broke the reload: {err}"
     );
 }
 
