@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use super::settings::{detect_config, load_file, NATS_DRAIN_REPLAY};
 use crate::cli::ConsumeArgs;
 use crate::pipeline::alerting::AlertHandler;
-use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
+use crate::pipeline::builder::{close_sinks, Topology};
 use crate::pipeline::Pipeline;
 use crate::sinks::nats::{publish, NatsConfig};
 use crate::sources::replay::parse::parse_line;
@@ -45,19 +45,7 @@ pub fn run(args: ConsumeArgs) -> Result<bool> {
         .unwrap_or_else(|| DEFAULT_CONSUMER.into());
     // Alerts go to the ordinary outputs; the NATS flags name where events come from.
     outputs.nats = Default::default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (topology, stage) = Topology::build(
-        TopologyConfig {
-            detect,
-            outputs: &outputs,
-            trace: false,
-            nats_drain: NATS_DRAIN_REPLAY,
-        },
-        rt.handle(),
-    )?;
+    let (rt, topology, stage) = Topology::build_recorded(detect, &outputs, NATS_DRAIN_REPLAY)?;
     let (mut pipeline, _) = stage.load(topology.recorded_enricher())?;
     let idle = args.idle_exit.map(Duration::from_secs_f64);
     let counts = rt.block_on(async {

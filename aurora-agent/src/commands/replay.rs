@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _, Result};
 use super::settings::{detect_config, load_file, NATS_DRAIN_REPLAY};
 use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::pipeline::alerting::AlertHandler;
-use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
+use crate::pipeline::builder::{close_sinks, Topology};
 use crate::pipeline::{drain, Pipeline};
 use crate::sources::replay;
 use crate::stats::{LogSourceStats, Stats};
@@ -33,19 +33,7 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     }
     let detect = detect_config(&args.detect, &file, true)?;
     let outputs = args.output.layered(&file)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (topology, stage) = Topology::build(
-        TopologyConfig {
-            detect,
-            outputs: &outputs,
-            trace: false,
-            nats_drain: NATS_DRAIN_REPLAY,
-        },
-        rt.handle(),
-    )?;
+    let (rt, topology, stage) = Topology::build_recorded(detect, &outputs, NATS_DRAIN_REPLAY)?;
     // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
     let _reloader = {
         let _guard = rt.enter();

@@ -79,6 +79,27 @@ impl Topology {
         Ok((topology, stage))
     }
 
+    /// The pipeline of a mode that reads recorded events (replay, consume): its own runtime
+    /// (one worker, for network sinks and signals), no `--trace`, a longer NATS drain.
+    pub fn build_recorded(
+        detect: DetectConfig,
+        outputs: &OutputArgs,
+        nats_drain: Duration,
+    ) -> Result<(tokio::runtime::Runtime, Topology, DetectionStage)> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let cfg = TopologyConfig {
+            detect,
+            outputs,
+            trace: false,
+            nats_drain,
+        };
+        let (topology, stage) = Topology::build(cfg, rt.handle())?;
+        Ok((rt, topology, stage))
+    }
+
     /// SIGHUP reloads the rules and reopens the sinks' files. Call inside the runtime.
     pub fn spawn_reloader(&self) -> Result<tokio::task::JoinHandle<()>> {
         Ok(spawn_reloader(
