@@ -356,6 +356,19 @@ impl Agent {
         }
     }
 
+    /// Wait (up to `secs`) until every alert written so far satisfies `done` as a whole;
+    /// returns them.
+    pub fn wait_until(&self, secs: u64, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let all = self.alerts();
+            if done(&all) || Instant::now() > deadline {
+                return all;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn metrics(&self) -> String {
         let (code, body) = http_get(metrics_port(&self.ready), "/metrics");
         assert_eq!(code, 200, "/metrics: {body}");
