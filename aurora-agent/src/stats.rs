@@ -8,15 +8,6 @@ use std::sync::{Arc, Mutex};
 use aurora_common::RING_COUNT;
 
 const RINGS: usize = RING_COUNT as usize;
-pub const RING_LABELS: [&str; RINGS] = {
-    let mut l = [""; RINGS];
-    let mut i = 0;
-    while i < RINGS {
-        l[i] = aurora_common::Ring::ALL[i].label();
-        i += 1;
-    }
-    l
-};
 
 #[derive(Default)]
 pub struct SourceStats {
@@ -210,10 +201,10 @@ fn load(a: &AtomicU64) -> u64 {
 }
 
 fn per_ring(a: &[AtomicU64; RINGS]) -> String {
-    RING_LABELS
+    aurora_common::Ring::ALL
         .iter()
         .zip(a.iter())
-        .map(|(l, v)| format!("{l}={}", load(v)))
+        .map(|(r, v)| format!("{}={}", r.label(), load(v)))
         .collect::<Vec<_>>()
         .join(",")
 }

@@ -5,7 +5,7 @@
 //! counted; the exit status is non-zero when any line was rejected.
 use std::fs::File;
 use std::io::{BufReader, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +72,8 @@ fn replay_stdin(
     let reader = std::thread::Builder::new()
         .name("aurora-stdin".into())
         .spawn(move || {
-            let name = PathBuf::from("-");
             let stdin = std::io::stdin().lock();
-            replay::read(stdin, format, Path::new(&name), &counters, |r| {
+            replay::read(stdin, format, Path::new("-"), &counters, |r| {
                 // The pipeline is gone only when this process is ending.
                 let _ = tx.blocking_send(r);
             })

@@ -69,14 +69,6 @@ impl<H: EventHandler> Pipeline<H> {
         crate::alloc::release_idle_memory();
     }
 
-    pub fn handler(&self) -> &H {
-        &self.handler
-    }
-
-    pub fn enricher_mut(&mut self) -> &mut Enricher {
-        &mut self.enricher
-    }
-
     /// Write out what is buffered and hand the handler back for the final summary.
     pub fn finish(mut self) -> H {
         self.handler.flush();

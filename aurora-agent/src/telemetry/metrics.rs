@@ -13,7 +13,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::event::EventKind;
-use crate::stats::{Stats, RING_LABELS};
+use crate::stats::Stats;
 
 /// What the agent is, for `aurora_build_info` (set once the sensors are attached).
 #[derive(Clone, Debug, Default)]
@@ -65,10 +65,10 @@ fn label(k: &'static str, v: impl Into<Cow<'static, str>>) -> Labels {
 }
 
 fn per_ring(a: &[AtomicU64]) -> Vec<(Labels, u64)> {
-    RING_LABELS
+    aurora_common::Ring::ALL
         .iter()
         .zip(a)
-        .map(|(r, n)| (label("ring", *r), v(n)))
+        .map(|(r, n)| (label("ring", r.label()), v(n)))
         .collect()
 }
 

@@ -31,15 +31,15 @@ pub struct Rejected {
     pub reason: String,
 }
 
-/// Why a line that is not text is rejected.
-fn unreadable(l: &Line) -> Option<String> {
+/// A line's text, or why it is rejected before any parser sees it.
+fn text_of(l: &Line) -> Result<&str, String> {
     match l {
-        Line::Text(_) => None,
-        Line::TooLong(n) => Some(format!(
+        Line::Text(s) => Ok(s),
+        Line::TooLong(n) => Err(format!(
             "line of {n} bytes exceeds the {} byte limit",
             reader::MAX_LINE
         )),
-        Line::InvalidUtf8(at) => Some(format!("invalid UTF-8 at byte {at}")),
+        Line::InvalidUtf8(at) => Err(format!("invalid UTF-8 at byte {at}")),
     }
 }
 
@@ -53,10 +53,7 @@ pub fn replay<R: BufRead>(
     let mut r = LineReader::new(input);
     while let Some(l) = r.next_line()? {
         let line = r.line_no;
-        let result = match &l {
-            Line::Text(s) => parse::parse_line(s),
-            other => Err(unreadable(other).unwrap_or_default()),
-        };
+        let result = text_of(&l).and_then(parse::parse_line);
         match result {
             Ok(Some(ev)) => on_event(ev),
             Ok(None) => {}
@@ -78,10 +75,7 @@ pub fn replay_lines<R: BufRead, P: LineParser>(
     let mut out = Vec::new();
     while let Some(l) = r.next_line()? {
         let line = r.line_no;
-        let result = match &l {
-            Line::Text(s) => parser.line(s, &mut out),
-            other => Err(unreadable(other).unwrap_or_default()),
-        };
+        let result = text_of(&l).and_then(|s| parser.line(s, &mut out));
         if let Err(reason) = result {
             on_reject(Rejected { line, reason });
         }
