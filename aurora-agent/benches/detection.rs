@@ -394,6 +394,11 @@ fn main() {
         .unwrap_or(20_000);
 
     let lines = generate(n, 0x5eed_a0a0);
+    // For profiling `aurora replay` on exactly the bench's input.
+    if let Some(out) = arg("--write-events") {
+        std::fs::write(out, lines.join("\n") + "\n").unwrap();
+        return;
+    }
     let process_lines: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("\"EventID\":1,"))

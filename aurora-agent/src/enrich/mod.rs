@@ -68,10 +68,10 @@ pub struct Enricher {
     /// Parent correlation for recorded events (replay, consume); made on the first one, so
     /// the live agent never holds it.
     recorded: Option<replay::ReplayCorrelator>,
+    /// Processes recorded events are correlated over: the live table's capacity, so a replay
+    /// finds the parents the live agent would have.
+    recorded_capacity: usize,
 }
-
-/// Processes a replay remembers for parent correlation.
-const RECORDED_PROCESSES: usize = 65536;
 
 /// Shell convention for a wait(2) status: the exit code, or 128 + signal number.
 pub fn exit_code(status: u32) -> i64 {
@@ -105,6 +105,7 @@ impl Enricher {
             strings: intern::Interner::new(4096),
             watch_dirs: cfg.watch_dirs.clone(),
             recorded: None,
+            recorded_capacity: cfg.correlation_cache,
         }
     }
 
@@ -196,7 +197,10 @@ impl Enricher {
 
     /// Enrich one record. `None` when it is filtered out (file outside `--watch-dir`).
     pub fn enrich(&mut self, raw: RawEvent) -> Option<Event> {
-        self.table.sweep(Instant::now());
+        // Logs and recorded events never touch the live process table.
+        if !matches!(raw, RawEvent::Log(_) | RawEvent::Recorded(_)) {
+            self.table.sweep(Instant::now());
+        }
         match raw {
             RawEvent::Exec(r) => Some(self.exec(r)),
             RawEvent::Exit(r) => Some(self.exit(r)),
@@ -209,7 +213,7 @@ impl Enricher {
             RawEvent::Log(ev) => Some(ev),
             RawEvent::Recorded(mut ev) => {
                 self.recorded
-                    .get_or_insert_with(|| replay::ReplayCorrelator::new(RECORDED_PROCESSES))
+                    .get_or_insert_with(|| replay::ReplayCorrelator::new(self.recorded_capacity))
                     .complete(&mut ev);
                 Some(ev)
             }

@@ -1,32 +1,88 @@
 //! Parent correlation for replayed events: a process event without parent fields gets them from
 //! the process its ParentProcessGuid (or ParentProcessId) names, if the replay saw it earlier —
 //! the same answer the live process table gives.
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use lru::LruCache;
+use schnellru::{ByLength, LruMap};
 
 use crate::event::names as f;
 use crate::event::{Event, EventKind};
 
+/// The parent fields a child takes, in the order [`PARENT_FIELDS`] names them.
+const OWN_FIELDS: [&str; 3] = [f::IMAGE, f::COMMAND_LINE, f::USER];
+const PARENT_FIELDS: [&str; 3] = [f::PARENT_IMAGE, f::PARENT_COMMAND_LINE, f::PARENT_USER];
+
+/// What a child needs of a process seen earlier: its three fields in one allocation, shared by
+/// both indexes (one allocation per replayed process instead of five).
 #[derive(Clone)]
 struct Seen {
-    image: Option<Arc<str>>,
-    cmdline: Option<Arc<str>>,
-    user: Option<Arc<str>>,
+    text: Arc<str>,
+    /// End of each field in `text`; `None` when the process event lacked it.
+    ends: [Option<u32>; 3],
 }
 
+impl Seen {
+    fn of(ev: &Event) -> Seen {
+        let parts = OWN_FIELDS.map(|n| ev.get_str(n));
+        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        let ends = parts.map(|p| {
+            p.map(|p| {
+                text.push_str(p);
+                text.len() as u32
+            })
+        });
+        Seen {
+            text: text.into(),
+            ends,
+        }
+    }
+
+    fn field(&self, i: usize) -> Option<&str> {
+        let end = self.ends[i]? as usize;
+        let start = self.ends[..i].iter().rev().flatten().next().copied();
+        self.text.get(start.unwrap_or(0) as usize..end)
+    }
+}
+
+/// A ProcessGuid as a key: Sysmon's `{8-4-4-4-12}` hex form as its 128 bits (no allocation,
+/// no string compare); anything else as its text.
+#[derive(Hash, PartialEq, Eq)]
+enum GuidKey {
+    Bits(u128),
+    Text(Box<str>),
+}
+
+impl GuidKey {
+    fn of(guid: &str) -> GuidKey {
+        let hex = guid
+            .strip_prefix('{')
+            .and_then(|g| g.strip_suffix('}'))
+            .filter(|g| g.len() == 36 && [8, 13, 18, 23].iter().all(|&i| g.as_bytes()[i] == b'-'));
+        let bits = hex.and_then(|g| {
+            g.bytes().filter(|&b| b != b'-').try_fold(0u128, |acc, b| {
+                Some(acc << 4 | u128::from((b as char).to_digit(16)?))
+            })
+        });
+        match bits {
+            Some(b) => GuidKey::Bits(b),
+            None => GuidKey::Text(guid.into()),
+        }
+    }
+}
+
+/// Both indexes are flat LRU maps (entries and links in one table): a put at capacity costs
+/// one probe, not a probe plus a pointer chase to a separately allocated node.
 pub struct ReplayCorrelator {
-    by_guid: LruCache<String, Seen>,
-    by_pid: LruCache<i64, Seen>,
+    by_guid: LruMap<GuidKey, Seen, ByLength>,
+    by_pid: LruMap<i64, Seen, ByLength>,
 }
 
 impl ReplayCorrelator {
     pub fn new(capacity: usize) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        let cap = u32::try_from(capacity.max(1)).unwrap_or(u32::MAX);
         ReplayCorrelator {
-            by_guid: LruCache::new(cap),
-            by_pid: LruCache::new(cap),
+            by_guid: LruMap::new(ByLength::new(cap)),
+            by_pid: LruMap::new(ByLength::new(cap)),
         }
     }
 
@@ -34,34 +90,32 @@ impl ReplayCorrelator {
         if ev.kind != EventKind::ProcessCreation {
             return;
         }
+        // Recorded live events carry their parent fields: no lookup for them.
+        if !PARENT_FIELDS.iter().all(|n| ev.has(n)) {
+            self.fill_parent(ev);
+        }
+        let seen = Seen::of(ev);
+        if let Some(g) = ev.get_str(f::PROCESS_GUID) {
+            self.by_guid.insert(GuidKey::of(g), seen.clone());
+        }
+        if let Some(pid) = ev.get_int(f::PROCESS_ID) {
+            self.by_pid.insert(pid, seen);
+        }
+    }
+
+    fn fill_parent(&mut self, ev: &mut Event) {
         let parent = ev
             .get_str(f::PARENT_PROCESS_GUID)
-            .and_then(|g| self.by_guid.get(g).cloned())
+            .and_then(|g| self.by_guid.get(&GuidKey::of(g)).cloned())
             .or_else(|| {
                 ev.get_int(f::PARENT_PROCESS_ID)
                     .and_then(|p| self.by_pid.get(&p).cloned())
             });
-        if let Some(p) = parent {
-            for (name, val) in [
-                (f::PARENT_IMAGE, &p.image),
-                (f::PARENT_COMMAND_LINE, &p.cmdline),
-                (f::PARENT_USER, &p.user),
-            ] {
-                if let (false, Some(v)) = (ev.has(name), val) {
-                    ev.push_str(name, &**v);
-                }
+        let Some(p) = parent else { return };
+        for (i, name) in PARENT_FIELDS.into_iter().enumerate() {
+            if let (false, Some(v)) = (ev.has(name), p.field(i)) {
+                ev.push_str(name, v);
             }
-        }
-        let seen = Seen {
-            image: ev.get_str(f::IMAGE).map(Into::into),
-            cmdline: ev.get_str(f::COMMAND_LINE).map(Into::into),
-            user: ev.get_str(f::USER).map(Into::into),
-        };
-        if let Some(g) = ev.get_str(f::PROCESS_GUID) {
-            self.by_guid.put(g.to_owned(), seen.clone());
-        }
-        if let Some(pid) = ev.get_int(f::PROCESS_ID) {
-            self.by_pid.put(pid, seen);
         }
     }
 }
@@ -97,6 +151,29 @@ mod tests {
             Some("/bin/zsh"),
             "given fields win"
         );
+    }
+
+    #[test]
+    fn guid_keys_exact_for_sysmon_form_text_otherwise() {
+        let a = GuidKey::of("{8f0c1a2b-0000-0000-1234-00000000abcd}");
+        assert!(matches!(
+            a,
+            GuidKey::Bits(0x8f0c1a2b_0000_0000_1234_00000000abcd)
+        ));
+        assert!(matches!(GuidKey::of("{8f0c1a2b-0000}"), GuidKey::Text(_)));
+        assert!(matches!(
+            GuidKey::of("{zz0c1a2b-0000-0000-1234-00000000abcd}"),
+            GuidKey::Text(_)
+        ));
+        let mut c = ReplayCorrelator::new(8);
+        let mut p = proc(1, "not-a-guid", "/bin/sh", 0);
+        p.push_str(f::USER, "root");
+        c.complete(&mut p);
+        let mut child = proc(2, "{c}", "/bin/ls", 99);
+        child.push_str(f::PARENT_PROCESS_GUID, "not-a-guid");
+        c.complete(&mut child);
+        assert_eq!(child.get_str(f::PARENT_IMAGE), Some("/bin/sh"));
+        assert_eq!(child.get_str(f::PARENT_USER), Some("root"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct Rejected {
 }
 
 /// A line's text, or why it is rejected before any parser sees it.
-fn text_of(l: &Line) -> Result<&str, String> {
+fn text_of<'a>(l: &Line<'a>) -> Result<&'a str, String> {
     match l {
         Line::Text(s) => Ok(s),
         Line::TooLong(n) => Err(format!(
@@ -51,8 +51,7 @@ pub fn replay<R: BufRead>(
     mut on_reject: impl FnMut(Rejected),
 ) -> std::io::Result<u64> {
     let mut r = LineReader::new(input);
-    while let Some(l) = r.next_line()? {
-        let line = r.line_no;
+    while let Some((line, l)) = r.next_line()? {
         let result = text_of(&l).and_then(parse::parse_line);
         match result {
             Ok(Some(ev)) => on_event(ev),
@@ -73,8 +72,7 @@ pub fn replay_lines<R: BufRead, P: LineParser>(
 ) -> std::io::Result<u64> {
     let mut r = LineReader::new(input);
     let mut out = Vec::new();
-    while let Some(l) = r.next_line()? {
-        let line = r.line_no;
+    while let Some((line, l)) = r.next_line()? {
         let result = text_of(&l).and_then(|s| parser.line(s, &mut out));
         if let Err(reason) = result {
             on_reject(Rejected { line, reason });

@@ -4,7 +4,9 @@
 //! fields are normalised to numbers. The line is read straight into the event (serde's
 //! visitor over the JSON map: no `serde_json::Value` tree, schema field names not allocated).
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -12,7 +14,7 @@ use crate::enrich::clock::utc_time;
 use crate::event::names::{self as f, NUMERIC};
 use crate::event::{Event, EventKind, Value};
 
-use crate::event::time::parse_utc;
+use crate::event::time::parse_utc_ns;
 
 /// Keys of the Go peer's envelope.
 const GO_EVENT_ID: &str = "_eventID";
@@ -50,9 +52,22 @@ const KNOWN: &[&str] = &[
     f::DESTINATION_PORT,
 ];
 
-fn field_name(k: Key<'_>) -> Cow<'static, str> {
-    match KNOWN.iter().find(|n| **n == k.0.as_ref()) {
-        Some(n) => Cow::Borrowed(n),
+/// A line's key as the schema names it, and whether its values are numbers: one hash probe
+/// per key (this runs for every field of every replayed line).
+fn schema_field(key: &str) -> Option<(&'static str, bool)> {
+    type Table = HashMap<&'static str, (&'static str, bool), foldhash::fast::FixedState>;
+    static TABLE: LazyLock<Table> = LazyLock::new(|| {
+        KNOWN
+            .iter()
+            .map(|&n| (n, (n, NUMERIC.contains(&n))))
+            .collect()
+    });
+    TABLE.get(key).copied()
+}
+
+fn field_name(k: Key<'_>, schema: Option<(&'static str, bool)>) -> Cow<'static, str> {
+    match schema {
+        Some((n, _)) => Cow::Borrowed(n),
         None => Cow::Owned(k.0.into_owned()),
     }
 }
@@ -169,8 +184,7 @@ fn event_id(v: &Scalar) -> Result<u64, String> {
     }
 }
 
-fn field_value(key: &str, v: Scalar) -> Result<Option<Value>, String> {
-    let numeric = NUMERIC.contains(&key);
+fn field_value(key: &str, numeric: bool, v: Scalar) -> Result<Option<Value>, String> {
     Ok(Some(match v {
         Scalar::Null => return Ok(None),
         Scalar::Bool(b) => Value::Bool(b),
@@ -207,6 +221,7 @@ impl<'de> Visitor<'de> for LineVisitor {
             if problem.is_some() {
                 continue; // read the rest for syntax errors, report the first meaning error
             }
+            let schema = schema_field(&key.0);
             match key.0.as_ref() {
                 "EventID" | GO_EVENT_ID => {
                     if id.is_none() || key.0 == "EventID" {
@@ -220,7 +235,7 @@ impl<'de> Visitor<'de> for LineVisitor {
                     }
                 }
                 f::UTC_TIME => match v {
-                    Scalar::Str(s) if parse_utc(&s).is_some() => time = Some(s),
+                    Scalar::Str(s) if parse_utc_ns(&s).is_some() => time = Some(s),
                     Scalar::Str(s) => {
                         problem = Some(format!(
                             "UtcTime \"{s}\" is neither RFC 3339 nor YYYY-MM-DD HH:MM:SS.fff"
@@ -233,8 +248,8 @@ impl<'de> Visitor<'de> for LineVisitor {
                         ))
                     }
                 },
-                _ => match field_value(&key.0, v) {
-                    Ok(Some(val)) => fields.push((field_name(key), val)),
+                _ => match field_value(&key.0, schema.is_some_and(|(_, n)| n), v) {
+                    Ok(Some(val)) => fields.push((field_name(key, schema), val)),
                     Ok(None) => {}
                     Err(e) => problem = Some(e),
                 },
@@ -256,7 +271,7 @@ impl<'de> Visitor<'de> for LineVisitor {
         }
         // UtcTime first, as in live events: explicit, else the Go envelope's, else now.
         let t = time
-            .or_else(|| go_time.filter(|g| parse_utc(g).is_some()))
+            .or_else(|| go_time.filter(|g| parse_utc_ns(g).is_some()))
             .unwrap_or_else(|| utc_time(chrono::Utc::now()));
         fields.insert(0, (Cow::Borrowed(f::UTC_TIME), Value::Str(t)));
         Ok(Ok(Event { kind, fields }))

@@ -5,14 +5,16 @@ use std::io::BufRead;
 /// Lines longer than this are rejected.
 pub const MAX_LINE: usize = 16 << 20;
 
-pub enum Line {
-    Text(String),
+pub enum Line<'a> {
+    Text(&'a str),
     TooLong(usize),
     InvalidUtf8(usize),
 }
 
 pub struct LineReader<R> {
     inner: R,
+    /// The current line; reused, so reading allocates only when a line is longer than any
+    /// before it.
     buf: Vec<u8>,
     pub line_no: u64,
     max: usize,
@@ -32,8 +34,8 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
-    /// The next line (without its newline), or None at end of input.
-    pub fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+    /// The next line (without its newline) with its 1-based number, or None at end of input.
+    pub fn next_line(&mut self) -> std::io::Result<Option<(u64, Line<'_>)>> {
         self.buf.clear();
         let mut len = 0usize;
         let mut any = false;
@@ -43,7 +45,7 @@ impl<R: BufRead> LineReader<R> {
                 break;
             }
             any = true;
-            let (part, done) = match chunk.iter().position(|&b| b == b'\n') {
+            let (part, done) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (&chunk[..i], Some(i + 1)),
                 None => (chunk, None),
             };
@@ -64,14 +66,14 @@ impl<R: BufRead> LineReader<R> {
         }
         self.line_no += 1;
         if len > self.max {
-            return Ok(Some(Line::TooLong(len)));
+            return Ok(Some((self.line_no, Line::TooLong(len))));
         }
         if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        match String::from_utf8(std::mem::take(&mut self.buf)) {
-            Ok(s) => Ok(Some(Line::Text(s))),
-            Err(e) => Ok(Some(Line::InvalidUtf8(e.utf8_error().valid_up_to()))),
+        match std::str::from_utf8(&self.buf) {
+            Ok(s) => Ok(Some((self.line_no, Line::Text(s)))),
+            Err(e) => Ok(Some((self.line_no, Line::InvalidUtf8(e.valid_up_to())))),
         }
     }
 }
@@ -83,9 +85,9 @@ mod tests {
     fn lines(input: &[u8], max: usize) -> Vec<String> {
         let mut r = LineReader::with_limit(std::io::BufReader::with_capacity(4, input), max);
         let mut out = vec![];
-        while let Some(l) = r.next_line().unwrap() {
+        while let Some((_, l)) = r.next_line().unwrap() {
             out.push(match l {
-                Line::Text(s) => s,
+                Line::Text(s) => s.to_owned(),
                 Line::TooLong(n) => format!("too long {n}"),
                 Line::InvalidUtf8(at) => format!("utf8 at {at}"),
             });
