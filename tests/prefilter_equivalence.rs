@@ -28,7 +28,7 @@ fn variants(ev: &Event) -> Vec<Event> {
             format!("{image}.exe"),
         ] {
             let mut e = ev.clone();
-            e.set("Image", Value::Str(v));
+            e.set("Image", Value::Str(v.into()));
             out.push(e);
         }
         let mut e = ev.clone();
@@ -43,7 +43,7 @@ fn variants(ev: &Event) -> Vec<Event> {
             String::new(),
         ] {
             let mut e = ev.clone();
-            e.set("CommandLine", Value::Str(v));
+            e.set("CommandLine", Value::Str(v.into()));
             out.push(e);
         }
     }

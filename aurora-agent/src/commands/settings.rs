@@ -152,7 +152,7 @@ pub fn detect_config(
     let throttle_rate = d.throttle_rate.unwrap_or(defaults.throttle_rate);
     let throttle_burst = d.throttle_burst.unwrap_or(defaults.throttle_burst);
     // Validate now so a bad value is reported before sensors load.
-    crate::detect::throttle::Throttle::wall(throttle_rate, throttle_burst)?;
+    crate::detect::throttle::Throttle::validate(throttle_rate, throttle_burst)?;
     Ok(DetectConfig {
         rule_dirs,
         logsource_map: d.logsource_map.clone(),

@@ -71,6 +71,12 @@ fn quota(rate: f64, burst: u32) -> Result<Option<Quota>, ThrottleError> {
 }
 
 impl Throttle {
+    /// Checks a rate and burst without building a limiter (the wall clock calibrates its TSC
+    /// for ~10 ms when first made, which a replay never needs).
+    pub fn validate(rate: f64, burst: u32) -> Result<(), ThrottleError> {
+        quota(rate, burst).map(|_| ())
+    }
+
     pub fn wall(rate: f64, burst: u32) -> Result<Self, ThrottleError> {
         Ok(match quota(rate, burst)? {
             None => Throttle::Off,

@@ -9,6 +9,7 @@ pub mod time;
 
 use std::borrow::Cow;
 
+use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Field names (Sysmon for Linux schema, plus our own CommandLineTruncated/ContainerId/CgroupPath).
@@ -136,9 +137,11 @@ impl Serialize for EventKind {
     }
 }
 
+/// A field's value. Text is a `CompactString`: values up to 24 bytes (times, users, most
+/// paths) live inline, so building an event allocates only for long ones (command lines).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    Str(String),
+    Str(CompactString),
     Int(i64),
     Bool(bool),
 }
@@ -214,7 +217,7 @@ impl Event {
         self.fields.push((name.into(), value));
     }
 
-    pub fn push_str(&mut self, name: &'static str, value: impl Into<String>) {
+    pub fn push_str(&mut self, name: &'static str, value: impl Into<CompactString>) {
         self.fields
             .push((Cow::Borrowed(name), Value::Str(value.into())));
     }
@@ -243,7 +246,7 @@ impl Serialize for Event {
         map.serialize_entry("EventID", &self.kind.event_id())?;
         for (k, v) in &self.fields {
             match v {
-                Value::Str(x) => map.serialize_entry(k, x)?,
+                Value::Str(x) => map.serialize_entry(k, x.as_str())?,
                 Value::Int(n) => map.serialize_entry(k, n)?,
                 Value::Bool(b) => map.serialize_entry(k, b)?,
             }

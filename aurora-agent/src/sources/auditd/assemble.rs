@@ -113,15 +113,17 @@ fn emit(mut records: Vec<AuditRecord>, out: &mut Vec<Event>) {
         if let Some(t) = ms.and_then(chrono::DateTime::from_timestamp_millis) {
             ev.push_str(f::UTC_TIME, utc_time(t));
         }
-        ev.push(Cow::Borrowed("type"), Value::Str(rec.rtype.clone()));
+        ev.push(Cow::Borrowed("type"), Value::Str(rec.rtype.as_str().into()));
         if let Some(node) = &rec.id.node {
-            ev.push(Cow::Borrowed("node"), Value::Str(node.clone()));
+            ev.push(Cow::Borrowed("node"), Value::Str(node.as_str().into()));
         }
         ev.push(
             Cow::Borrowed("AuditEventId"),
-            Value::Str(format!(
+            Value::Str(compact_str::format_compact!(
                 "{}.{:03}:{}",
-                rec.id.sec, rec.id.msec, rec.id.serial
+                rec.id.sec,
+                rec.id.msec,
+                rec.id.serial
             )),
         );
         let merge: Vec<(String, String)> = if rec.rtype == "SYSCALL" {
@@ -136,7 +138,7 @@ fn emit(mut records: Vec<AuditRecord>, out: &mut Vec<Event>) {
                 .collect()
         };
         for (k, v) in rec.fields.into_iter().chain(merge) {
-            ev.push(Cow::Owned(k), Value::Str(v));
+            ev.push(Cow::Owned(k), Value::Str(v.into()));
         }
         out.push(ev);
     }

@@ -255,7 +255,7 @@ fn sudo_fields(msg: &str, ev: &mut Event) {
         if let Some((k, v)) = part.split_once('=') {
             let k = k.trim();
             if ["TTY", "PWD", "USER", "GROUP", "COMMAND"].contains(&k) {
-                ev.push(Cow::Owned(k.to_owned()), Value::Str(v.trim().to_owned()));
+                ev.push(Cow::Owned(k.to_owned()), Value::Str(v.trim().into()));
             }
         }
     }
