@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use aurora_agent::cli::{Cli, Command, RulesCommand};
 use aurora_agent::commands;
 use clap::Parser;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 fn init_logging(verbose: u8) {
     // The NATS client logs every reconnect attempt at info: our sink reports outages itself.
@@ -13,13 +15,27 @@ fn init_logging(verbose: u8) {
         1 => "debug,async_nats=info",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AURORA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    // `AURORA_LOG` takes `target=level` directives (`Targets`, not `EnvFilter`: EnvFilter's
+    // span/field matchers pull in regex's full-DFA builder, which then also compiled every
+    // rule's wildcard regex into a dense DFA — half of rule loading).
+    let (filter, bad): (Targets, _) = match std::env::var("AURORA_LOG") {
+        Ok(spec) => match spec.parse() {
+            Ok(t) => (t, None),
+            Err(e) => (default.parse().unwrap_or_default(), Some((spec, e))),
+        },
+        Err(_) => (default.parse().unwrap_or_default(), None),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
+        .with(filter)
         .init();
+    if let Some((spec, e)) = bad {
+        tracing::warn!("AURORA_LOG={spec:?} ignored ({e}); using {default:?}");
+    }
 }
 
 fn main() -> ExitCode {

@@ -31,16 +31,17 @@ impl RuleSet {
     pub fn compile<'a>(
         rules: impl IntoIterator<Item = (usize, &'a SigmaRule)>,
     ) -> (RuleSet, Vec<(usize, String)>) {
+        let (metas, rules): (Vec<usize>, Vec<&SigmaRule>) = rules.into_iter().unzip();
         let mut compiled = Vec::new();
         let mut meta_of = Vec::new();
         let mut errors = Vec::new();
-        for (pos, (meta, rule)) in rules.into_iter().enumerate() {
-            match rsigma_eval::compile_rule(rule) {
+        for (pos, (meta, result)) in metas.into_iter().zip(compile_all(&rules)).enumerate() {
+            match result {
                 Ok(c) => {
                     compiled.push(c);
                     meta_of.push(meta);
                 }
-                Err(e) => errors.push((pos, e.to_string())),
+                Err(e) => errors.push((pos, e)),
             }
         }
         let prefilter = Prefilter::build(&compiled);
@@ -114,6 +115,44 @@ impl RuleSet {
         }
         out
     }
+}
+
+/// Compiles `rules` in order, on up to four threads: the rules are independent, and compiling
+/// (rsigma builds a regex per wildcard string) is most of loading — a tenth of a replay, all of
+/// a SIGHUP reload. Small sets compile on the calling thread.
+fn compile_all(rules: &[&SigmaRule]) -> Vec<Result<CompiledRule, String>> {
+    const MIN_PER_THREAD: usize = 16;
+    let compile = |r: &&SigmaRule| rsigma_eval::compile_rule(r).map_err(|e| e.to_string());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(rules.len() / MIN_PER_THREAD);
+    if threads < 2 {
+        return rules.iter().map(compile).collect();
+    }
+    // Rule i goes to thread i % threads: costly rules of one file (neighbours) are spread out.
+    let mut out: Vec<Option<Result<CompiledRule, String>>> =
+        (0..rules.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mine = rules.iter().enumerate().skip(t).step_by(threads);
+                    mine.map(|(i, r)| (i, compile(r))).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for w in workers {
+            // A panic in a worker is a panic of this thread, as when compiling here.
+            let done = w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            for (i, r) in done {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("not compiled".into())))
+        .collect()
 }
 
 /// One evaluation pass (rsigma's `evaluate_rule` runs a boolean pass and then a detail pass

@@ -54,24 +54,58 @@ enum GuidKey {
 
 impl GuidKey {
     fn of(guid: &str) -> GuidKey {
-        let hex = guid
-            .strip_prefix('{')
-            .and_then(|g| g.strip_suffix('}'))
-            .filter(|g| g.len() == 36 && [8, 13, 18, 23].iter().all(|&i| g.as_bytes()[i] == b'-'));
-        let bits = hex.and_then(|g| {
-            g.bytes().filter(|&b| b != b'-').try_fold(0u128, |acc, b| {
-                Some(acc << 4 | u128::from((b as char).to_digit(16)?))
-            })
-        });
-        match bits {
+        match Self::bits(guid.as_bytes()) {
             Some(b) => GuidKey::Bits(b),
             None => GuidKey::Text(guid.into()),
         }
     }
+
+    /// The 128 bits of `{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}`: fixed digit positions, one
+    /// table lookup per digit (this runs for every replayed process).
+    fn bits(g: &[u8]) -> Option<u128> {
+        const DIGITS: [usize; 32] = {
+            let mut at = [0usize; 32];
+            let (mut i, mut n) = (1usize, 0usize);
+            while n < 32 {
+                if !matches!(i, 9 | 14 | 19 | 24) {
+                    at[n] = i;
+                    n += 1;
+                }
+                i += 1;
+            }
+            at
+        };
+        const HEX: [u8; 256] = {
+            let mut t = [0xffu8; 256];
+            let mut c = 0usize;
+            while c < 256 {
+                t[c] = match c as u8 {
+                    b @ b'0'..=b'9' => b - b'0',
+                    b @ b'a'..=b'f' => b - b'a' + 10,
+                    b @ b'A'..=b'F' => b - b'A' + 10,
+                    _ => 0xff,
+                };
+                c += 1;
+            }
+            t
+        };
+        let shape = g.len() == 38
+            && g[0] == b'{'
+            && g[37] == b'}'
+            && [9, 14, 19, 24].iter().all(|&i| g[i] == b'-');
+        if !shape {
+            return None;
+        }
+        let (mut bits, mut bad) = (0u128, 0u8);
+        for at in DIGITS {
+            let d = HEX[usize::from(g[at])];
+            bad |= d & 0xf0;
+            bits = bits << 4 | u128::from(d & 0x0f);
+        }
+        (bad == 0).then_some(bits)
+    }
 }
 
-/// Both indexes are flat LRU maps (entries and links in one table): a put at capacity costs
-/// one probe, not a probe plus a pointer chase to a separately allocated node.
 pub struct ReplayCorrelator {
     by_guid: LruMap<GuidKey, Seen, ByLength>,
     by_pid: LruMap<i64, Seen, ByLength>,

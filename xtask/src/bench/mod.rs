@@ -476,7 +476,7 @@ fn print_table(r: &Value) {
         ("detect", "sigma_rust_events_per_s", "sigma-rust 0.7, same rules (events/s)", "-"),
         ("detect", "speedup_vs_sigma_rust", "speed-up vs sigma-rust (x)", "-"),
         ("exec", "slowdown_pct", "exec loop slowdown (%)", "<= 2 [+6..+24]"),
-        ("exec", "agent_cpu_us_per_exec", "agent CPU per exec (us)", "<= 20 [200-650]"),
+        ("exec", "agent_cpu_us_per_exec", "agent CPU per exec (us)", "<= 10 [200-650]"),
         ("exec", "kernel_programs_us_per_exec", "BPF programs per exec (us)", "-"),
         ("exec", "added_cpu_pct_of_an_exec", "added CPU, % of one exec", "-"),
         ("exec", "agent_cpu_s_per_1000_execs", "agent CPU per 1,000 execs (s)", "-"),
