@@ -18,12 +18,13 @@ fn init_logging(verbose: u8) {
     // `AURORA_LOG` takes `target=level` directives (`Targets`, not `EnvFilter`: EnvFilter's
     // span/field matchers pull in regex's full-DFA builder, which then also compiled every
     // rule's wildcard regex into a dense DFA — half of rule loading).
-    let (filter, bad): (Targets, _) = match std::env::var("AURORA_LOG") {
-        Ok(spec) => match spec.parse() {
-            Ok(t) => (t, None),
-            Err(e) => (default.parse().unwrap_or_default(), Some((spec, e))),
-        },
-        Err(_) => (default.parse().unwrap_or_default(), None),
+    let given = std::env::var("AURORA_LOG").ok();
+    let (filter, bad): (Targets, _) = match given.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(t)) => (t, None),
+        other => (
+            default.parse().unwrap_or_default(),
+            other.and_then(Result::err),
+        ),
     };
     tracing_subscriber::registry()
         .with(
@@ -33,7 +34,7 @@ fn init_logging(verbose: u8) {
         )
         .with(filter)
         .init();
-    if let Some((spec, e)) = bad {
+    if let (Some(spec), Some(e)) = (given, bad) {
         tracing::warn!("AURORA_LOG={spec:?} ignored ({e}); using {default:?}");
     }
 }

@@ -130,29 +130,19 @@ fn compile_all(rules: &[&SigmaRule]) -> Vec<Result<CompiledRule, String>> {
     if threads < 2 {
         return rules.iter().map(compile).collect();
     }
-    // Rule i goes to thread i % threads: costly rules of one file (neighbours) are spread out.
-    let mut out: Vec<Option<Result<CompiledRule, String>>> =
-        (0..rules.len()).map(|_| None).collect();
+    // Contiguous chunks, joined in order: the results line up with `rules`.
+    let chunk = rules.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let mine = rules.iter().enumerate().skip(t).step_by(threads);
-                    mine.map(|(i, r)| (i, compile(r))).collect::<Vec<_>>()
-                })
-            })
+        let workers: Vec<_> = rules
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(compile).collect::<Vec<_>>()))
             .collect();
-        for w in workers {
+        workers
+            .into_iter()
             // A panic in a worker is a panic of this thread, as when compiling here.
-            let done = w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            for (i, r) in done {
-                out[i] = Some(r);
-            }
-        }
-    });
-    out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err("not compiled".into())))
-        .collect()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// One evaluation pass (rsigma's `evaluate_rule` runs a boolean pass and then a detail pass
