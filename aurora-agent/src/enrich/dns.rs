@@ -7,7 +7,6 @@
 //! max(record TTL, FLOOR) capped at CAP: short TTLs are common and a connect often follows the
 //! answer by more than them.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,10 +95,9 @@ pub struct DnsCache {
 
 impl DnsCache {
     pub fn new(capacity: usize, stats: Arc<EnrichStats>) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         DnsCache {
-            per_process: LruCache::new(cap),
-            global: LruCache::new(cap),
+            per_process: super::growing_lru(capacity),
+            global: super::growing_lru(capacity),
             stats,
         }
     }

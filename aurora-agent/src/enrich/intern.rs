@@ -1,7 +1,6 @@
 //! Shares equal strings between process-table entries. In an exec storm thousands of entries
 //! (kept 5 s after their process exited) carry the same image, command line and directory;
 //! one allocation each instead of one per process keeps the agent's peak memory down.
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 pub struct Interner {
@@ -10,9 +9,8 @@ pub struct Interner {
 
 impl Interner {
     pub fn new(capacity: usize) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Interner {
-            recent: lru::LruCache::new(cap),
+            recent: super::growing_lru(capacity),
         }
     }
 

@@ -27,6 +27,14 @@ use guid::GuidMaker;
 use proctable::{ProcInfo, ProcessTable};
 use users::UserCache;
 
+/// An LRU cache bounded at `capacity` whose table grows with use: `LruCache::new` allocates the
+/// whole table up front (the 16,384-entry process table alone was 0.5 MB of an idle agent).
+pub(crate) fn growing_lru<K: std::hash::Hash + Eq, V>(capacity: usize) -> lru::LruCache<K, V> {
+    let mut cache = lru::LruCache::new(std::num::NonZeroUsize::MIN);
+    cache.resize(std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN));
+    cache
+}
+
 const AT_FDCWD: i32 = -100;
 
 #[derive(Clone, Debug)]
@@ -95,9 +103,7 @@ impl Enricher {
         Enricher {
             dns: dns::DnsCache::new(dns::CAPACITY, stats.clone()),
             table: ProcessTable::new(cfg.correlation_cache, cfg.exit_grace, stats),
-            canon: lru::LruCache::new(
-                std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
-            ),
+            canon: growing_lru(1024),
             users: UserCache::new(1024),
             cgroups: CgroupCache::new(4096),
             clock: BootClock::new(),

@@ -8,7 +8,6 @@
 //! process at time T". The rings are drained independently, so a connect recorded before an
 //! exec may be processed after it; it must still get the image it had.
 use std::collections::VecDeque;
-use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,9 +56,8 @@ pub struct ProcessTable {
 
 impl ProcessTable {
     pub fn new(capacity: usize, grace: Duration, stats: Arc<EnrichStats>) -> Self {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         ProcessTable {
-            lru: LruCache::new(cap),
+            lru: super::growing_lru(capacity),
             exited: VecDeque::new(),
             grace,
             stats,

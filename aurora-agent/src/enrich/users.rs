@@ -1,5 +1,4 @@
 //! uid → user name through the system user database (NSS: files, LDAP, sssd …), LRU-cached.
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -11,7 +10,7 @@ pub struct UserCache {
 impl UserCache {
     pub fn new(capacity: usize) -> Self {
         UserCache {
-            cache: LruCache::new(NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            cache: super::growing_lru(capacity),
         }
     }
 

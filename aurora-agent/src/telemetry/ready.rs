@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::sources::ebpf::FileSensorState;
 
 /// One kernel program as loaded on this kernel.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ProgramStatus {
     pub name: String,
     /// Attach point (`category/name` for tracepoints, the function for fentry/fexit).
@@ -113,7 +113,7 @@ mod tests {
                 verified_insns: Some(1234),
             }],
             FileSensorState {
-                mode: "vfs",
+                mode: "vfs".into(),
                 fallback_reason: None,
             },
             Some(7),

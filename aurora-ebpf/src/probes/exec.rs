@@ -4,8 +4,8 @@
 //! process that exits (or execs again) before user space could read /proc keeps them, and user
 //! space needs no /proc read per exec.
 use aurora_common::{
-    exec_record_len, ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE,
-    EXEC_FILENAME_LEN, EXEC_FILENAME_TRUNCATED, RING_EXEC,
+    exec_record_len, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
+    EXEC_FILENAME_TRUNCATED, RING_EXEC,
 };
 use aya_ebpf::{
     helpers::{

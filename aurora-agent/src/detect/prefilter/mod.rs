@@ -11,7 +11,7 @@ pub mod anchor;
 
 use std::collections::BTreeMap;
 
-use daachorse::DoubleArrayAhoCorasick;
+use daachorse::{DoubleArrayAhoCorasick, DoubleArrayAhoCorasickBuilder};
 use rsigma_eval::event::EventValue;
 
 use anchor::{Class, Pos, Test};
@@ -98,7 +98,13 @@ impl Prefilter {
             if !needles.is_empty() {
                 let list: Vec<(String, Vec<(u32, Pos)>)> = needles.into_iter().collect();
                 let patterns: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
-                match DoubleArrayAhoCorasick::<u32>::new(&patterns) {
+                // Without daachorse's SOG prefilter: a 64 KB table per automaton (1.6 MB over
+                // the SigmaHQ fields) to skip ahead in haystacks that are mostly shorter than a
+                // cache line's worth of scanning.
+                let built = DoubleArrayAhoCorasickBuilder::new()
+                    .use_prefilter(false)
+                    .build(&patterns);
+                match built {
                     Ok(ac) => {
                         tracing::debug!(
                             field = name.as_str(),

@@ -3,15 +3,17 @@
 pub mod decode;
 pub mod drain;
 mod listeners;
+pub mod loader;
 pub mod preflight;
 pub mod programs;
 pub mod ringsize;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use aurora_common::{Ring, PREFIX_LEN, RING_COUNT};
-use aya::maps::{lpm_trie::Key, LpmTrie, MapData, PerCpuArray, RingBuf};
+use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use decode::ShortRecord;
@@ -22,7 +24,7 @@ pub use programs::{FileSensorMode, FileSensorState};
 /// The kernel object, built by aurora-agent/build.rs and embedded once.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aurora"));
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EbpfConfig {
     /// Bytes per ring (power of two, ≥ one page).
     pub ring_bytes: u32,
@@ -34,13 +36,38 @@ pub struct EbpfConfig {
     pub file_sensor: FileSensorMode,
 }
 
+/// Where the programs and maps live.
+enum Holder {
+    /// Loaded in this process (kernel-side logging needs the object here).
+    InProcess(Ebpf),
+    /// Loaded by the loader child: this process holds the descriptors (dropping them detaches).
+    Handed(Vec<std::os::fd::OwnedFd>),
+}
+
 /// Loaded and attached sensors. Dropping it detaches every program.
 pub struct Sensors {
-    ebpf: Ebpf,
+    holder: Holder,
+    rings: Vec<(Ring, Map)>,
     lost: PerCpuArray<MapData, u64>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     programs: Vec<ProgramStatus>,
     file_sensor: FileSensorState,
+}
+
+/// The object loaded and attached, before the agent takes what it reads.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub programs: Vec<ProgramStatus>,
+    pub file_sensor: FileSensorState,
+}
+
+/// The maps the agent reads after loading: the rings, then the lost counter.
+fn wanted_maps() -> Vec<&'static str> {
+    Ring::ALL
+        .iter()
+        .map(|r| r.map_name())
+        .chain(["LOST"])
+        .collect()
 }
 
 /// Relocate the object against the running kernel (the loader parses its BTF) and create its
@@ -66,14 +93,80 @@ fn open_object(cfg: &EbpfConfig, agent_tgid: u32, filter: u8) -> Result<Ebpf> {
     )
 }
 
+/// Load, fill the configuration maps and attach every program (in whichever process parses
+/// the BTF). `agent_tgid` is the process whose own activity the programs skip.
+pub fn load_object(cfg: &EbpfConfig, agent_tgid: u32) -> Result<Loaded> {
+    let filter: u8 = u8::from(!cfg.watch_dirs.is_empty());
+    let mut ebpf = open_object(cfg, agent_tgid, filter)?;
+    if filter != 0 {
+        let mut trie: LpmTrie<_, [u8; PREFIX_LEN], u8> = LpmTrie::try_from(
+            ebpf.map_mut("WATCHED_PREFIXES")
+                .context("WATCHED_PREFIXES map missing")?,
+        )?;
+        for dir in &cfg.watch_dirs {
+            let bytes = dir.as_os_str().as_encoded_bytes();
+            let mut data = [0u8; PREFIX_LEN];
+            let n = bytes.len().min(PREFIX_LEN);
+            data[..n].copy_from_slice(&bytes[..n]);
+            trie.insert(&Key::new((n * 8) as u32, data), 1, 0)
+                .with_context(|| format!("adding watch dir {}", dir.display()))?;
+        }
+    }
+    programs::check_object(&ebpf)?;
+    // The fexit attach needs the kernel's BTF once more; parsed only now, after the loader
+    // (which parsed its own copy) is gone, so the two never peak together.
+    let btf = match cfg.file_sensor {
+        FileSensorMode::Auto | FileSensorMode::Vfs => Some(Btf::from_sys_fs()),
+        FileSensorMode::Tracepoint | FileSensorMode::Off => None,
+    };
+    let (programs, file_sensor) = programs::attach(&mut ebpf, btf, cfg.file_sensor)?;
+    {
+        let map = ebpf.map_mut("LISTENERS").context("LISTENERS map missing")?;
+        let mut listeners = aya::maps::HashMap::try_from(map)?;
+        let n = listeners::seed(&mut listeners);
+        tracing::debug!(
+            listeners = n,
+            "pre-existing TCP listeners recorded for attribution"
+        );
+    }
+    Ok(Loaded {
+        ebpf,
+        programs,
+        file_sensor,
+    })
+}
+
 impl Sensors {
+    /// Load and attach the sensors: in the loader child (the agent never holds the kernel's
+    /// BTF), or here when kernel-side logging is on (its reader needs the object) or the child
+    /// cannot be started.
     pub fn load(cfg: &EbpfConfig) -> Result<Self> {
         preflight::check()?;
-        let agent_tgid = std::process::id();
-        let filter: u8 = u8::from(!cfg.watch_dirs.is_empty());
-        let mut ebpf = open_object(cfg, agent_tgid, filter)?;
+        let sensors = if cfg.kernel_log_level == 0 {
+            match loader::load_in_child(cfg) {
+                Ok(h) => Self::from_handoff(h)?,
+                Err(e) if loader::not_started(&e) => {
+                    tracing::warn!("{e:#}; loading the sensors in the agent itself");
+                    Self::in_process(cfg)?
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            Self::in_process(cfg)?
+        };
+        match &sensors.file_sensor.fallback_reason {
+            None => tracing::info!("file sensor: VFS hook (fexit/do_filp_open)"),
+            Some(why) => tracing::warn!(
+                "file sensor: syscall tracepoints (blind to io_uring, slower syscalls): {why}"
+            ),
+        }
+        Ok(sensors)
+    }
+
+    fn in_process(cfg: &EbpfConfig) -> Result<Self> {
+        let mut loaded = load_object(cfg, std::process::id())?;
         let logger = if cfg.kernel_log_level > 0 {
-            match aya_log::EbpfLogger::init(&mut ebpf) {
+            match aya_log::EbpfLogger::init(&mut loaded.ebpf) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     tracing::warn!("kernel-side logging unavailable: {e}");
@@ -83,50 +176,52 @@ impl Sensors {
         } else {
             None
         };
-        if filter != 0 {
-            let mut trie: LpmTrie<_, [u8; PREFIX_LEN], u8> = LpmTrie::try_from(
-                ebpf.map_mut("WATCHED_PREFIXES")
-                    .context("WATCHED_PREFIXES map missing")?,
-            )?;
-            for dir in &cfg.watch_dirs {
-                let bytes = dir.as_os_str().as_encoded_bytes();
-                let mut data = [0u8; PREFIX_LEN];
-                let n = bytes.len().min(PREFIX_LEN);
-                data[..n].copy_from_slice(&bytes[..n]);
-                trie.insert(&Key::new((n * 8) as u32, data), 1, 0)
-                    .with_context(|| format!("adding watch dir {}", dir.display()))?;
-            }
+        let mut maps = BTreeMap::new();
+        for name in wanted_maps() {
+            let map = loaded
+                .ebpf
+                .take_map(name)
+                .with_context(|| format!("{name} map missing"))?;
+            maps.insert(name.to_owned(), map);
         }
-        programs::check_object(&ebpf)?;
-        // The fexit attach needs the kernel's BTF once more; parsed only now, after the loader
-        // (which parsed its own copy) is gone, so the two never peak together.
-        let btf = match cfg.file_sensor {
-            FileSensorMode::Auto | FileSensorMode::Vfs => Some(Btf::from_sys_fs()),
-            FileSensorMode::Tracepoint | FileSensorMode::Off => None,
+        let mut s = Self::assemble(Holder::InProcess(loaded.ebpf), maps)?;
+        s.logger = logger;
+        s.programs = loaded.programs;
+        s.file_sensor = loaded.file_sensor;
+        Ok(s)
+    }
+
+    fn from_handoff(h: loader::Handoff) -> Result<Self> {
+        let mut maps = BTreeMap::new();
+        for (name, data) in h.maps {
+            maps.insert(name, Map::from_map_data(data)?);
+        }
+        let mut s = Self::assemble(Holder::Handed(h.keep), maps)?;
+        s.programs = h.programs;
+        s.file_sensor = h.file_sensor;
+        Ok(s)
+    }
+
+    fn assemble(holder: Holder, mut maps: BTreeMap<String, Map>) -> Result<Self> {
+        let mut take = |name: &str| {
+            maps.remove(name)
+                .with_context(|| format!("{name} map missing"))
         };
-        let (programs, file_sensor) = programs::attach(&mut ebpf, btf, cfg.file_sensor)?;
-        match &file_sensor.fallback_reason {
-            None => tracing::info!("file sensor: VFS hook (fexit/do_filp_open)"),
-            Some(why) => tracing::warn!(
-                "file sensor: syscall tracepoints (blind to io_uring, slower syscalls): {why}"
-            ),
+        let lost = PerCpuArray::try_from(take("LOST")?)?;
+        let mut rings = Vec::new();
+        for ring in Ring::ALL {
+            rings.push((ring, take(ring.map_name())?));
         }
-        {
-            let map = ebpf.map_mut("LISTENERS").context("LISTENERS map missing")?;
-            let mut listeners = aya::maps::HashMap::try_from(map)?;
-            let n = listeners::seed(&mut listeners);
-            tracing::debug!(
-                listeners = n,
-                "pre-existing TCP listeners recorded for attribution"
-            );
-        }
-        let lost = PerCpuArray::try_from(ebpf.take_map("LOST").context("LOST map missing")?)?;
         Ok(Sensors {
-            ebpf,
+            holder,
+            rings,
             lost,
-            logger,
-            programs,
-            file_sensor,
+            logger: None,
+            programs: Vec::new(),
+            file_sensor: FileSensorState {
+                mode: "off".into(),
+                fallback_reason: None,
+            },
         })
     }
 
@@ -142,16 +237,10 @@ impl Sensors {
 
     /// Take the four rings (once) for the drain tasks.
     pub fn take_rings(&mut self) -> Result<Vec<(Ring, RingBuf<MapData>)>> {
-        let mut out = Vec::new();
-        for ring in Ring::ALL {
-            let name = ring.map_name();
-            let map = self
-                .ebpf
-                .take_map(name)
-                .with_context(|| format!("{name} map missing"))?;
-            out.push((ring, RingBuf::try_from(map)?));
-        }
-        Ok(out)
+        std::mem::take(&mut self.rings)
+            .into_iter()
+            .map(|(ring, map)| Ok((ring, RingBuf::try_from(map)?)))
+            .collect()
     }
 
     /// Kernel-side lost records per ring (reserve failures), summed over CPUs.
@@ -172,10 +261,16 @@ impl Sensors {
         }
     }
 
-    /// Detach every program (by dropping them) so no new records arrive; maps stay readable.
+    /// Detach every program so no new records arrive; maps stay readable.
     pub fn detach(&mut self) {
-        for (_, p) in self.ebpf.programs_mut() {
-            programs::unload_program(p);
+        match &mut self.holder {
+            Holder::InProcess(ebpf) => {
+                for (_, p) in ebpf.programs_mut() {
+                    programs::unload_program(p);
+                }
+            }
+            // The last references to the links, perf events and programs.
+            Holder::Handed(keep) => keep.clear(),
         }
     }
 }

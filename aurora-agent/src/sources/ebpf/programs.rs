@@ -87,10 +87,10 @@ const FILE_TRACEPOINTS: &[Spec] = &[
 ];
 
 /// The file sensor that is running, and why that one.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FileSensorState {
     /// "vfs", "tracepoint" or "off".
-    pub mode: &'static str,
+    pub mode: String,
     /// Why the VFS hook is not used (absent when it is).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
@@ -166,7 +166,7 @@ pub fn attach(
     let mut status = load_all(ebpf, CORE, btf)?;
     if mode == FileSensorMode::Off {
         let state = FileSensorState {
-            mode: "off",
+            mode: "off".into(),
             fallback_reason: None,
         };
         return Ok((status, state));
@@ -178,7 +178,7 @@ pub fn attach(
             Ok(s) => {
                 status.extend(s);
                 let state = FileSensorState {
-                    mode: "vfs",
+                    mode: "vfs".into(),
                     fallback_reason: None,
                 };
                 return Ok((status, state));
@@ -194,7 +194,7 @@ pub fn attach(
     };
     status.extend(load_all(ebpf, FILE_TRACEPOINTS, btf)?);
     let state = FileSensorState {
-        mode: "tracepoint",
+        mode: "tracepoint".into(),
         fallback_reason: Some(fallback_reason),
     };
     Ok((status, state))
