@@ -105,7 +105,7 @@ fn is_zero(n: &u8) -> bool {
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct SensorArgs {
-    /// Size of the exec and file ring buffers (exit and connect rings get a quarter): bytes,
+    /// Size of the exec ring buffer (the exit, file and connect rings get a quarter): bytes,
     /// K/M suffix or pages (p); a power of two ≥ one page. Ring memory is resident (twice the
     /// size, mapped). [default: 512K] Example: --ringbuf-size 4M
     #[arg(long, value_name = "SIZE")]

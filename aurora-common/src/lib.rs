@@ -65,10 +65,11 @@ impl Ring {
         }
     }
 
-    /// Exit and connection records are 10-50x smaller than exec and file records: their rings
-    /// get a quarter of the configured size.
+    /// Exit, file and connection records are 5-50x smaller than exec records (file records
+    /// carry only their used path, ~100 bytes for most): their rings get a quarter of the
+    /// configured size.
     pub const fn small(self) -> bool {
-        matches!(self, Ring::Exit | Ring::Net)
+        matches!(self, Ring::Exit | Ring::File | Ring::Net)
     }
 }
 
@@ -166,6 +167,17 @@ pub const fn exec_record_len(args_len: usize) -> usize {
         ARGV_LEN
     };
     core::mem::offset_of!(ExecRecord, args) + n
+}
+
+/// Bytes of a file record with a `path_len`-byte path: records go into the ring only this long
+/// (the head, then the used part of the path; the NUL is not sent).
+pub const fn file_record_len(path_len: usize) -> usize {
+    let n = if path_len < PATH_LEN {
+        path_len
+    } else {
+        PATH_LEN
+    };
+    core::mem::offset_of!(FileRecord, path) + n
 }
 
 #[repr(C)]

@@ -1,8 +1,8 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    ExecRecord, ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN, MAX_WATCHED_PREFIXES,
-    PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
+    ExecRecord, FileRecord, ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN,
+    MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
     helpers::{
@@ -54,6 +54,11 @@ pub static PATH_SCRATCH: PerCpuArray<[u8; PATH_SCRATCH_LEN]> = PerCpuArray::with
 /// full record is 6.7 KB while most execs use under 3 KB.
 #[map]
 pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU space where a file record is built before it is copied into FILE_RING with only its
+/// used path (`file_record_len`): 1.1 KB reserved per record, ~150 bytes sent for most.
+#[map]
+pub static FILE_SCRATCH: PerCpuArray<FileRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// Path prefixes watched for file creation (`--watch-dir`); unused while `FILTER_PREFIXES` = 0.
 #[map]

@@ -9,7 +9,7 @@
 //! applied), so it is right even when the process exits at once. `open.rs` holds the syscall
 //! tracepoint fallback, which emits through [`emit`] with the same semantics.
 use aurora_common::{
-    FileRecord, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN, RING_FILE,
+    file_record_len, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN, RING_FILE,
 };
 use aya_ebpf::{
     helpers::{
@@ -88,14 +88,12 @@ pub struct Opened {
 /// in user (fallback_is_user) or kernel memory.
 #[inline(always)]
 pub unsafe fn emit(o: &Opened) {
-    let Some(mut entry) = maps::FILE_RING.reserve::<FileRecord>(0) else {
-        maps::count_lost(RING_FILE);
+    let Some(rec) = maps::FILE_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let rec = entry.as_mut_ptr();
     // SAFETY: returns the current task pointer, only dereferenced through probe reads.
     let task = unsafe { bpf_get_current_task() } as *const c_void;
-    // SAFETY: rec points into our ring reservation; the scratch buffer is this CPU's slot.
+    // SAFETY: rec is this CPU's scratch record; the path scratch buffer is this CPU's slot.
     unsafe {
         let resolved = match maps::PATH_SCRATCH.get_ptr_mut(0) {
             Some(scratch) => {
@@ -121,11 +119,9 @@ pub unsafe fn emit(o: &Opened) {
             (n, truncated)
         };
         if n <= 0 {
-            entry.discard(0);
             return;
         }
         if maps::FILTER_PREFIXES.load() != 0 && (*rec).path[0] == b'/' && !watched(&(*rec).path) {
-            entry.discard(0);
             return;
         }
         maps::fill_header(&raw mut (*rec).header, task);
@@ -138,7 +134,16 @@ pub unsafe fn emit(o: &Opened) {
         (*rec).action = o.action;
         (*rec)._pad = 0;
     }
-    entry.submit(maps::wakeup_flags(&maps::FILE_RING));
+    // Only the used path goes into the ring (the mask repeats the bound for the verifier).
+    let path_len = unsafe { (*rec).path_len } as usize & (PATH_LEN - 1);
+    // SAFETY: `rec` points to a whole FileRecord and file_record_len(n) <= its size.
+    let used = unsafe { core::slice::from_raw_parts(rec.cast::<u8>(), file_record_len(path_len)) };
+    if maps::FILE_RING
+        .output::<[u8]>(used, maps::wakeup_flags(&maps::FILE_RING))
+        .is_err()
+    {
+        maps::count_lost(RING_FILE);
+    }
 }
 
 /// Longest-prefix match of the path's first `PREFIX_LEN` bytes against `WATCHED_PREFIXES`.

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::heads::{DnsHead, ExecHead, FileHead};
 use aurora_common::{
-    exec_record_len, read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord, NetRecord,
-    RecordHeader, Ring, AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED,
-    NET_OUTBOUND,
+    exec_record_len, file_record_len, read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord,
+    NetRecord, RecordHeader, Ring, AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED,
+    FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -150,13 +150,19 @@ fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     }))
 }
 
+/// A FILE ring item: the record up to `path`, then `path_len` bytes of the path (the kernel
+/// sends only the used part).
 pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    check::<FileRecord>(Ring::File.map_name(), item)?;
-    let f: FileHead = read_record(item).ok_or(ShortRecord {
+    let short = |want| ShortRecord {
         ring: Ring::File.map_name(),
-        got: 0,
-        want: 0,
-    })?;
+        got: item.len(),
+        want,
+    };
+    let f: FileHead = read_record(item).ok_or(short(file_record_len(0)))?;
+    let want = file_record_len(f.path_len as usize);
+    if item.len() < want {
+        return Err(short(want));
+    }
     Ok(RawEvent::File(FileRaw {
         task: task(&f.header),
         dfd: f.dfd,
@@ -270,6 +276,34 @@ mod tests {
             panic!()
         };
         assert_eq!(e.argv.len(), aurora_common::ARGV_LEN);
+    }
+
+    #[test]
+    fn decodes_file_records_sent_with_their_used_path_only() {
+        let mut r: Box<FileRecord> = Box::new(unsafe { std::mem::zeroed() });
+        r.header = header();
+        r.path[..10].copy_from_slice(b"/tmp/x.txt");
+        r.path_len = 10;
+        r.flags = FILE_PATH_RESOLVED;
+        r.action = aurora_common::FILE_ACTION_OVERWRITTEN;
+        let whole = as_bytes(&*r);
+        let sent = &whole[..file_record_len(10)];
+        let RawEvent::File(f) = file(sent).unwrap() else {
+            panic!()
+        };
+        assert_eq!(f.path, b"/tmp/x.txt");
+        assert!(f.path_resolved && f.overwritten);
+        assert_eq!(f.task.comm, b"bash");
+        assert!(
+            file(&sent[..sent.len() - 1]).is_err(),
+            "shorter than its path"
+        );
+        // A hostile length is clamped to the buffer.
+        r.path_len = u32::MAX;
+        let RawEvent::File(f) = file(&as_bytes(&*r)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(f.path.len(), aurora_common::PATH_LEN);
     }
 
     #[test]
