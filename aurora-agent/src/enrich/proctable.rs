@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
+use smallvec::{smallvec, SmallVec};
 
 use super::cgroup::CgroupInfo;
 use crate::stats::EnrichStats;
@@ -25,7 +26,6 @@ pub struct ProcInfo {
     pub start_ticks: u64,
     pub ppid: u32,
     pub parent_start_ticks: u64,
-    pub guid: Arc<str>,
     pub image: Arc<str>,
     pub cmdline: Arc<str>,
     pub cwd: Option<Arc<str>>,
@@ -48,7 +48,8 @@ impl ProcInfo {
 
 pub struct ProcessTable {
     /// Identities per process, oldest first.
-    lru: LruCache<ProcKey, Vec<Arc<ProcInfo>>>,
+    /// (Inline for the one identity most processes have: no allocation per process.)
+    lru: LruCache<ProcKey, SmallVec<[Arc<ProcInfo>; 1]>>,
     exited: VecDeque<(Instant, ProcKey)>,
     grace: Duration,
     stats: Arc<EnrichStats>,
@@ -76,7 +77,7 @@ impl ProcessTable {
             }
             return info;
         }
-        if let Some((old_key, _)) = self.lru.push(key, vec![info.clone()]) {
+        if let Some((old_key, _)) = self.lru.push(key, smallvec![info.clone()]) {
             if old_key != key {
                 self.stats.proc_evictions.fetch_add(1, Ordering::Relaxed);
             }
@@ -150,7 +151,6 @@ mod tests {
             start_ticks: start,
             ppid: 1,
             parent_start_ticks: 0,
-            guid: format!("{pid}-{start}").into(),
             image: image.into(),
             cmdline: image.into(),
             cwd: None,
