@@ -158,26 +158,22 @@ pub struct ExecRecord {
     pub args: [u8; ARGV_LEN],
 }
 
-/// Bytes of an exec record with `args_len` bytes of argv: records go into the ring only this
-/// long (everything before `args`, then the used part of it).
-pub const fn exec_record_len(args_len: usize) -> usize {
-    let n = if args_len < ARGV_LEN {
-        args_len
-    } else {
-        ARGV_LEN
-    };
-    core::mem::offset_of!(ExecRecord, args) + n
+/// Bytes of a record whose last array starts at `tail` and holds `cap` bytes, of which `used`
+/// are in use: exec and file records go into their rings only this long.
+const fn used_record_len(tail: usize, used: usize, cap: usize) -> usize {
+    tail + if used < cap { used } else { cap }
 }
 
-/// Bytes of a file record with a `path_len`-byte path: records go into the ring only this long
-/// (the head, then the used part of the path; the NUL is not sent).
+/// Bytes of an exec record with `args_len` bytes of argv (everything before `args`, then the
+/// used part of it).
+pub const fn exec_record_len(args_len: usize) -> usize {
+    used_record_len(core::mem::offset_of!(ExecRecord, args), args_len, ARGV_LEN)
+}
+
+/// Bytes of a file record with a `path_len`-byte path (the head, then the used part of the
+/// path; the NUL is not sent).
 pub const fn file_record_len(path_len: usize) -> usize {
-    let n = if path_len < PATH_LEN {
-        path_len
-    } else {
-        PATH_LEN
-    };
-    core::mem::offset_of!(FileRecord, path) + n
+    used_record_len(core::mem::offset_of!(FileRecord, path), path_len, PATH_LEN)
 }
 
 #[repr(C)]
