@@ -32,6 +32,26 @@ fn check<T>(ring: &'static str, item: &[u8]) -> Result<(), ShortRecord> {
     Ok(())
 }
 
+/// The head of a record sent with only its used bytes, checked against the length its own
+/// fields announce (`len_of`).
+fn sized_head<H: aya::Pod>(
+    ring: Ring,
+    item: &[u8],
+    len_of: impl Fn(&H) -> usize,
+) -> Result<H, ShortRecord> {
+    let short = |want| ShortRecord {
+        ring: ring.map_name(),
+        got: item.len(),
+        want,
+    };
+    let head: H = read_record(item).ok_or(short(size_of::<H>()))?;
+    let want = len_of(&head);
+    if item.len() < want {
+        return Err(short(want));
+    }
+    Ok(head)
+}
+
 fn task(h: &RecordHeader) -> TaskIdent {
     TaskIdent {
         ts_boot_ns: h.ts_boot_ns,
@@ -67,16 +87,9 @@ pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
 /// An EXEC ring item: the record up to `args`, then `args_len` bytes of argv (the kernel sends
 /// only the used part).
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    let short = |want| ShortRecord {
-        ring: Ring::Exec.map_name(),
-        got: item.len(),
-        want,
-    };
-    let f: ExecHead = read_record(item).ok_or(short(exec_record_len(0)))?;
-    let want = exec_record_len(f.args_len as usize);
-    if item.len() < want {
-        return Err(short(want));
-    }
+    let f: ExecHead = sized_head(Ring::Exec, item, |h: &ExecHead| {
+        exec_record_len(h.args_len as usize)
+    })?;
     Ok(RawEvent::Exec(ExecRaw {
         task: task(&f.header),
         loginuid: f.loginuid,
@@ -153,16 +166,9 @@ fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
 /// A FILE ring item: the record up to `path`, then `path_len` bytes of the path (the kernel
 /// sends only the used part).
 pub fn file(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    let short = |want| ShortRecord {
-        ring: Ring::File.map_name(),
-        got: item.len(),
-        want,
-    };
-    let f: FileHead = read_record(item).ok_or(short(file_record_len(0)))?;
-    let want = file_record_len(f.path_len as usize);
-    if item.len() < want {
-        return Err(short(want));
-    }
+    let f: FileHead = sized_head(Ring::File, item, |h: &FileHead| {
+        file_record_len(h.path_len as usize)
+    })?;
     Ok(RawEvent::File(FileRaw {
         task: task(&f.header),
         dfd: f.dfd,

@@ -159,12 +159,16 @@ fn reply_bytes(r: &Reply) -> Vec<u8> {
     serde_json::to_vec(r).unwrap_or_default()
 }
 
-fn hand_over(sock: &OwnedFd, mut loaded: Loaded, wanted: &[&str]) -> Result<()> {
+fn hand_over(sock: &OwnedFd, loaded: Loaded, wanted: &[&str]) -> Result<()> {
+    let Loaded {
+        mut ebpf,
+        programs,
+        file_sensor,
+    } = loaded;
     let mut named: BTreeMap<RawFd, String> = BTreeMap::new();
     let mut taken = Vec::new();
     for name in wanted {
-        let map = loaded
-            .ebpf
+        let map = ebpf
             .take_map(name)
             .with_context(|| format!("{name} map missing"))?;
         let data = match map {
@@ -187,8 +191,8 @@ fn hand_over(sock: &OwnedFd, mut loaded: Loaded, wanted: &[&str]) -> Result<()> 
         .filter_map(|(i, fd)| named.get(fd).map(|n| (n.clone(), i)))
         .collect();
     let reply = Reply::Loaded {
-        programs: loaded.programs.clone(),
-        file_sensor: loaded.file_sensor.clone(),
+        programs,
+        file_sensor,
         maps,
         fds: fds.len(),
     };
@@ -196,7 +200,7 @@ fn hand_over(sock: &OwnedFd, mut loaded: Loaded, wanted: &[&str]) -> Result<()> 
     // Dropping would detach the programs and close the maps; the process exit only closes
     // our copies of the descriptors.
     std::mem::forget(taken);
-    std::mem::forget(loaded);
+    std::mem::forget(ebpf);
     Ok(())
 }
 

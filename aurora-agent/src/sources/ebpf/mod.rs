@@ -184,11 +184,13 @@ impl Sensors {
                 .with_context(|| format!("{name} map missing"))?;
             maps.insert(name.to_owned(), map);
         }
-        let mut s = Self::assemble(Holder::InProcess(loaded.ebpf), maps)?;
-        s.logger = logger;
-        s.programs = loaded.programs;
-        s.file_sensor = loaded.file_sensor;
-        Ok(s)
+        Self::assemble(
+            Holder::InProcess(loaded.ebpf),
+            maps,
+            loaded.programs,
+            loaded.file_sensor,
+            logger,
+        )
     }
 
     fn from_handoff(h: loader::Handoff) -> Result<Self> {
@@ -196,13 +198,22 @@ impl Sensors {
         for (name, data) in h.maps {
             maps.insert(name, Map::from_map_data(data)?);
         }
-        let mut s = Self::assemble(Holder::Handed(h.keep), maps)?;
-        s.programs = h.programs;
-        s.file_sensor = h.file_sensor;
-        Ok(s)
+        Self::assemble(
+            Holder::Handed(h.keep),
+            maps,
+            h.programs,
+            h.file_sensor,
+            None,
+        )
     }
 
-    fn assemble(holder: Holder, mut maps: BTreeMap<String, Map>) -> Result<Self> {
+    fn assemble(
+        holder: Holder,
+        mut maps: BTreeMap<String, Map>,
+        programs: Vec<ProgramStatus>,
+        file_sensor: FileSensorState,
+        logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    ) -> Result<Self> {
         let mut take = |name: &str| {
             maps.remove(name)
                 .with_context(|| format!("{name} map missing"))
@@ -216,12 +227,9 @@ impl Sensors {
             holder,
             rings,
             lost,
-            logger: None,
-            programs: Vec::new(),
-            file_sensor: FileSensorState {
-                mode: "off".into(),
-                fallback_reason: None,
-            },
+            logger,
+            programs,
+            file_sensor,
         })
     }
 
