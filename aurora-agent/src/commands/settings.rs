@@ -163,6 +163,7 @@ pub fn detect_config(
         event_time_throttle,
         collected: None,
         compile_threads: defaults.compile_threads,
+        defer_compile: defaults.defer_compile,
     })
 }
 

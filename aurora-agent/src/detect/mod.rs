@@ -5,22 +5,26 @@
 pub mod alert;
 pub mod check;
 pub mod logsource;
+mod parallel;
 pub mod prefilter;
 pub mod rules;
 pub mod ruleset;
 pub mod throttle;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use rsigma_parser::SigmaRule;
 
 use crate::event::names as f;
 use crate::event::{Event, EventKind};
 use crate::stats::{DetectStats, RuleCounters, RuleStates};
 use alert::{Alert, MatchInfo};
 use logsource::LogsourceMap;
-use rules::{AlertLevel, RuleEntry, RuleMeta, RuleStatus, Summary};
-use ruleset::RuleSet;
+use rules::{AlertLevel, LoadedRule, RuleEntry, RuleMeta, RuleStatus, Summary};
+use ruleset::{PreparedRule, RuleSet};
 use throttle::Throttle;
 
 #[derive(Clone, Debug)]
@@ -37,10 +41,15 @@ pub struct DetectConfig {
     /// follows); rules of other kinds are loaded inactive, saying why, and cost nothing.
     /// None: every kind (replay, consume, rules check).
     pub collected: Option<Vec<EventKind>>,
-    /// Threads that compile rules. Several for replay and consume, where loading is part of
-    /// the run time; one for the live agent, whose rules then sit in one thread's heap pages
-    /// (1 MB less resident than when compiled on two).
+    /// Threads that parse and compile rules and build rule sets. Several for replay and
+    /// consume, where loading is part of the run time; one for the live agent, whose rules
+    /// then sit in one thread's heap pages (1 MB less resident than when compiled on two).
     pub compile_threads: usize,
+    /// Compile a kind's rules when its first event arrives, not at load (replay: a file of
+    /// process events never pays for the auditd rules, a third of loading). Load still
+    /// parses every rule; a rule that parses but does not compile is reported on first use.
+    /// Reloads compile everything.
+    pub defer_compile: bool,
 }
 
 impl Default for DetectConfig {
@@ -55,6 +64,7 @@ impl Default for DetectConfig {
             event_time_throttle: false,
             collected: None,
             compile_threads: 4,
+            defer_compile: false,
         }
     }
 }
@@ -80,9 +90,46 @@ struct RoutedSet {
     set: RuleSet,
 }
 
+/// Compiled rules per mapping entry (route index): (metadata index, rule).
+type PerRoute = BTreeMap<usize, Vec<(usize, PreparedRule)>>;
+
+/// A rule whose compiling waits for the first event of its kind (`defer_compile`).
+struct PendingRule {
+    entry: usize,
+    meta: usize,
+    route: usize,
+    rule: Box<SigmaRule>,
+}
+
+/// The rule sets of `per_route`, built on up to `threads` threads, added to their kinds'
+/// sets in route order.
+fn add_sets(
+    sets: &mut [Vec<RoutedSet>; EventKind::COUNT],
+    routes: &[logsource::Route],
+    per_route: PerRoute,
+    threads: usize,
+) {
+    let built = parallel::map_ordered(per_route.into_iter().collect(), threads, |(r, list)| {
+        (r, RuleSet::build(list))
+    });
+    for (r, set) in built {
+        if let Some(route) = routes.get(r) {
+            sets[route.kind.index()].push(RoutedSet {
+                route: route.clone(),
+                set,
+            });
+        }
+    }
+}
+
 pub struct Detector {
     /// Per event kind, the rule sets of the mapping entries routed to it.
     sets: [Vec<RoutedSet>; EventKind::COUNT],
+    /// Per event kind, its rules still to compile (deferred); emptied by its first event.
+    pending: [Vec<PendingRule>; EventKind::COUNT],
+    /// The mapping's entries, by route index (for sets built after loading).
+    routes: Vec<logsource::Route>,
+    compile_threads: usize,
     metas: Vec<Arc<RuleMeta>>,
     throttle: Throttle,
     /// Per rule, its counters in `stats.rules`, fetched on the rule's first match.
@@ -119,67 +166,55 @@ impl Detector {
     /// warned about); only directory, mapping or flag problems are errors.
     pub fn load(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
         let map = mapping(cfg)?;
-        let mut entries = rules::load(&cfg.rule_dirs, &map, cfg.min_level, false)?;
-        if let Some(kinds) = &cfg.collected {
-            for e in &mut entries {
-                if let RuleStatus::Active { kind, .. } = e.status {
-                    if !kinds.contains(&kind) {
-                        e.status = RuleStatus::Inactive {
-                            reason: format!("no {kind} source runs here ({})", source_hint(kind)),
-                        };
-                        e.rule = None;
-                    }
-                }
-            }
-        }
+        let opts = rules::LoadOptions {
+            min_level: cfg.min_level,
+            collected: cfg.collected.as_deref(),
+            threads: cfg.compile_threads,
+            defer_compile: cfg.defer_compile,
+        };
+        let mut entries = rules::load(&cfg.rule_dirs, &map, &opts)?;
         let throttle = if cfg.event_time_throttle {
             Throttle::event_time(cfg.throttle_rate, cfg.throttle_burst)?
         } else {
             Throttle::wall(cfg.throttle_rate, cfg.throttle_burst)?
         };
-        let mut sets: [Vec<RoutedSet>; EventKind::COUNT] = Default::default();
         let mut metas = Vec::new();
-        let mut entries = entries;
-        // (entry index, metadata index, rule) per mapping entry.
-        let mut per_route: std::collections::BTreeMap<
-            usize,
-            Vec<(usize, usize, rsigma_parser::SigmaRule)>,
-        > = Default::default();
-        for (i, e) in entries.iter_mut().enumerate() {
-            let (RuleStatus::Active { route, .. }, Some(rule), Some(meta)) =
-                (e.status.clone(), e.rule.take(), &e.meta)
+        // Rules move out of the entries: compiled ones into per-route lists, deferred ones
+        // into their kind's pending list.
+        let mut per_route = PerRoute::new();
+        let mut pending: [Vec<PendingRule>; EventKind::COUNT] = Default::default();
+        for (entry, e) in entries.iter_mut().enumerate() {
+            let (RuleStatus::Active { route, kind }, Some(m), Some(rule)) =
+                (&e.status, &e.meta, e.rule.take())
             else {
                 continue;
             };
-            per_route
-                .entry(route)
-                .or_default()
-                .push((i, metas.len(), rule));
-            metas.push(meta.clone());
-        }
-        let routes: Vec<&logsource::Route> = map.routes().collect();
-        // By value: each route's parsed rules are dropped once compiled (lower loading peak).
-        for (r, list) in per_route {
-            let (set, errors) =
-                RuleSet::compile(list.iter().map(|(_, m, r)| (*m, r)), cfg.compile_threads);
-            for (pos, err) in errors {
-                entries[list[pos].0].status = RuleStatus::Invalid {
-                    reason: format!("does not compile: {err}"),
-                };
-            }
-            if let (false, Some(route)) = (set.is_empty(), routes.get(r)) {
-                let route = (*route).clone();
-                sets[route.kind.index()].push(RoutedSet { route, set });
+            let meta = metas.len();
+            metas.push(m.clone());
+            match rule {
+                LoadedRule::Compiled(c) => per_route.entry(*route).or_default().push((meta, *c)),
+                LoadedRule::Parsed(rule) => pending[kind.index()].push(PendingRule {
+                    entry,
+                    meta,
+                    route: *route,
+                    rule,
+                }),
             }
         }
+        let routes: Vec<logsource::Route> = map.routes().cloned().collect();
+        let mut sets: [Vec<RoutedSet>; EventKind::COUNT] = Default::default();
+        add_sets(&mut sets, &routes, per_route, cfg.compile_threads);
         for e in &entries {
             if let RuleStatus::Invalid { reason } = &e.status {
-                tracing::warn!("rule skipped: {}: {reason}", e.path.display());
+                warn_skipped(e, reason);
             }
         }
         let summary = rules::summarize(&entries);
         Ok(Detector {
             sets,
+            pending,
+            routes,
+            compile_threads: cfg.compile_threads,
             counters: vec![None; metas.len()],
             metas,
             throttle,
@@ -191,10 +226,48 @@ impl Detector {
         })
     }
 
+    /// Compile the deferred rules of `kind` (its first event has arrived) into its rule sets.
+    /// A rule that does not compile is reported now, and the published rule states updated.
+    fn compile_pending(&mut self, kind: EventKind) {
+        let pending = std::mem::take(&mut self.pending[kind.index()]);
+        let compiled = parallel::map_ordered(pending, self.compile_threads, |p| {
+            let result = rules::compile(&p.rule);
+            (p, result)
+        });
+        let mut per_route = PerRoute::new();
+        let mut failed = false;
+        for (p, result) in compiled {
+            match result {
+                Ok(c) => per_route.entry(p.route).or_default().push((p.meta, c)),
+                Err(reason) => {
+                    let e = &mut self.entries[p.entry];
+                    warn_skipped(e, &reason);
+                    e.status = RuleStatus::Invalid { reason };
+                    failed = true;
+                }
+            }
+        }
+        add_sets(
+            &mut self.sets,
+            &self.routes,
+            per_route,
+            self.compile_threads,
+        );
+        if failed {
+            self.summary = rules::summarize(&self.entries);
+            self.publish_states();
+        }
+    }
+
     /// SIGHUP: like `load`, but all or nothing — a set with any invalid rule is refused, so a
     /// typo pushed to the rules directory never silently removes a rule from a running agent.
+    /// Every rule is compiled now, deferred or not, to know.
     pub fn reload(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
-        let d = Self::load(cfg, stats)?;
+        let eager = DetectConfig {
+            defer_compile: false,
+            ..cfg.clone()
+        };
+        let d = Self::load(&eager, stats)?;
         if d.summary.invalid > 0 {
             let first = d
                 .entries
@@ -239,6 +312,9 @@ impl Detector {
         if self.excluded(ev) {
             self.stats.excluded.fetch_add(1, Ordering::Relaxed);
             return;
+        }
+        if !self.pending[ev.kind.index()].is_empty() {
+            self.compile_pending(ev.kind);
         }
         let mut shared: Option<Arc<Event>> = None;
         for r in 0..self.sets[ev.kind.index()].len() {
@@ -300,6 +376,9 @@ impl Detector {
     /// The compiled rule sets of one event kind, one per mapping entry (tests compare the
     /// prefiltered evaluation with the exhaustive one through them).
     pub fn rule_sets(&mut self, kind: EventKind) -> impl Iterator<Item = &mut RuleSet> {
+        if !self.pending[kind.index()].is_empty() {
+            self.compile_pending(kind);
+        }
         self.sets[kind.index()].iter_mut().map(|r| &mut r.set)
     }
 
@@ -307,23 +386,112 @@ impl Detector {
     pub fn active_kinds(&self) -> Vec<EventKind> {
         EventKind::ALL
             .into_iter()
-            .filter(|k| !self.sets[k.index()].is_empty())
+            .filter(|k| !self.sets[k.index()].is_empty() || !self.pending[k.index()].is_empty())
             .collect()
     }
 }
 
-/// The flag that turns on the source of a kind.
-fn source_hint(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Audit => "--audit-log PATH",
-        EventKind::SystemLog => "--system-log journald|PATH",
-        EventKind::FileEvent => "--file-sensor auto",
-        _ => "the eBPF sensors",
-    }
+/// The one warning for a rule that is not used (at load, or when a deferred rule compiles).
+fn warn_skipped(e: &RuleEntry, reason: &str) {
+    tracing::warn!("rule skipped: {}: {reason}", e.path.display());
 }
 
 /// The event's UtcTime in ns since the epoch (Sysmon format or RFC 3339).
 fn event_time_ns(ev: &Event) -> Option<i64> {
     let s = ev.get_str(f::UTC_TIME)?;
     crate::event::time::parse_utc_ns(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROCESS_RULE: &str = "title: curl\nid: 11111111-1111-1111-1111-111111111111\n\
+        logsource: {category: process_creation, product: linux}\n\
+        detection: {sel: {Image|endswith: /curl}, condition: sel}\nlevel: high\n";
+    /// Parses, but its regex does not compile.
+    const BROKEN_AUDIT_RULE: &str = "title: broken\nid: 22222222-2222-2222-2222-222222222222\n\
+        logsource: {product: linux, service: auditd}\n\
+        detection: {sel: {type|re: '(unclosed'}, condition: sel}\nlevel: high\n";
+
+    fn detector(dir: &std::path::Path, defer_compile: bool) -> Detector {
+        let cfg = DetectConfig {
+            rule_dirs: vec![dir.to_path_buf()],
+            defer_compile,
+            ..Default::default()
+        };
+        Detector::load(&cfg, Arc::new(DetectStats::default())).expect("rules load")
+    }
+
+    fn alerts(d: &mut Detector, ev: &Event) -> Vec<String> {
+        let mut out = Vec::new();
+        d.evaluate(ev, &mut out);
+        out.iter().map(|a| a.rule.title.clone()).collect()
+    }
+
+    #[test]
+    fn deferred_rules_compile_on_their_kinds_first_event_and_report_failures_then() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("curl.yml"), PROCESS_RULE).unwrap();
+        std::fs::write(tmp.path().join("broken.yml"), BROKEN_AUDIT_RULE).unwrap();
+        let mut exec = Event::new(EventKind::ProcessCreation);
+        exec.push_str(f::IMAGE, "/usr/bin/curl");
+        let mut audit = Event::new(EventKind::Audit);
+        audit.push_str("type", "EXECVE");
+
+        let mut eager = detector(tmp.path(), false);
+        assert_eq!((eager.summary.active, eager.summary.invalid), (1, 1));
+
+        let mut deferred = detector(tmp.path(), true);
+        assert_eq!((deferred.summary.active, deferred.summary.invalid), (2, 0));
+        assert_eq!(
+            deferred.active_kinds(),
+            vec![EventKind::ProcessCreation, EventKind::Audit]
+        );
+        assert_eq!(alerts(&mut deferred, &exec), alerts(&mut eager, &exec));
+        assert_eq!(alerts(&mut deferred, &exec), ["curl"]);
+        // The auditd rule is compiled (and found broken) only now.
+        assert!(alerts(&mut deferred, &audit).is_empty());
+        assert_eq!((deferred.summary.active, deferred.summary.invalid), (1, 1));
+        let broken = deferred
+            .entries
+            .iter()
+            .find(|e| e.path.ends_with("broken.yml"));
+        assert!(matches!(
+            &broken.unwrap().status,
+            RuleStatus::Invalid { reason } if reason.starts_with("does not compile")
+        ));
+        // Reloading compiles every rule, deferred or not, and so refuses the set.
+        let cfg = DetectConfig {
+            rule_dirs: vec![tmp.path().to_path_buf()],
+            defer_compile: true,
+            ..Default::default()
+        };
+        assert!(Detector::reload(&cfg, Arc::new(DetectStats::default())).is_err());
+    }
+
+    #[test]
+    fn matched_selections_come_out_in_the_same_order_every_run() {
+        // rsigma keeps selections in a hash map whose order differs per map: without the
+        // sort, eight loads of this rule would almost surely not all agree.
+        let tmp = tempfile::tempdir().unwrap();
+        let rule = concat!(
+            "title: three\n",
+            "logsource: {category: process_creation, product: linux}\n",
+            "detection:\n",
+            "  sel_c: {Image|endswith: /curl}\n",
+            "  sel_a: {Image|contains: bin}\n",
+            "  sel_b: {Image|startswith: /usr}\n",
+            "  condition: 1 of sel_*\n",
+        );
+        std::fs::write(tmp.path().join("three.yml"), rule).unwrap();
+        let mut exec = Event::new(EventKind::ProcessCreation);
+        exec.push_str(f::IMAGE, "/usr/bin/curl");
+        for _ in 0..8 {
+            let mut d = detector(tmp.path(), false);
+            let mut out = Vec::new();
+            d.evaluate(&exec, &mut out);
+            assert_eq!(out[0].matched.selections, ["sel_a", "sel_b", "sel_c"]);
+        }
+    }
 }

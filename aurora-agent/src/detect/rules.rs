@@ -8,6 +8,8 @@ use rsigma_parser::{Level, SigmaRule};
 use serde::Serialize;
 
 use super::logsource::{self, LogsourceMap};
+use super::parallel;
+use super::ruleset::PreparedRule;
 use crate::event::EventKind;
 
 /// What an alert says about its rule.
@@ -95,8 +97,31 @@ pub struct RuleEntry {
     pub path: PathBuf,
     pub meta: Option<Arc<RuleMeta>>,
     pub status: RuleStatus,
-    /// The parsed rule, for active rules (compiled by the detector).
-    pub rule: Option<SigmaRule>,
+    /// The rule, for active rules: compiled, or only parsed when compiling is deferred.
+    pub rule: Option<LoadedRule>,
+}
+
+/// An active rule as loading leaves it.
+#[derive(Debug, Clone)]
+pub enum LoadedRule {
+    Compiled(Box<PreparedRule>),
+    /// Parsed only (`LoadOptions::defer_compile`): the detector compiles it when an event of
+    /// its kind first arrives.
+    Parsed(Box<SigmaRule>),
+}
+
+/// How rules are classified and loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions<'a> {
+    /// Rules below this level are loaded inactive.
+    pub min_level: AlertLevel,
+    /// The event kinds the run collects; rules of other kinds are loaded inactive, saying
+    /// which flag turns their source on, and are not compiled. None: every kind.
+    pub collected: Option<&'a [EventKind]>,
+    /// Threads that parse and compile rule files.
+    pub threads: usize,
+    /// Leave active rules parsed, not compiled (see `LoadedRule::Parsed`).
+    pub defer_compile: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,26 +173,27 @@ fn meta(rule: &SigmaRule, path: &Path) -> RuleMeta {
     }
 }
 
-/// Parse and classify every rule of `dirs`. Directory problems are errors; rule problems are
-/// entries with status Invalid. `check_compile` compiles active rules to find the ones that
-/// parse but cannot compile (`rules check`); the detector skips it because building its
-/// rule sets compiles them anyway (and reports failures the same way), halving load work.
+/// Parse, classify and compile every rule of `dirs`, files on up to `opts.threads` threads.
+/// Directory problems are errors; rule problems (unparsable, uncompilable) are entries with
+/// status Invalid.
 pub fn load(
     dirs: &[PathBuf],
     map: &LogsourceMap,
-    min_level: AlertLevel,
-    check_compile: bool,
+    opts: &LoadOptions,
 ) -> Result<Vec<RuleEntry>, LoadError> {
     if dirs.is_empty() {
         return Err(LoadError::NoneGiven);
     }
-    let mut out = Vec::new();
+    let mut files = Vec::new();
     for dir in dirs {
-        for path in rule_files(dir)? {
-            load_file(&path, map, min_level, check_compile, &mut out);
-        }
+        files.extend(rule_files(dir)?);
     }
-    Ok(out)
+    let per_file = parallel::map_ordered(files, opts.threads, |path| {
+        let mut out = Vec::new();
+        load_file(&path, map, opts, &mut out);
+        out
+    });
+    Ok(per_file.into_iter().flatten().collect())
 }
 
 fn invalid(path: &Path, reason: String) -> RuleEntry {
@@ -179,15 +205,9 @@ fn invalid(path: &Path, reason: String) -> RuleEntry {
     }
 }
 
-fn load_file(
-    path: &Path,
-    map: &LogsourceMap,
-    min_level: AlertLevel,
-    check_compile: bool,
-    out: &mut Vec<RuleEntry>,
-) {
+fn load_file(path: &Path, map: &LogsourceMap, opts: &LoadOptions, out: &mut Vec<RuleEntry>) {
     match std::fs::read_to_string(path) {
-        Ok(text) => load_text(path, &text, map, min_level, check_compile, out),
+        Ok(text) => load_text(path, &text, map, opts, out),
         Err(e) => out.push(invalid(path, e.to_string())),
     }
 }
@@ -198,8 +218,7 @@ pub fn load_text(
     path: &Path,
     text: &str,
     map: &LogsourceMap,
-    min_level: AlertLevel,
-    check_compile: bool,
+    opts: &LoadOptions,
     out: &mut Vec<RuleEntry>,
 ) {
     let collection = match rsigma_parser::parse_sigma_yaml(text) {
@@ -218,41 +237,73 @@ pub fn load_text(
     for mut rule in collection.rules {
         keywords_contain(&mut rule);
         let m = Arc::new(meta(&rule, path));
-        let status = match map.route(&rule.logsource) {
-            None => RuleStatus::Inactive {
-                reason: format!(
-                    "logsource {} is not collected",
-                    logsource::describe(&rule.logsource)
-                ),
-            },
-            Some(_) if m.level < min_level => RuleStatus::Inactive {
-                reason: format!(
-                    "level {} is below --min-level {}",
-                    m.level.as_str(),
-                    min_level.as_str()
-                ),
-            },
-            Some(r) if !check_compile => RuleStatus::Active {
-                kind: r.kind,
-                route: r.index,
-            },
-            Some(r) => match rsigma_eval::compile_rule(&rule) {
-                Ok(_) => RuleStatus::Active {
-                    kind: r.kind,
-                    route: r.index,
-                },
-                Err(e) => RuleStatus::Invalid {
-                    reason: format!("does not compile: {e}"),
-                },
-            },
-        };
-        let keep = matches!(status, RuleStatus::Active { .. });
+        let (status, loaded) = classify(rule, &m, map, opts);
         out.push(RuleEntry {
             path: path.to_path_buf(),
             meta: Some(m),
             status,
-            rule: keep.then_some(rule),
+            rule: loaded,
         });
+    }
+}
+
+/// A parsed rule's status, and the rule when it is active (compiled unless deferred).
+/// Inactive rules are not compiled: they cost nothing.
+fn classify(
+    rule: SigmaRule,
+    m: &RuleMeta,
+    map: &LogsourceMap,
+    opts: &LoadOptions,
+) -> (RuleStatus, Option<LoadedRule>) {
+    let inactive = |reason| (RuleStatus::Inactive { reason }, None);
+    let Some(r) = map.route(&rule.logsource) else {
+        return inactive(format!(
+            "logsource {} is not collected",
+            logsource::describe(&rule.logsource)
+        ));
+    };
+    if m.level < opts.min_level {
+        return inactive(format!(
+            "level {} is below --min-level {}",
+            m.level.as_str(),
+            opts.min_level.as_str()
+        ));
+    }
+    if opts.collected.is_some_and(|kinds| !kinds.contains(&r.kind)) {
+        return inactive(format!(
+            "no {} source runs here ({})",
+            r.kind,
+            source_hint(r.kind)
+        ));
+    }
+    let active = RuleStatus::Active {
+        kind: r.kind,
+        route: r.index,
+    };
+    if opts.defer_compile {
+        return (active, Some(LoadedRule::Parsed(Box::new(rule))));
+    }
+    match compile(&rule) {
+        Ok(c) => (active, Some(LoadedRule::Compiled(Box::new(c)))),
+        Err(reason) => (RuleStatus::Invalid { reason }, None),
+    }
+}
+
+/// A parsed rule compiled and classified for the prefilter, or the reason it does not compile
+/// (its entry's Invalid reason).
+pub fn compile(rule: &SigmaRule) -> Result<PreparedRule, String> {
+    rsigma_eval::compile_rule(rule)
+        .map(PreparedRule::new)
+        .map_err(|e| format!("does not compile: {e}"))
+}
+
+/// The flag that turns on the source of a kind.
+fn source_hint(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Audit => "--audit-log PATH",
+        EventKind::SystemLog => "--system-log journald|PATH",
+        EventKind::FileEvent => "--file-sensor auto",
+        _ => "the eBPF sensors",
     }
 }
 

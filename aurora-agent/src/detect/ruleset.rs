@@ -1,12 +1,27 @@
 //! The compiled rules of one event kind and their prefilter: evaluates an event against only
 //! the rules that can match it (see `prefilter`), each exactly with rsigma.
-use rsigma_eval::compiler::eval_condition;
+use rsigma_eval::result::ResultBody;
 use rsigma_eval::{CompiledDetection, CompiledRule, Event as _};
-use rsigma_parser::SigmaRule;
 
 use super::alert::MatchedField;
+use super::prefilter::anchor::{self, Class};
 use super::prefilter::{Prefilter, Verdict};
 use crate::event::Event;
+
+/// A compiled rule and its prefilter class: both per-rule work, done on the loading threads
+/// (the class reads the rule's regexes; a third of building the process-creation set).
+#[derive(Debug, Clone)]
+pub struct PreparedRule {
+    pub rule: CompiledRule,
+    pub class: Class,
+}
+
+impl PreparedRule {
+    pub fn new(rule: CompiledRule) -> Self {
+        let class = anchor::classify(&rule);
+        PreparedRule { rule, class }
+    }
+}
 
 /// A rule that matched an event: which rule, and the selections that made it match.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,44 +41,28 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Compiles `(meta index, rule)` pairs on up to `threads` threads. Returns the set and, per
-    /// rule that does not compile, its position in `rules` and the reason.
-    pub fn compile<'a>(
-        rules: impl IntoIterator<Item = (usize, &'a SigmaRule)>,
-        threads: usize,
-    ) -> (RuleSet, Vec<(usize, String)>) {
-        let (metas, rules): (Vec<usize>, Vec<&SigmaRule>) = rules.into_iter().unzip();
-        let mut compiled = Vec::new();
-        let mut meta_of = Vec::new();
-        let mut errors = Vec::new();
-        for (pos, (meta, result)) in metas
-            .into_iter()
-            .zip(compile_all(&rules, threads))
-            .enumerate()
-        {
-            match result {
-                Ok(c) => {
-                    compiled.push(c);
-                    meta_of.push(meta);
-                }
-                Err(e) => errors.push((pos, e)),
-            }
+    /// The set of `(meta index, prepared rule)` pairs, with its prefilter.
+    pub fn build(prepared: Vec<(usize, PreparedRule)>) -> RuleSet {
+        let mut meta_of = Vec::with_capacity(prepared.len());
+        let mut rules = Vec::with_capacity(prepared.len());
+        let mut classes = Vec::with_capacity(prepared.len());
+        for (meta, p) in prepared {
+            meta_of.push(meta);
+            rules.push(p.rule);
+            classes.push(p.class);
         }
-        let prefilter = Prefilter::build(&compiled);
+        let prefilter = Prefilter::from_classes(classes);
         tracing::debug!(
-            rules = compiled.len(),
+            rules = rules.len(),
             unanchored = prefilter.unanchored(),
             inverse = prefilter.inverse(),
-            "rule set compiled"
+            "rule set built"
         );
-        (
-            RuleSet {
-                rules: compiled,
-                meta_of,
-                prefilter,
-            },
-            errors,
-        )
+        RuleSet {
+            rules,
+            meta_of,
+            prefilter,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -122,45 +121,21 @@ impl RuleSet {
     }
 }
 
-/// Compiles `rules` in order, on up to `max_threads` threads: the rules are independent, and
-/// compiling (rsigma builds a regex per wildcard string) is most of loading — a tenth of a
-/// replay. Small sets compile on the calling thread.
-fn compile_all(rules: &[&SigmaRule], max_threads: usize) -> Vec<Result<CompiledRule, String>> {
-    const MIN_PER_THREAD: usize = 16;
-    let compile = |r: &&SigmaRule| rsigma_eval::compile_rule(r).map_err(|e| e.to_string());
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(max_threads)
-        .min(rules.len() / MIN_PER_THREAD);
-    if threads < 2 {
-        return rules.iter().map(compile).collect();
-    }
-    // Contiguous chunks, joined in order: the results line up with `rules`.
-    let chunk = rules.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = rules
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(compile).collect::<Vec<_>>()))
-            .collect();
-        workers
-            .into_iter()
-            // A panic in a worker is a panic of this thread, as when compiling here.
-            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
-/// One evaluation pass (rsigma's `evaluate_rule` runs a boolean pass and then a detail pass
-/// and clones the rule header per match): the condition with the names of the selections
-/// that matched. Several conditions are alternatives.
+/// Whether the rule matches, with the names of the selections that matched. rsigma's
+/// `evaluate_rule` decides with a boolean pass that stops as soon as it can, and names the
+/// selections only for the few candidates that match (6 % in the bench); its detail pass
+/// alone (`eval_condition`) cost 3 % more replay instructions, as it clones every true
+/// selection's name and evaluates all of `1 of sel_*`. The names are sorted: rsigma visits
+/// `1 of sel_*` in its hash map's order, which differs from run to run, and replaying the
+/// same file must write the same alerts.
 fn rule_matches(rule: &CompiledRule, ev: &Event) -> Option<Vec<String>> {
-    for cond in &rule.conditions {
-        let mut selections = Vec::new();
-        if eval_condition(cond, &rule.detections, ev, &mut selections) {
-            return Some(selections);
-        }
-    }
-    None
+    let r = rsigma_eval::evaluate_rule(rule, ev)?;
+    let ResultBody::Detection(d) = r.body else {
+        return None;
+    };
+    let mut selections = d.matched_selections;
+    selections.sort_unstable();
+    Some(selections)
 }
 
 /// The field items of a matched selection that match the event, as rsigma reports them at

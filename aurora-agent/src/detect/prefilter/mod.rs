@@ -60,17 +60,24 @@ fn set_bit(bits: &mut [u64], i: u32) {
 }
 
 impl Prefilter {
+    /// The prefilter of `rules`, classifying each (tests; the loader classifies rules as it
+    /// compiles them, on its threads, and calls `from_classes`).
     pub fn build(rules: &[rsigma_eval::CompiledRule]) -> Prefilter {
-        let words = rules.len().div_ceil(64);
+        Prefilter::from_classes(rules.iter().map(anchor::classify).collect())
+    }
+
+    /// The prefilter of rules whose classes are `classes`, in rule order.
+    pub fn from_classes(classes: Vec<Class>) -> Prefilter {
+        let words = classes.len().div_ceil(64);
         let mut always = vec![0u64; words];
         let mut inverse = vec![0u64; words];
         // Per field (in name order): its index and its needles (in needle order, which fixes
         // the pattern ids).
         type Needles = BTreeMap<String, Vec<(u32, Pos)>>;
         let mut by_field: BTreeMap<String, (FieldIndex, Needles)> = BTreeMap::new();
-        for (i, rule) in rules.iter().enumerate() {
+        for (i, class) in classes.into_iter().enumerate() {
             let i = i as u32;
-            let atoms = match anchor::classify(rule) {
+            let atoms = match class {
                 Class::Always => {
                     set_bit(&mut always, i);
                     continue;
