@@ -183,10 +183,20 @@ fn e2e_round(
     sigmahq: &std::path::Path,
     file: &std::path::Path,
     n: usize,
+    one_cpu: bool,
 ) -> (f64, f64) {
     let alerts = file.with_extension("alerts");
     let t = Instant::now();
-    let mut child = std::process::Command::new(aurora)
+    // On one CPU (taskset, which execs aurora in place): rule loading cannot use a second
+    // core either — the figure for a single-threaded budget.
+    let mut cmd = if one_cpu {
+        let mut c = std::process::Command::new("taskset");
+        c.args(["-c", "0"]).arg(aurora);
+        c
+    } else {
+        std::process::Command::new(aurora)
+    };
+    let mut child = cmd
         .args(["replay", "--no-stdout", "--rules"])
         .arg(sigmahq)
         .arg("--logfile")
@@ -196,23 +206,33 @@ fn e2e_round(
         .spawn()
         .expect("aurora replay");
     let status_path = format!("/proc/{}/status", child.id());
-    let mut hwm_kb = 0f64;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("waiting for aurora replay") {
-            break st;
-        }
-        let kb = std::fs::read_to_string(&status_path)
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            })
-            .unwrap_or(0.0);
-        hwm_kb = hwm_kb.max(kb);
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    let secs = t.elapsed().as_secs_f64();
+    let exited = std::sync::atomic::AtomicBool::new(false);
+    // The peak is sampled on a second thread, so that the clock stops when the child exits
+    // rather than at the next sample.
+    let (status, secs, hwm_kb) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut hwm_kb = 0f64;
+            while !exited.load(std::sync::atomic::Ordering::Relaxed) {
+                let kb = std::fs::read_to_string(&status_path)
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmHWM:"))
+                            .and_then(|v| {
+                                v.trim().trim_end_matches("kB").trim().parse::<f64>().ok()
+                            })
+                    })
+                    .unwrap_or(0.0);
+                hwm_kb = hwm_kb.max(kb);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            hwm_kb
+        });
+        let status = child.wait().expect("waiting for aurora replay");
+        let secs = t.elapsed().as_secs_f64();
+        exited.store(true, std::sync::atomic::Ordering::Relaxed);
+        (status, secs, sampler.join().expect("VmHWM sampler"))
+    });
     assert!(status.success(), "aurora replay failed");
     (n as f64 / secs, hwm_kb / 1024.0)
 }
@@ -358,23 +378,33 @@ fn measure_sigma_rust(
     (eps, matches, ours, sr_rules.len())
 }
 
-/// `aurora replay` end to end, as a user runs it: (events/s, peak RSS MB) per round.
+/// `aurora replay` end to end, as a user runs it, per round: events/s, peak RSS MB, and
+/// events/s pinned to one CPU (alternating with the free runs).
+#[derive(Default)]
+struct E2e {
+    eps: Vec<f64>,
+    rss: Vec<f64>,
+    eps_one_cpu: Vec<f64>,
+}
+
 fn measure_e2e(
     aurora: &std::path::Path,
     lines: &[String],
     rounds: usize,
     sigmahq: &std::path::Path,
     tmp: &std::path::Path,
-) -> (Vec<f64>, Vec<f64>) {
+) -> E2e {
     let file = tmp.join("events.jsonl");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let (mut eps, mut rss) = (vec![], vec![]);
+    let mut m = E2e::default();
     for _ in 0..rounds {
-        let (e, r) = e2e_round(aurora, sigmahq, &file, lines.len());
-        eps.push(e.round());
-        rss.push((r * 10.0).round() / 10.0);
+        let (e, r) = e2e_round(aurora, sigmahq, &file, lines.len(), false);
+        m.eps.push(e.round());
+        m.rss.push((r * 10.0).round() / 10.0);
+        let (e, _) = e2e_round(aurora, sigmahq, &file, lines.len(), true);
+        m.eps_one_cpu.push(e.round());
     }
-    (eps, rss)
+    m
 }
 
 fn main() {
@@ -414,7 +444,7 @@ fn main() {
     let (o, base) = measure_ours(&lines, &events, rounds, &sigmahq, &scale, tmp.path());
     let (sr_eps, sr_matches, our_matches, sr_rules) =
         measure_sigma_rust(&base, &process_lines, rounds, &sigmahq);
-    let (e2e_eps, e2e_rss) = match arg("--aurora") {
+    let e2e = match arg("--aurora") {
         Some(a) => measure_e2e(
             std::path::Path::new(&a),
             &lines,
@@ -422,7 +452,7 @@ fn main() {
             &sigmahq,
             tmp.path(),
         ),
-        None => (vec![], vec![]),
+        None => E2e::default(),
     };
     let rounded = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
     let (parse_rounds, base_rounds) = (rounded(&o.parse), rounded(&o.base));
@@ -432,7 +462,7 @@ fn main() {
         median(o.scaled),
         median(sr_eps),
     );
-    let e2e = (!e2e_eps.is_empty()).then(|| median(e2e_eps.clone()));
+    let e2e_median = |v: &[f64]| (!v.is_empty()).then(|| median(v.to_vec()));
     let result = serde_json::json!({
         "events": n,
         "jsonl_bytes": bytes,
@@ -441,9 +471,11 @@ fn main() {
         "parse_events_per_s": p.round(),
         "parse_events_per_s_per_round": parse_rounds,
         "sigmahq_events_per_s_per_round": base_rounds,
-        "e2e_replay_events_per_s": e2e,
-        "e2e_replay_events_per_s_per_round": e2e_eps,
-        "e2e_replay_max_rss_mb_per_round": e2e_rss,
+        "e2e_replay_events_per_s": e2e_median(&e2e.eps),
+        "e2e_replay_events_per_s_per_round": e2e.eps,
+        "e2e_replay_one_cpu_events_per_s": e2e_median(&e2e.eps_one_cpu),
+        "e2e_replay_one_cpu_events_per_s_per_round": e2e.eps_one_cpu,
+        "e2e_replay_max_rss_mb_per_round": e2e.rss,
         "sigmahq_rules": o.base_rules,
         "sigmahq_events_per_s": b.round(),
         "sigmahq_alerts_after_throttle": o.base_alerts,

@@ -470,6 +470,7 @@ fn print_table(r: &Value) {
         ("detect", "parse_events_per_s", "JSONL parse alone (events/s)", "-"),
         ("detect", "parse_plus_detect_events_per_s", "parse + detection (events/s)", "-"),
         ("detect", "e2e_replay_events_per_s_per_round", "aurora replay FILE, start to exit (events/s)", ">= 500k"),
+        ("detect", "e2e_replay_one_cpu_events_per_s_per_round", "the same, pinned to one CPU (events/s)", "-"),
         ("detect", "e2e_replay_max_rss_mb_per_round", "aurora replay peak RSS (MB)", "-"),
         ("detect", "with_scale_events_per_s", "with 1,183 scale rules (events/s)", "-"),
         ("detect", "scale_cost_pct", "scale rules cost (%)", "< 20"),
