@@ -52,14 +52,40 @@ const KNOWN: &[&str] = &[
     f::DESTINATION_PORT,
 ];
 
-/// A line's key as the schema names it, and whether its values are numbers. This runs for
-/// every field of every replayed line: names are grouped by length, so a key is compared with
-/// the one to three names of its length only (a hash probe measured 5× the instructions).
-fn schema_field(key: &str) -> Option<(&'static str, bool)> {
-    static BY_LEN: LazyLock<Vec<Vec<(&'static str, bool)>>> = LazyLock::new(|| {
-        let mut by_len = vec![Vec::new(); KNOWN.iter().map(|n| n.len() + 1).max().unwrap_or(0)];
-        for &n in KNOWN {
-            by_len[n.len()].push((n, NUMERIC.contains(&n)));
+/// What a line's key is to this parser.
+#[derive(Clone, Copy)]
+enum Role {
+    EventId,
+    GoEventId,
+    /// The Go envelope's `_provider` and `_source`: dropped.
+    GoEnvelope,
+    GoTimestamp,
+    UtcTime,
+    /// A field of the schema: its name, and whether its values are numbers.
+    Schema(&'static str, bool),
+}
+
+/// A line's key as this parser knows it (`None`: a field outside the schema, kept under its
+/// own name). This runs for every field of every replayed line: names are grouped by length,
+/// so a key is compared with the one to three names of its length only, once (a hash probe
+/// measured 5× the instructions).
+fn role(key: &str) -> Option<Role> {
+    static BY_LEN: LazyLock<Vec<Vec<(&'static str, Role)>>> = LazyLock::new(|| {
+        let special = [
+            ("EventID", Role::EventId),
+            (GO_EVENT_ID, Role::GoEventId),
+            ("_provider", Role::GoEnvelope),
+            ("_source", Role::GoEnvelope),
+            (GO_TIMESTAMP, Role::GoTimestamp),
+            (f::UTC_TIME, Role::UtcTime),
+        ];
+        let schema = KNOWN
+            .iter()
+            .map(|&n| (n, Role::Schema(n, NUMERIC.contains(&n))));
+        let all: Vec<_> = special.into_iter().chain(schema).collect();
+        let mut by_len = vec![Vec::new(); all.iter().map(|(n, _)| n.len() + 1).max().unwrap_or(0)];
+        for (n, r) in all {
+            by_len[n.len()].push((n, r));
         }
         by_len
     });
@@ -67,14 +93,7 @@ fn schema_field(key: &str) -> Option<(&'static str, bool)> {
         .get(key.len())?
         .iter()
         .find(|(n, _)| *n == key)
-        .copied()
-}
-
-fn field_name(k: Key<'_>, schema: Option<(&'static str, bool)>) -> Cow<'static, str> {
-    match schema {
-        Some((n, _)) => Cow::Borrowed(n),
-        None => Cow::Owned(k.0.into_owned()),
-    }
+        .map(|&(_, r)| r)
 }
 
 /// A key, borrowed from the line when it has no escapes.
@@ -219,6 +238,9 @@ impl<'de> Visitor<'de> for LineVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(24);
+        // UtcTime comes first, as in live events: its slot is held now and filled at the end
+        // (no shift of every field after the line is read).
+        fields.push((Cow::Borrowed(f::UTC_TIME), Value::Bool(false)));
         let (mut id, mut time, mut go_time) = (None, None, None);
         let mut problem: Option<String> = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
@@ -226,20 +248,21 @@ impl<'de> Visitor<'de> for LineVisitor {
             if problem.is_some() {
                 continue; // read the rest for syntax errors, report the first meaning error
             }
-            let schema = schema_field(&key.0);
-            match key.0.as_ref() {
-                "EventID" | GO_EVENT_ID => {
-                    if id.is_none() || key.0 == "EventID" {
+            match role(&key.0) {
+                // EventID wins over the Go envelope's _eventID, whichever comes first.
+                Some(Role::EventId) => id = Some(event_id(&v)),
+                Some(Role::GoEventId) => {
+                    if id.is_none() {
                         id = Some(event_id(&v));
                     }
                 }
-                "_provider" | "_source" => {}
-                GO_TIMESTAMP => {
+                Some(Role::GoEnvelope) => {}
+                Some(Role::GoTimestamp) => {
                     if let Scalar::Str(s) = v {
                         go_time = Some(s);
                     }
                 }
-                f::UTC_TIME => match v {
+                Some(Role::UtcTime) => match v {
                     Scalar::Str(s) if parse_utc_ns(&s).is_some() => time = Some(s),
                     Scalar::Str(s) => {
                         problem = Some(format!(
@@ -253,8 +276,13 @@ impl<'de> Visitor<'de> for LineVisitor {
                         ))
                     }
                 },
-                _ => match field_value(&key.0, schema.is_some_and(|(_, n)| n), v) {
-                    Ok(Some(val)) => fields.push((field_name(key, schema), val)),
+                Some(Role::Schema(name, numeric)) => match field_value(name, numeric, v) {
+                    Ok(Some(val)) => fields.push((Cow::Borrowed(name), val)),
+                    Ok(None) => {}
+                    Err(e) => problem = Some(e),
+                },
+                None => match field_value(&key.0, false, v) {
+                    Ok(Some(val)) => fields.push((Cow::Owned(key.0.into_owned()), val)),
                     Ok(None) => {}
                     Err(e) => problem = Some(e),
                 },
@@ -274,11 +302,11 @@ impl<'de> Visitor<'de> for LineVisitor {
         if let Some(p) = problem {
             return Ok(Err(p));
         }
-        // UtcTime first, as in live events: explicit, else the Go envelope's, else now.
+        // UtcTime: explicit, else the Go envelope's, else now.
         let t = time
             .or_else(|| go_time.filter(|g| parse_utc_ns(g).is_some()))
             .unwrap_or_else(|| utc_time(chrono::Utc::now()).into());
-        fields.insert(0, (Cow::Borrowed(f::UTC_TIME), Value::Str(t)));
+        fields[0].1 = Value::Str(t);
         Ok(Ok(Event { kind, fields }))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
