@@ -125,7 +125,6 @@ pub fn part_nats(a: &BenchArgs) -> Result<Value> {
         drop(srv);
         plain.push(replay(&events_in, &[], &dir.join(format!("sp-p{r}")))?);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     let rate = |v: &[f64]| (n as f64 / median(v.to_vec())).round();
     let per_event_us = (median(evs.clone()) - median(plain.clone())) / n as f64 * 1e6;
     Ok(json!({

@@ -365,7 +365,24 @@ fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
     }))
 }
 
-pub(crate) fn tempdir() -> Result<PathBuf> {
+/// A bench part's scratch directory (trigger files, alert logs, generated events), removed
+/// with everything in it when the part ends, however it ends.
+pub(crate) struct BenchDir(PathBuf);
+
+impl std::ops::Deref for BenchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for BenchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn tempdir() -> Result<BenchDir> {
     let d = std::env::temp_dir().join(format!(
         "aurora-bench-{}-{}",
         std::process::id(),

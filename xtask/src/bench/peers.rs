@@ -132,7 +132,6 @@ pub fn part_auditd(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
         agent.stop()?;
         aurora_ratios.push(with / base);
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(json!({
         "execs_per_loop": a.execs,
         "rounds": a.rounds,
