@@ -390,7 +390,7 @@ pub(crate) fn tempdir() -> Result<BenchDir> {
     ));
     let d = if d.exists() { d.with_extension("x") } else { d };
     std::fs::create_dir_all(&d)?;
-    Ok(d)
+    Ok(BenchDir(d))
 }
 
 fn machine() -> Value {
@@ -504,6 +504,7 @@ fn print_table(r: &Value) {
         ("detect", "e2e_replay_max_rss_mb_per_round", "aurora replay peak RSS (MB)", "-"),
         ("detect", "with_scale_events_per_s", "with 1,183 scale rules (events/s)", "-"),
         ("detect", "scale_cost_pct", "scale rules cost (%)", "< 20"),
+        ("detect", "scale_cost_pct_per_round", "scale rules cost, per round (%)", "-"),
         ("detect", "sigma_rust_events_per_s", "sigma-rust 0.7, same rules (events/s)", "-"),
         ("detect", "speedup_vs_sigma_rust", "speed-up vs sigma-rust (x)", "-"),
         ("exec", "slowdown_pct", "exec loop slowdown (%)", "<= 2 [+6..+24]"),
