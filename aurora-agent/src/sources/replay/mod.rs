@@ -59,7 +59,7 @@ pub fn replay<R: BufRead>(
             Err(reason) => on_reject(Rejected { line, reason }),
         }
     }
-    Ok(r.line_no)
+    Ok(r.lines_read())
 }
 
 /// Raw log lines through a source's parser (the same one the live source uses), then its
@@ -81,7 +81,7 @@ pub fn replay_lines<R: BufRead, P: LineParser>(
     }
     parser.finish(&mut out);
     out.drain(..).for_each(&mut on_event);
-    Ok(r.line_no)
+    Ok(r.lines_read())
 }
 
 /// The replay source: one input in `format` to records, each rejected line reported on stderr

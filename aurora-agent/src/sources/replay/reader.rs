@@ -16,7 +16,7 @@ pub struct LineReader<R> {
     /// The current line; reused, so reading allocates only when a line is longer than any
     /// before it.
     buf: Vec<u8>,
-    pub line_no: u64,
+    line_no: u64,
     max: usize,
 }
 
@@ -32,6 +32,11 @@ impl<R: BufRead> LineReader<R> {
             line_no: 0,
             max,
         }
+    }
+
+    /// Lines read so far.
+    pub fn lines_read(&self) -> u64 {
+        self.line_no
     }
 
     /// The next line (without its newline) with its 1-based number, or None at end of input.
