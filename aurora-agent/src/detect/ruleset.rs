@@ -38,6 +38,10 @@ pub struct RuleSet {
     /// Index into the detector's rule metadata, per compiled rule.
     meta_of: Vec<usize>,
     prefilter: Prefilter,
+    /// Per rule: whether its last evaluation matched. Such a rule (a `not filter` rule matches
+    /// nearly every event) is evaluated with the naming pass alone, skipping the boolean pass
+    /// and the result header `evaluate_rule` clones for every match.
+    matched_last: Vec<bool>,
 }
 
 impl RuleSet {
@@ -59,6 +63,7 @@ impl RuleSet {
             "rule set built"
         );
         RuleSet {
+            matched_last: vec![false; rules.len()],
             rules,
             meta_of,
             prefilter,
@@ -74,11 +79,14 @@ impl RuleSet {
         let mut out = Vec::new();
         let rules = &self.rules;
         let meta_of = &self.meta_of;
+        let matched_last = &mut self.matched_last;
         self.prefilter.candidates(ev, |i, verdict| {
             let matched = match verdict {
                 Verdict::Matches => Some(Vec::new()),
+                Verdict::Evaluate if matched_last[i] => named_matches(&rules[i], ev),
                 Verdict::Evaluate => rule_matches(&rules[i], ev),
             };
+            matched_last[i] = matched.is_some();
             if let Some(selections) = matched {
                 out.push(RuleHit {
                     meta: meta_of[i],
@@ -138,6 +146,20 @@ fn rule_matches(rule: &CompiledRule, ev: &Event) -> Option<Vec<String>> {
     Some(selections)
 }
 
+/// The same answer as [`rule_matches`] from rsigma's naming pass alone: cheaper than
+/// `evaluate_rule` for a rule that matches (one pass instead of two, no result header), dearer
+/// for one that does not (it cannot stop early).
+fn named_matches(rule: &CompiledRule, ev: &Event) -> Option<Vec<String>> {
+    rule.conditions.iter().find_map(|condition| {
+        let mut selections = Vec::new();
+        rsigma_eval::compiler::eval_condition(condition, &rule.detections, ev, &mut selections)
+            .then(|| {
+                selections.sort_unstable();
+                selections
+            })
+    })
+}
+
 /// The field items of a matched selection that match the event, as rsigma reports them at
 /// its `Off` detail level (field and value).
 fn collect_fields(det: &CompiledDetection, ev: &Event, out: &mut Vec<MatchedField>) {
@@ -163,5 +185,46 @@ fn collect_fields(det: &CompiledDetection, ev: &Event, out: &mut Vec<MatchedFiel
         CompiledDetection::Keywords(_)
         | CompiledDetection::ArrayMatch { .. }
         | CompiledDetection::Conditional { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::prefilter::anchor::tests::rule;
+    use super::*;
+    use crate::event::EventKind;
+
+    fn event(image: &str, cmd: &str) -> Event {
+        let mut ev = Event::new(EventKind::ProcessCreation);
+        ev.push_str("Image", image);
+        ev.push_str("CommandLine", cmd);
+        ev
+    }
+
+    /// A rule that matched last time is evaluated by the naming pass alone: the answers (and
+    /// selection names) must stay those of evaluating every rule, as matches come and go.
+    #[test]
+    fn rules_that_matched_last_time_give_the_same_answers() {
+        let rules = [
+            rule("  sel_a:\n    CommandLine|contains: 'curl'\n  sel_b:\n    Image|endswith: '/sh'\n  condition: 1 of sel_*"),
+            rule("  f:\n    Image|startswith: '/usr/'\n  condition: not f"),
+        ];
+        let prepared = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i, PreparedRule::new(r)))
+            .collect();
+        let mut set = RuleSet::build(prepared);
+        let events = [
+            event("/bin/sh", "curl x | sh"),
+            event("/bin/sh", "curl x | sh"),
+            event("/usr/bin/ls", "ls"),
+            event("/bin/sh", "ls"),
+            event("/usr/bin/curl", "curl y"),
+            event("/usr/bin/ls", "ls"),
+        ];
+        for ev in &events {
+            assert_eq!(set.evaluate(ev), set.evaluate_all(ev), "{ev:?}");
+        }
     }
 }
