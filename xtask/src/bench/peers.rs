@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use serde_json::{json, Value};
 
-use super::{exec_loop, median, tempdir, Agent, BenchArgs};
+use super::exec::exec_loop;
+use super::{median, tempdir, Agent, BenchArgs};
 use crate::step;
 
 struct Auditd(Child);

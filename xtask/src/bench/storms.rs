@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::{counter_sum, cpu_seconds, tempdir, workload, Agent, BenchArgs};
+use super::exec::workload;
+use super::{counter_sum, cpu_seconds, tempdir, Agent, BenchArgs};
 use crate::step;
 
 pub fn part_storms(a: &BenchArgs) -> Result<Value> {

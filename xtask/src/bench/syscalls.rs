@@ -9,7 +9,8 @@ use std::process::Stdio;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
-use super::{median, workload, Agent, BenchArgs};
+use super::exec::workload;
+use super::{median, Agent, BenchArgs};
 use crate::step;
 
 /// Wall seconds of one `dd` run, pinned to the second CPU (less scheduler noise).
