@@ -14,14 +14,14 @@ use crate::telemetry::ready::{LogSourceState, ReadyState};
 
 pub struct LiveSession {
     pub sensors: Arc<Mutex<Sensors>>,
-    drains: Vec<JoinHandle<std::io::Result<()>>>,
+    drain: JoinHandle<std::io::Result<()>>,
     logs: LogSources,
     log_sources: Vec<LogSourceState>,
     stop: watch::Sender<bool>,
 }
 
 impl LiveSession {
-    /// Load and attach the sensors, start one drain task per ring and the log sources.
+    /// Load and attach the sensors, start the ring drain task and the log sources.
     pub async fn start(
         cfg: &EbpfConfig,
         logs: &LogSourcesConfig,
@@ -39,17 +39,12 @@ impl LiveSession {
         .await??;
         let (tx, rx) = mpsc::channel(queue_size.max(1));
         let (stop, stop_rx) = watch::channel(false);
-        let mut drains = Vec::new();
-        for (ring, rb) in sensors.take_rings()? {
-            let source_stats = stats.source.clone();
-            drains.push(tokio::spawn(drain::run(
-                ring,
-                rb,
-                tx.clone(),
-                source_stats,
-                stop_rx.clone(),
-            )));
-        }
+        let drain = tokio::spawn(drain::run(
+            sensors.take_rings()?,
+            tx.clone(),
+            stats.source.clone(),
+            stop_rx,
+        ));
         let log_sources = logs
             .describe()
             .into_iter()
@@ -59,7 +54,7 @@ impl LiveSession {
         Ok((
             LiveSession {
                 sensors: Arc::new(Mutex::new(sensors)),
-                drains,
+                drain,
                 logs,
                 log_sources,
                 stop,
@@ -99,7 +94,7 @@ impl LiveSession {
         })
     }
 
-    /// Detach the programs, drain what the rings still hold, and end the drain tasks (which
+    /// Detach the programs, drain what the rings still hold, and end the drain task (which
     /// closes the queue once the consumer has read everything).
     pub async fn shutdown(self, stats: &Stats) {
         if let Ok(mut s) = self.sensors.lock() {
@@ -110,12 +105,10 @@ impl LiveSession {
         // Log readers block on the queue when it is full: stop them off the runtime thread.
         let logs = self.logs;
         let _ = tokio::task::spawn_blocking(move || logs.stop()).await;
-        for d in self.drains {
-            match tokio::time::timeout(Duration::from_secs(1), d).await {
-                Ok(Ok(Err(e))) => tracing::warn!("ring drain ended with error: {e}"),
-                Ok(_) => {}
-                Err(_) => tracing::warn!("ring drain did not stop within 1 s"),
-            }
+        match tokio::time::timeout(Duration::from_secs(1), self.drain).await {
+            Ok(Ok(Err(e))) => tracing::warn!("ring drain ended with error: {e}"),
+            Ok(_) => {}
+            Err(_) => tracing::warn!("ring drain did not stop within 1 s"),
         }
     }
 }
