@@ -32,6 +32,11 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
         state["rules_active"].as_u64().unwrap() > 100,
         "the agent is ready only with its rules loaded: {state}"
     );
+    let policies = thread_policies(agent.id());
+    assert!(
+        policies.len() >= 2 && policies.iter().all(|(_, p)| *p == SCHED_BATCH),
+        "every agent thread runs SCHED_BATCH by default: {policies:?}"
+    );
     let payload = dir.path().join(&m);
     std::fs::write(&payload, "aGk=\n").unwrap();
     for _ in 0..20 {
@@ -80,6 +85,29 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
     assert_eq!(e["ParentProcessId"], std::process::id() as i64);
 }
 
+const SCHED_NORMAL: u32 = 0;
+const SCHED_BATCH: u32 = 3;
+
+/// (thread name, scheduling policy) of every thread of `pid`: field 41 of /proc/PID/task/TID/stat.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("stat")).ok())
+        .map(|stat| {
+            let (head, rest) = stat.rsplit_once(')').unwrap();
+            let name = head.split_once('(').unwrap().1.to_owned();
+            // Fields after the name start at field 3 (state).
+            let policy = rest
+                .split_whitespace()
+                .nth(41 - 3)
+                .unwrap()
+                .parse()
+                .unwrap();
+            (name, policy)
+        })
+        .collect()
+}
+
 /// The sensors load in a short-lived child (`aurora load-sensors`, so the agent never holds the
 /// kernel's parsed BTF); the agent then holds every attached program itself, and the child is
 /// gone.
@@ -95,6 +123,7 @@ fn sensors_load_in_a_child_and_the_agent_holds_the_programs() {
             .arg(dir.path().join("alerts.log"))
             .arg("--ready-file")
             .arg(&ready)
+            .args(["--cpu-policy", "normal"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -102,6 +131,11 @@ fn sensors_load_in_a_child_and_the_agent_holds_the_programs() {
     let rx = stderr_lines(&mut agent.0);
     let state = wait_ready(&mut agent.0, &ready, &rx);
     let pid = agent.0.id();
+    let policies = thread_policies(pid);
+    assert!(
+        policies.iter().all(|(_, p)| *p == SCHED_NORMAL),
+        "--cpu-policy normal keeps SCHED_OTHER: {policies:?}"
+    );
     let attached = state["programs"]
         .as_array()
         .unwrap()

@@ -194,6 +194,14 @@ pub struct RunArgs {
     pub agent: AgentArgs,
 }
 
+/// Scheduling policy of the live agent's threads (`--cpu-policy`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuPolicy {
+    Batch,
+    Normal,
+}
+
 /// What only the live agent has.
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
@@ -204,6 +212,11 @@ pub struct AgentArgs {
     /// Run at low priority: nice 10 and idle I/O class.
     #[arg(long)]
     pub low_prio: bool,
+    /// How the agent's threads are scheduled: batch (SCHED_BATCH: the agent's wakeups never
+    /// preempt the workload it watches, yet it keeps its fair share of CPU, so it keeps up) or
+    /// normal. [default: batch]
+    #[arg(long, value_name = "POLICY")]
+    pub cpu_policy: Option<CpuPolicy>,
     /// Log every event on stderr (debugging only: expensive).
     #[arg(long)]
     pub trace: bool,

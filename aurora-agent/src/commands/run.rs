@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result};
 
 use super::live::LiveSession;
 use super::settings::{detect_config, Settings, NATS_DRAIN_LIVE};
-use crate::cli::{AgentArgs, RunArgs};
+use crate::cli::{AgentArgs, CpuPolicy, RunArgs};
 use crate::detect::DetectConfig;
 use crate::enrich::Enricher;
 use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
@@ -36,6 +36,24 @@ fn lower_priority() -> Result<()> {
     Ok(())
 }
 
+/// SCHED_BATCH for the calling thread, inherited by every thread started after it (runtime,
+/// pipeline, rule loading). The agent's work is throughput, not latency: the kernel programs
+/// capture synchronously and the rings absorb bursts, so a drain tick that waits for the
+/// scheduler's next tick loses nothing, while a wakeup that preempted the workload cost it.
+/// Exec-loop A/B on this 2-core VM (two runs of 10 and 16 alternating rounds): median slowdown
+/// +2.4 % / +3.1 % normal, +1.2 % / +2.1 % batch (README, Performance).
+fn apply_cpu_policy(policy: CpuPolicy) -> Result<()> {
+    if policy == CpuPolicy::Normal {
+        return Ok(());
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall on the calling thread with a valid parameter block.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("sched_setscheduler(SCHED_BATCH)");
+    }
+    Ok(())
+}
+
 fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
     tracing::info!("stats: {}", stats.line(prev, secs));
     for l in stats.throttle_lines() {
@@ -57,6 +75,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     if agent.low_prio {
         lower_priority()?;
     }
+    // Before the runtime and the pipeline thread exist, so that they inherit it.
+    apply_cpu_policy(agent.cpu_policy.unwrap_or(CpuPolicy::Batch))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
