@@ -69,20 +69,21 @@ pub static WATCHED_PREFIXES: LpmTrie<[u8; PREFIX_LEN], u8> =
 #[unsafe(no_mangle)]
 pub static FILTER_PREFIXES: Global<u8> = Global::new(0);
 
-/// Pending bytes in a ring above which a submit wakes the agent (set at load: a quarter of the
-/// ring). Below it records are submitted without a wakeup and the agent collects them on its
-/// periodic drain tick: one wakeup per batch instead of one per record. 0 = wake every time.
-#[unsafe(no_mangle)]
-pub static WAKEUP_BYTES: Global<u64> = Global::new(0);
-
 const BPF_RB_NO_WAKEUP: u64 = 1;
 const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_RING_SIZE: u64 = 1;
+/// A submit wakes the agent once 1/2^WAKEUP_SHIFT of its own ring (a quarter) is pending;
+/// below that, records wait for the agent's periodic drain tick: one wakeup per batch instead
+/// of one per record. Relative to each ring, not one byte count for all: a threshold taken
+/// from the exec ring equalled the whole of the smaller rings, which then never woke the agent
+/// and overflowed in file and connect storms between two ticks.
+const WAKEUP_SHIFT: u64 = 2;
 
 /// Flags for `submit` on `ring`: wake the consumer only when enough is pending.
 #[inline(always)]
 pub fn wakeup_flags(ring: &RingBuf) -> u64 {
-    if ring.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES.load() {
+    if ring.query(BPF_RB_AVAIL_DATA) >= ring.query(BPF_RB_RING_SIZE) >> WAKEUP_SHIFT {
         BPF_RB_FORCE_WAKEUP
     } else {
         BPF_RB_NO_WAKEUP

@@ -78,7 +78,8 @@ fn drain_all(fds: &mut [RingFd], tx: &mpsc::Sender<RawEvent>, stats: &SourceStat
         .all(|(ring, fd)| drain_ready(*ring, fd.get_mut(), tx, stats))
 }
 
-/// Resolves when any ring signalled new records (a wakeup: it filled past WAKEUP_BYTES).
+/// Resolves when any ring signalled new records (a wakeup: a quarter of it is pending, see
+/// `wakeup_flags` in the kernel programs).
 /// Readiness is cleared before the pass that follows, so a wakeup during that pass is not lost.
 fn any_readable(fds: &mut [RingFd]) -> impl Future<Output = std::io::Result<()>> + '_ {
     std::future::poll_fn(move |cx| {
@@ -118,7 +119,7 @@ pub async fn run(
         ));
     }
     fds.sort_by_key(|(ring, _)| order_of(*ring));
-    // Records submitted without a wakeup (see WAKEUP_BYTES in the kernel programs) are picked
+    // Records submitted without a wakeup (see `wakeup_flags` in the kernel programs) are picked
     // up here: the bound on event latency when the rings are quiet.
     let mut tick = tokio::time::interval(DRAIN_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

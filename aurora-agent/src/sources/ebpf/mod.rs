@@ -81,10 +81,8 @@ fn open_object(cfg: &EbpfConfig, agent_tgid: u32, filter: u8) -> Result<Ebpf> {
         let size = if ring.small() { small } else { cfg.ring_bytes };
         loader.map_max_entries(ring.map_name(), size);
     }
-    let wakeup_bytes: u64 = u64::from(cfg.ring_bytes) / 4;
     loader
         .override_global("AGENT_TGID", &agent_tgid, true)
-        .override_global("WAKEUP_BYTES", &wakeup_bytes, true)
         .override_global("FILTER_PREFIXES", &filter, true)
         .override_global(aya_log::LEVEL, &cfg.kernel_log_level, false);
     loader.load(OBJ).context(
