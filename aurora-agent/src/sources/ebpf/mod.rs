@@ -241,7 +241,7 @@ impl Sensors {
         &self.file_sensor
     }
 
-    /// Take the four rings (once) for the drain tasks.
+    /// Take the four rings (once) for the drain task.
     pub fn take_rings(&mut self) -> Result<Vec<(Ring, RingBuf<MapData>)>> {
         std::mem::take(&mut self.rings)
             .into_iter()
