@@ -195,9 +195,10 @@ pub struct RunArgs {
 }
 
 /// Scheduling policy of the live agent's threads (`--cpu-policy`).
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CpuPolicy {
+    #[default]
     Batch,
     Normal,
 }

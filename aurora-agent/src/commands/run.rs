@@ -76,7 +76,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         lower_priority()?;
     }
     // Before the runtime and the pipeline thread exist, so that they inherit it.
-    apply_cpu_policy(agent.cpu_policy.unwrap_or(CpuPolicy::Batch))?;
+    apply_cpu_policy(agent.cpu_policy.unwrap_or_default())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -69,6 +69,7 @@ fn status_mb(pid: u32, key: &str) -> f64 {
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
+
 /// A command of the measured workload. `cargo xtask` runs us with cargo's LD_LIBRARY_PATH
 /// (target/ and toolchain dirs); inherited, it makes the dynamic loader of every `/bin/true`
 /// try ~35 opens instead of 2, which is not the exec anyone runs in production.
