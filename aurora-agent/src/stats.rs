@@ -196,6 +196,14 @@ pub struct Stats {
     pub sinks: Mutex<Vec<std::sync::Arc<SinkStats>>>,
 }
 
+/// Adds one to a counter that a single thread writes (the detector's counters: one detector
+/// evaluates at a time, on the pipeline's thread): a plain load and store instead of a locked
+/// read-modify-write, which cost ~20 cycles each and rules that match every event bump four
+/// per event. Readers on other threads see each value or a later one.
+pub fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
 fn load(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }

@@ -13,14 +13,14 @@ pub mod throttle;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rsigma_parser::SigmaRule;
 
 use crate::event::names as f;
+use crate::event::time::UtcTimeCache;
 use crate::event::{Event, EventKind};
-use crate::stats::{DetectStats, RuleCounters, RuleStates};
+use crate::stats::{bump, DetectStats, RuleCounters, RuleStates};
 use alert::{Alert, MatchInfo};
 use logsource::LogsourceMap;
 use rules::{AlertLevel, LoadedRule, RuleEntry, RuleMeta, RuleStatus, Summary};
@@ -132,6 +132,10 @@ pub struct Detector {
     compile_threads: usize,
     metas: Vec<Arc<RuleMeta>>,
     throttle: Throttle,
+    /// Reads the UtcTime of events with hits (event-time throttle).
+    times: UtcTimeCache,
+    /// The hits of one rule set on one event, reused.
+    hits: Vec<ruleset::RuleHit>,
     /// Per rule, its counters in `stats.rules`, fetched on the rule's first match.
     counters: Vec<Option<Arc<RuleCounters>>>,
     exclude: Vec<String>,
@@ -218,6 +222,8 @@ impl Detector {
             counters: vec![None; metas.len()],
             metas,
             throttle,
+            times: UtcTimeCache::default(),
+            hits: Vec::new(),
             exclude: cfg.process_exclude.clone(),
             host: hostname(),
             stats,
@@ -307,26 +313,28 @@ impl Detector {
 
     /// Evaluate one event against the rules of its kind.
     pub fn evaluate(&mut self, ev: &Event, out: &mut Vec<Alert>) {
-        self.stats.events.fetch_add(1, Ordering::Relaxed);
-        self.stats.events_per_kind[ev.kind.index()].fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.events);
+        bump(&self.stats.events_per_kind[ev.kind.index()]);
         if self.excluded(ev) {
-            self.stats.excluded.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.excluded);
             return;
         }
         if !self.pending[ev.kind.index()].is_empty() {
             self.compile_pending(ev.kind);
         }
         let mut shared: Option<Arc<Event>> = None;
+        let mut hits = std::mem::take(&mut self.hits);
         for r in 0..self.sets[ev.kind.index()].len() {
             let routed = &mut self.sets[ev.kind.index()][r];
             if !routed.route.admits(ev) {
                 continue;
             }
-            let results = routed.set.evaluate(ev);
-            if !results.is_empty() {
-                self.alert(ev, r, results, &mut shared, out);
+            routed.set.evaluate(ev, &mut hits);
+            if !hits.is_empty() {
+                self.alert(ev, r, &mut hits, &mut shared, out);
             }
         }
+        self.hits = hits;
     }
 
     /// Throttle and turn the hits of one rule set into alerts.
@@ -334,16 +342,17 @@ impl Detector {
         &mut self,
         ev: &Event,
         set_index: usize,
-        results: Vec<ruleset::RuleHit>,
+        hits: &mut Vec<ruleset::RuleHit>,
         shared: &mut Option<Arc<Event>>,
         out: &mut Vec<Alert>,
     ) {
         if matches!(self.throttle, Throttle::EventTime { .. }) {
-            self.throttle.observe_time(event_time_ns(ev));
+            let t = ev.get_str(f::UTC_TIME).and_then(|s| self.times.ns(s));
+            self.throttle.observe_time(t);
         }
         let set = &self.sets[ev.kind.index()][set_index].set;
-        for hit in results {
-            self.stats.matches.fetch_add(1, Ordering::Relaxed);
+        for hit in hits.drain(..) {
+            bump(&self.stats.matches);
             let idx = hit.meta;
             if idx >= self.metas.len() {
                 continue;
@@ -351,15 +360,15 @@ impl Detector {
             let (stats, metas) = (&self.stats, &self.metas);
             let counters = self.counters[idx]
                 .get_or_insert_with(|| stats.rule_counters(metas[idx].key(), &metas[idx].title));
-            counters.matches.fetch_add(1, Ordering::Relaxed);
+            bump(&counters.matches);
             if !self.throttle.allow(idx) {
-                counters.throttled.fetch_add(1, Ordering::Relaxed);
+                bump(&counters.throttled);
                 continue;
             }
-            counters.alerts.fetch_add(1, Ordering::Relaxed);
+            bump(&counters.alerts);
             let meta = self.metas[idx].clone();
             let fields = set.matched_fields(&hit, ev);
-            self.stats.alerts.fetch_add(1, Ordering::Relaxed);
+            bump(&self.stats.alerts);
             out.push(Alert {
                 time: chrono::Utc::now(),
                 host: self.host.clone(),
@@ -394,12 +403,6 @@ impl Detector {
 /// The one warning for a rule that is not used (at load, or when a deferred rule compiles).
 fn warn_skipped(e: &RuleEntry, reason: &str) {
     tracing::warn!("rule skipped: {}: {reason}", e.path.display());
-}
-
-/// The event's UtcTime in ns since the epoch (Sysmon format or RFC 3339).
-fn event_time_ns(ev: &Event) -> Option<i64> {
-    let s = ev.get_str(f::UTC_TIME)?;
-    crate::event::time::parse_utc_ns(s)
 }
 
 #[cfg(test)]

@@ -59,6 +59,7 @@ impl RuleSet {
         tracing::debug!(
             rules = rules.len(),
             unanchored = prefilter.unanchored(),
+            fields = prefilter.field_count(),
             inverse = prefilter.inverse(),
             "rule set built"
         );
@@ -74,9 +75,10 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// The rules `ev` matches, in rule order. Only the prefilter's candidates are evaluated.
-    pub fn evaluate(&mut self, ev: &Event) -> Vec<RuleHit> {
-        let mut out = Vec::new();
+    /// The rules `ev` matches, in rule order, into `out` (cleared first). Only the prefilter's
+    /// candidates are evaluated.
+    pub fn evaluate(&mut self, ev: &Event, out: &mut Vec<RuleHit>) {
+        out.clear();
         let rules = &self.rules;
         let meta_of = &self.meta_of;
         let matched_last = &mut self.matched_last;
@@ -95,7 +97,6 @@ impl RuleSet {
                 });
             }
         });
-        out
     }
 
     /// Every rule evaluated, no prefilter: the reference the prefilter is tested against.
@@ -223,8 +224,10 @@ mod tests {
             event("/usr/bin/curl", "curl y"),
             event("/usr/bin/ls", "ls"),
         ];
+        let mut hits = Vec::new();
         for ev in &events {
-            assert_eq!(set.evaluate(ev), set.evaluate_all(ev), "{ev:?}");
+            set.evaluate(ev, &mut hits);
+            assert_eq!(hits, set.evaluate_all(ev), "{ev:?}");
         }
     }
 }

@@ -5,13 +5,20 @@ use rsigma_eval::event::EventValue;
 
 use super::{Event, Value};
 
-impl rsigma_eval::Event for Event {
-    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        self.get(path).map(|v| match v {
+impl Value {
+    /// The value as rsigma's matchers read it (borrowed).
+    pub fn as_event_value(&self) -> EventValue<'_> {
+        match self {
             Value::Str(s) => EventValue::Str(Cow::Borrowed(s)),
             Value::Int(n) => EventValue::Int(*n),
             Value::Bool(b) => EventValue::Bool(*b),
-        })
+        }
+    }
+}
+
+impl rsigma_eval::Event for Event {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        self.get(path).map(Value::as_event_value)
     }
 
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {

@@ -9,34 +9,29 @@ pub fn parse_utc_ns(s: &str) -> Option<i64> {
 }
 
 fn fast_utc_ns(b: &[u8]) -> Option<i64> {
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let d = b.get(r)?;
-        d.iter().try_fold(0i64, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
-        })
-    };
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
+    minute_ns(b)?.checked_add(second_ns(b.get(17..)?)?)
+}
+
+/// `n` ASCII digits as a number.
+fn digits(d: &[u8]) -> Option<i64> {
+    d.iter().try_fold(0i64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// The start of the minute `YYYY-MM-DD HH:MM:` (or `T` for the space) that `b` begins with, in
+/// ns since the epoch.
+fn minute_ns(b: &[u8]) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| digits(b.get(r)?);
+    if b.len() < 17 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
         return None;
     }
     if b[13] != b':' || b[16] != b':' {
         return None;
     }
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &b[19..];
-    let mut frac_ns = 0i64;
-    if let Some((&b'.', digits)) = rest.split_first() {
-        let n = digits.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 || n > 9 {
-            return None;
-        }
-        frac_ns = num(20..20 + n)? * 10i64.pow(9 - n as u32);
-        rest = &digits[n..];
-    }
-    if !(rest.is_empty() || rest == b"Z") {
+    let (h, mi) = (num(11..13)?, num(14..16)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm), then seconds.
@@ -47,8 +42,62 @@ fn fast_utc_ns(b: &[u8]) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec;
-    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+    (days * 86_400 + h * 3600 + mi * 60).checked_mul(1_000_000_000)
+}
+
+/// `SS[.fffffffff][Z]` (what follows the minute) in ns. Read byte by byte: this is the part
+/// `UtcTimeCache` reads for every event.
+fn second_ns(b: &[u8]) -> Option<i64> {
+    let digit = |c: u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
+    let sec = digit(*b.first()?)? * 10 + digit(*b.get(1)?)?;
+    if sec > 60 {
+        return None;
+    }
+    let mut ns = sec * 1_000_000_000;
+    let mut rest = &b[2..];
+    if let Some((&b'.', frac)) = rest.split_first() {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 9 {
+            return None;
+        }
+        let mut scale = 100_000_000;
+        for &c in &frac[..n] {
+            ns += i64::from(c - b'0') * scale;
+            scale /= 10;
+        }
+        rest = &frac[n..];
+    }
+    (rest.is_empty() || rest == b"Z").then_some(ns)
+}
+
+/// `parse_utc_ns` for a stream of events' times: consecutive events mostly share the date,
+/// hour and minute, so when the first 17 bytes equal the last value's, only the seconds and
+/// fraction are read (event-time throttling parses every matching event's UtcTime).
+#[derive(Debug, Default)]
+pub struct UtcTimeCache {
+    minute: Option<([u8; 17], i64)>,
+}
+
+impl UtcTimeCache {
+    pub fn ns(&mut self, s: &str) -> Option<i64> {
+        let b = s.as_bytes();
+        let Some(head) = b.get(..17).and_then(|h| <[u8; 17]>::try_from(h).ok()) else {
+            return parse_utc_ns(s);
+        };
+        match self.minute {
+            Some((m, m_ns)) if m == head => {
+                if let Some(ns) = second_ns(&b[17..]).and_then(|s| m_ns.checked_add(s)) {
+                    return Some(ns);
+                }
+            }
+            _ => {
+                if let Some(m_ns) = minute_ns(b) {
+                    self.minute = Some((head, m_ns));
+                }
+            }
+        }
+        parse_utc_ns(s)
+    }
 }
 
 pub fn parse_utc(s: &str) -> Option<DateTime<Utc>> {
@@ -91,5 +140,37 @@ mod tests {
         assert_eq!(parse_utc_ns("2024-13-01 00:00:00"), None);
         assert_eq!(parse_utc_ns("2024-05-01 12:34:56.x"), None);
         assert!(parse_utc("").is_none());
+    }
+
+    /// The cache gives `parse_utc_ns`'s answer for every value, whichever value came before.
+    #[test]
+    fn the_minute_cache_agrees_with_parsing_each_value() {
+        let values = [
+            "2024-05-01 12:34:56.789",
+            "2024-05-01 12:34:57",
+            "2024-05-01 12:34:58.000000001",
+            "2024-05-01 12:34:5x",
+            "2024-05-01 12:34:61",
+            "2024-05-01 12:34:59.5Z",
+            "2024-05-01 12:34:59+02:00",
+            "2024-05-01T12:34:56.789Z",
+            "2024-05-01T12:34:56.789+02:00",
+            "2024-05-01 12:35:00",
+            "2024-05-01 12:35",
+            "2024-5-1 1:2:3",
+            "9999-12-31 23:59:59",
+            "2024-02-30 00:00:00",
+            "",
+            "yesterday",
+        ];
+        let mut cache = UtcTimeCache::default();
+        for _ in 0..2 {
+            for a in values {
+                for b in values {
+                    assert_eq!(cache.ns(a), parse_utc_ns(a), "{a}");
+                    assert_eq!(cache.ns(b), parse_utc_ns(b), "{b} after {a}");
+                }
+            }
+        }
     }
 }
