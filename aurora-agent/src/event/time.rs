@@ -84,19 +84,21 @@ impl UtcTimeCache {
         let Some(head) = b.get(..17).and_then(|h| <[u8; 17]>::try_from(h).ok()) else {
             return parse_utc_ns(s);
         };
-        match self.minute {
-            Some((m, m_ns)) if m == head => {
-                if let Some(ns) = second_ns(&b[17..]).and_then(|s| m_ns.checked_add(s)) {
-                    return Some(ns);
-                }
-            }
+        let minute = match self.minute {
+            Some((m, m_ns)) if m == head => Some(m_ns),
             _ => {
-                if let Some(m_ns) = minute_ns(b) {
+                let m_ns = minute_ns(b);
+                if let Some(m_ns) = m_ns {
                     self.minute = Some((head, m_ns));
                 }
+                m_ns
             }
-        }
-        parse_utc_ns(s)
+        };
+        // A new minute is read once, not again by the full parser; values the fast forms do
+        // not cover (offsets, odd widths) still go through it.
+        minute
+            .and_then(|m_ns| m_ns.checked_add(second_ns(&b[17..])?))
+            .or_else(|| parse_utc_ns(s))
     }
 }
 
