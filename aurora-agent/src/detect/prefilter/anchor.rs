@@ -1,17 +1,20 @@
 //! Rule analysis for the prefilter: which cheap facts about an event can decide a rule.
 //!
-//! An *anchor* of a detection is a set of atoms such that the detection cannot be true unless
-//! at least one atom *hits* the event. It over-approximates: `and` picks the most selective
-//! operand, `or` unions its operands, a regex contributes the literals all its matches start or
-//! end with (regex-syntax's extractor), and anything we cannot bound (`not`, numbers, keywords,
-//! `|exists: true`, literal-free regexes) leaves that branch unbounded (`None`).
+//! A *clause* is a set of atoms at least one of which *hits* the event whenever the detection
+//! is true; an *anchor* is a short conjunction of clauses, each of which must have a hit. It
+//! over-approximates: `and` keeps the most selective clauses of its operands (a candidate
+//! needs a hit in each), `or` builds clauses that take one clause from every operand, a regex
+//! contributes the literals all its matches start or end with (regex-syntax's extractor), and
+//! anything we cannot bound (`not`, numbers, keywords, `|exists: true`, literal-free regexes)
+//! leaves that branch unbounded (`None`).
 //!
 //! Each rule is then classified:
 //! - `Anchored`: the condition is false when every detection is false, and the rule has an
-//!   anchor: no hit ⇒ the rule does not match (skip it).
+//!   anchor: some clause without a hit ⇒ the rule does not match (skip it).
 //! - `Inverse`: the condition is *true* when every detection is false (`not filter`-only rules,
-//!   e.g. "image has no Windows path"), and every referenced detection has an anchor: no hit ⇒
-//!   every detection is false ⇒ the rule matches, with no matched selection, without evaluating.
+//!   e.g. "image has no Windows path"), and every referenced detection has an anchor: no hit in
+//!   the union of their best clauses ⇒ every detection is false ⇒ the rule matches, with no
+//!   matched selection, without evaluating.
 //! - `Always`: evaluated on every event.
 use rsigma_eval::matcher::GroupMode;
 use rsigma_eval::{CompiledDetection, CompiledMatcher, CompiledRule};
@@ -49,47 +52,61 @@ pub struct Atom {
 }
 
 /// At least one of these atoms hits whenever the detection (or rule) is true.
-pub type Anchor = Vec<Atom>;
+pub type Clause = Vec<Atom>;
+
+/// Every one of these clauses has a hit whenever the detection (or rule) is true; never empty,
+/// most selective clause first, at most `MAX_CLAUSES`.
+pub type Anchor = Vec<Clause>;
+
+/// Clauses kept per anchor: the first decides most events; the next few catch the common
+/// `Image|endswith: /sh` AND `CommandLine|contains: ...` shape, where either side alone hits
+/// often. Each costs a bit per rule and event, so a few suffice.
+const MAX_CLAUSES: usize = 3;
+
+/// Least `selectivity` of a clause after the first: a needle of under four bytes (`-R`, ` `)
+/// or a missing field hits most events, so such a clause rarely spares an evaluation but costs
+/// automaton matches on every event (all further clauses on the SigmaHQ + scale rules: 11
+/// matches per event instead of 3, and the scaled detector no faster).
+const MIN_FURTHER_SELECTIVITY: usize = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Class {
     Anchored(Anchor),
-    Inverse(Anchor),
+    /// One clause: the union of each referenced detection's best clause.
+    Inverse(Clause),
     Always,
 }
 
 pub fn classify(rule: &CompiledRule) -> Class {
     if rule.conditions.iter().any(|c| true_when_all_false(c, rule)) {
         // Every detection the conditions read must be bounded.
-        let mut all = Anchor::new();
+        let mut all = Clause::new();
         for (name, det) in &rule.detections {
             if !rule.conditions.iter().any(|c| references(c, name)) {
                 continue;
             }
             match detection_anchor(det) {
-                Some(a) => all.extend(a),
+                Some(mut a) => all.append(&mut a[0]),
                 None => return Class::Always,
             }
         }
-        return match dedup(all) {
-            Some(a) if !a.is_empty() => Class::Inverse(a),
-            _ => Class::Always,
+        let all = dedup(all);
+        return if all.is_empty() {
+            Class::Always
+        } else {
+            Class::Inverse(all)
         };
     }
     match rule_anchor(rule) {
-        Some(a) if !a.is_empty() => Class::Anchored(a),
-        _ => Class::Always,
+        Some(a) => Class::Anchored(a),
+        None => Class::Always,
     }
 }
 
 /// The anchor of a whole rule, or `None` when the rule is not bounded by any atom.
 pub fn rule_anchor(rule: &CompiledRule) -> Option<Anchor> {
-    let mut all = Anchor::new();
     // Several conditions are alternatives: the rule fires when any one does.
-    for cond in &rule.conditions {
-        all.extend(condition_anchor(cond, rule)?);
-    }
-    dedup(all)
+    union(rule.conditions.iter().map(|c| condition_anchor(c, rule)))
 }
 
 /// The condition's value when every detection is false.
@@ -224,11 +241,11 @@ fn matcher_anchor(field: &str, m: &CompiledMatcher) -> Option<Anchor> {
 }
 
 fn atom(field: &str, test: Test) -> Option<Anchor> {
-    Some(vec![Atom {
+    Some(vec![vec![Atom {
         field: field.to_owned(),
         test,
         from_regex: false,
-    }])
+    }]])
 }
 
 fn substr(field: &str, needle: &str, pos: Pos, case_insensitive: bool) -> Option<Anchor> {
@@ -290,7 +307,7 @@ fn literal_anchor(field: &str, seq: &regex_syntax::hir::literal::Seq) -> Option<
     if lits.is_empty() {
         return None;
     }
-    let mut anchor = Anchor::new();
+    let mut clause = Clause::new();
     for lit in lits {
         let needle = std::str::from_utf8(lit.as_bytes()).ok()?;
         // ASCII is folded by the scan; other characters only when case cannot matter.
@@ -298,13 +315,13 @@ fn literal_anchor(field: &str, seq: &regex_syntax::hir::literal::Seq) -> Option<
         if needle.is_empty() || !needle.chars().all(caseless) {
             return None;
         }
-        anchor.push(Atom {
+        clause.push(Atom {
             field: field.to_owned(),
             test: Test::Substr(needle.to_ascii_lowercase(), Pos::Anywhere),
             from_regex: true,
         });
     }
-    dedup(anchor)
+    Some(vec![dedup(clause)])
 }
 
 fn group(mode: &GroupMode, each: impl Iterator<Item = Option<Anchor>>) -> Option<Anchor> {
@@ -314,31 +331,88 @@ fn group(mode: &GroupMode, each: impl Iterator<Item = Option<Anchor>>) -> Option
     }
 }
 
-/// OR: every operand must be bounded; the anchor is the union.
+/// OR: every operand must be bounded. A clause of the result takes one clause from every
+/// operand (their union hits whenever any operand is true): the operands' best clauses, and per
+/// field, each operand's best clause on that field (so `1 of selection_*` over several
+/// `Image AND CommandLine` selections keeps both an Image and a CommandLine clause).
 fn union(items: impl Iterator<Item = Option<Anchor>>) -> Option<Anchor> {
-    let mut out = Anchor::new();
-    let mut any = false;
-    for a in items {
-        out.extend(a?);
-        any = true;
-    }
+    let operands: Vec<Anchor> = items.collect::<Option<_>>()?;
     // An OR of nothing never matches; treating it as unbounded keeps the code obviously safe.
-    if any {
-        dedup(out)
-    } else {
-        None
+    if operands.is_empty() {
+        return None;
     }
+    if operands.len() == 1 {
+        return operands.into_iter().next();
+    }
+    let mut fields: Vec<&str> = operands
+        .iter()
+        .flatten()
+        .filter_map(|c| single_field(c))
+        .collect();
+    fields.sort_unstable();
+    fields.dedup();
+    let pick = |field: Option<&str>| -> Clause {
+        let mut out = Clause::new();
+        for a in &operands {
+            let on_field = field.and_then(|f| a.iter().find(|c| single_field(c) == Some(f)));
+            out.extend(on_field.unwrap_or(&a[0]).iter().cloned());
+        }
+        dedup(out)
+    };
+    let mut clauses: Vec<Clause> = std::iter::once(None)
+        .chain(fields.iter().map(|f| Some(*f)))
+        .map(pick)
+        .collect();
+    Some(conjoin(&mut clauses))
 }
 
-/// AND: any bounded operand bounds the whole; keep the most selective one.
+/// The one field all of the clause's atoms test, if there is one.
+fn single_field(c: &Clause) -> Option<&str> {
+    let first = c.first()?.field.as_str();
+    c.iter().all(|a| a.field == first).then_some(first)
+}
+
+/// AND: any bounded operand bounds the whole; keep the most selective clauses of all of them.
 fn best(items: impl Iterator<Item = Option<Anchor>>) -> Option<Anchor> {
-    items.flatten().max_by_key(selectivity)
+    let mut clauses: Vec<Clause> = items.flatten().flatten().collect();
+    if clauses.is_empty() {
+        return None;
+    }
+    Some(conjoin(&mut clauses))
 }
 
-/// Higher is rarer: the weakest atom decides how often the anchor hits; fewer atoms win ties.
+/// The conjunction of `clauses` as an anchor: a clause that contains another is implied by it
+/// and dropped, the rest ordered most selective first and cut to `MAX_CLAUSES`.
+fn conjoin(clauses: &mut Vec<Clause>) -> Anchor {
+    clauses.sort_by_key(|c| std::cmp::Reverse(selectivity(c)));
+    let mut out: Anchor = Vec::new();
+    for c in clauses.drain(..) {
+        let weak = selectivity(&c).0 < MIN_FURTHER_SELECTIVITY;
+        if out.len() == MAX_CLAUSES || (!out.is_empty() && weak) {
+            break;
+        }
+        // Kept clauses are at least as selective; one contained in `c` makes `c` redundant.
+        if !out.iter().any(|kept| contains_all(&c, kept)) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether every atom of `inner` (sorted, as `dedup` leaves clauses) is in `outer` (sorted).
+fn contains_all(outer: &Clause, inner: &Clause) -> bool {
+    inner.len() <= outer.len()
+        && inner.iter().all(|a| {
+            outer
+                .binary_search_by(|o| o.field.cmp(&a.field).then(o.test.cmp(&a.test)))
+                .is_ok()
+        })
+}
+
+/// Higher is rarer: the weakest atom decides how often the clause hits; fewer atoms win ties.
 /// A needle counts its length, more when its position is fixed; an absent field is weak (many
 /// Windows fields never exist here), an empty value rarer.
-fn selectivity(a: &Anchor) -> (usize, std::cmp::Reverse<usize>) {
+fn selectivity(a: &Clause) -> (usize, std::cmp::Reverse<usize>) {
     let shortest = a
         .iter()
         .map(|x| match &x.test {
@@ -353,8 +427,9 @@ fn selectivity(a: &Anchor) -> (usize, std::cmp::Reverse<usize>) {
     (shortest.min(16), std::cmp::Reverse(a.len()))
 }
 
-fn dedup(mut a: Anchor) -> Option<Anchor> {
-    a.sort_unstable();
+/// Sorted by field and test, one atom per (field, test).
+fn dedup(mut a: Clause) -> Clause {
+    a.sort_unstable_by(|x, y| x.field.cmp(&y.field).then(x.test.cmp(&y.test)));
     // Same test from a plain and a regex matcher: keep one atom, flagged if either was.
     a.dedup_by(|later, kept| {
         let same = later.field == kept.field && later.test == kept.test;
@@ -363,7 +438,7 @@ fn dedup(mut a: Anchor) -> Option<Anchor> {
         }
         same
     });
-    Some(a)
+    a
 }
 
 #[cfg(test)]
@@ -382,7 +457,7 @@ pub(crate) mod tests {
         rsigma_eval::compile_rule(&parsed).expect("compiles")
     }
 
-    fn needles(a: &Anchor) -> Vec<(&str, &str)> {
+    fn needles(a: &Clause) -> Vec<(&str, &str)> {
         a.iter()
             .map(|x| match &x.test {
                 Test::Substr(n, _) => (x.field.as_str(), n.as_str()),
@@ -392,8 +467,12 @@ pub(crate) mod tests {
             .collect()
     }
 
+    fn clauses(a: &Anchor) -> Vec<Vec<(&str, &str)>> {
+        a.iter().map(needles).collect()
+    }
+
     #[test]
-    fn and_keeps_the_most_selective_side_and_not_is_unbounded() {
+    fn and_keeps_both_sides_most_selective_first_and_not_is_unbounded() {
         let r = rule(
             "  sel:\n    Image|endswith: '/curl'\n    CommandLine|contains: ' --upload-file '\n\
              \x20 filter:\n    User: root\n  condition: sel and not filter",
@@ -401,7 +480,28 @@ pub(crate) mod tests {
         let Class::Anchored(a) = classify(&r) else {
             panic!("anchored")
         };
-        assert_eq!(needles(&a), vec![("CommandLine", " --upload-file ")]);
+        assert_eq!(
+            clauses(&a),
+            vec![
+                vec![("CommandLine", " --upload-file ")],
+                vec![("Image", "/curl")]
+            ]
+        );
+        // At most MAX_CLAUSES, the weakest dropped ("curl ", " -c "); the `/sh or /bash` clause
+        // is implied by `/bash` and dropped.
+        let r = rule(
+            "  sel:\n    Image|endswith: ['/sh', '/bash']\n    User: root\n\
+             \x20   CommandLine|contains|all: [' -c ', '/tmp/', 'curl ']\n\
+             \x20 img:\n    Image|endswith: '/bash'\n  condition: sel and img",
+        );
+        assert_eq!(
+            clauses(&rule_anchor(&r).unwrap()),
+            vec![
+                vec![("User", "root")],
+                vec![("Image", "/bash")],
+                vec![("CommandLine", "/tmp/")]
+            ]
+        );
     }
 
     #[test]
@@ -412,8 +512,8 @@ pub(crate) mod tests {
         );
         let a = rule_anchor(&r).expect("anchored");
         assert_eq!(
-            needles(&a),
-            vec![("CommandLine", "xyz"), ("Image", "/wget")]
+            clauses(&a),
+            vec![vec![("CommandLine", "xyz"), ("Image", "/wget")]]
         );
         let r = rule(
             "  a:\n    Image|endswith: '/wget'\n  b:\n    CommandLine|re: '[a-z]+x?'\n\
@@ -426,13 +526,13 @@ pub(crate) mod tests {
     fn regex_literals_anchor_with_the_better_of_prefix_and_suffix() {
         let r = rule("  s:\n    CommandLine|re: 'ipconfig\\s+/all'\n  condition: s");
         // `\s` is expanded: six needles "ipconfig" + one whitespace byte.
-        let a = rule_anchor(&r).unwrap();
+        let a = &rule_anchor(&r).unwrap()[0];
         assert_eq!(a.len(), 6);
         assert!(a.iter().all(|x| x.from_regex
             && matches!(&x.test, Test::Substr(n, Pos::Anywhere) if n.starts_with("ipconfig"))));
         // `(?i)` multiplies case variants until the extractor trims them to a shorter suffix.
         let r = rule("  s:\n    CommandLine|re: '(?i).*\\s+-EncodedCommand'\n  condition: s");
-        let a = rule_anchor(&r).unwrap();
+        let a = &rule_anchor(&r).unwrap()[0];
         assert!(a.iter().all(|x| matches!(&x.test,
             Test::Substr(n, _) if n.len() >= 4 && "-encodedcommand".ends_with(n.as_str()))));
         let r = rule("  s:\n    CommandLine|re: '\\w+\\d*'\n  condition: s");
@@ -440,8 +540,8 @@ pub(crate) mod tests {
         // Neither prefix nor suffix is finite, but every match contains the backtick.
         let r = rule("  s:\n    CommandLine|re: '\\w+`(?:\\w+|-|.)`[\\w+|\\s]'\n  condition: s");
         assert_eq!(
-            needles(&rule_anchor(&r).unwrap()),
-            vec![("CommandLine", "`")]
+            clauses(&rule_anchor(&r).unwrap()),
+            vec![vec![("CommandLine", "`")]]
         );
     }
 

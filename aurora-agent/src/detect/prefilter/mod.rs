@@ -1,7 +1,8 @@
 //! Rule prefilter: which rules must be evaluated for an event, decided with one Aho-Corasick
-//! scan per indexed field instead of evaluating every rule. `anchor` derives, per rule, atoms
-//! whose absence decides the rule (see its docs); this module indexes them and answers per
-//! event. Every rule it does not decide is evaluated exactly by rsigma, so the prefilter can
+//! scan per indexed field instead of evaluating every rule. `anchor` derives, per rule, clauses
+//! of atoms, any clause without a hit deciding the rule (see its docs); this module indexes
+//! them and answers per event. Each clause has a *slot*, a bit in the per-event hit set: a
+//! rule's best clause uses the rule's own index, its further clauses slots after the rules. Every rule it does not decide is evaluated exactly by rsigma, so the prefilter can
 //! only save time, never change a result (`RuleSet::evaluate_all` is the reference in tests).
 //!
 //! Why not rsigma's own cross-rule index: it only prunes rules made purely of positive
@@ -31,16 +32,16 @@ pub enum Verdict {
 #[derive(Default)]
 struct FieldIndex {
     field: String,
-    /// Over the `Contains` needles of every rule with an atom on this field.
+    /// Over the `Contains` needles of every clause with an atom on this field.
     automaton: Option<DoubleArrayAhoCorasick<u32>>,
-    /// Pattern id → rules with that needle, and where it must occur for each.
-    rules_of: Vec<Vec<(u32, Pos)>>,
-    /// Rules with a regex-derived atom on this field: hit by any non-ASCII value.
-    regex_rules: Vec<u32>,
-    /// Rules with an `Absent` atom: hit when the field is missing.
-    absent_rules: Vec<u32>,
-    /// Rules with an `Empty` atom: hit when the value is "".
-    empty_rules: Vec<u32>,
+    /// Pattern id → slots of the clauses with that needle, and where it must occur for each.
+    slots_of: Vec<Vec<(u32, Pos)>>,
+    /// Slots of clauses with a regex-derived atom on this field: hit by any non-ASCII value.
+    regex_slots: Vec<u32>,
+    /// Slots of clauses with an `Absent` atom: hit when the field is missing.
+    absent_slots: Vec<u32>,
+    /// Slots of clauses with an `Empty` atom: hit when the value is "".
+    empty_slots: Vec<u32>,
 }
 
 /// Per-event rule selection for one rule set.
@@ -52,7 +53,11 @@ pub struct Prefilter {
     always: Vec<u64>,
     /// Bitset of inverse rules (match when none of their atoms hits).
     inverse: Vec<u64>,
-    /// Per-event bitset of rules with a hit, reused.
+    /// Per rule: the slots of its further clauses (a start and an end), all of which must have
+    /// a hit for the rule to be a candidate. They follow the rules' slots rounded up to whole
+    /// words, so the rule words of `hits` can be read alone.
+    extra: Vec<(u32, u32)>,
+    /// Per-event bitset of slots with a hit, reused: rules first, then further clauses.
     hits: Vec<u64>,
     /// Reused buffer for lowering ASCII values with capitals.
     lowered: String,
@@ -60,6 +65,10 @@ pub struct Prefilter {
 
 fn set_bit(bits: &mut [u64], i: u32) {
     bits[i as usize / 64] |= 1 << (i % 64);
+}
+
+fn bit(bits: &[u64], i: u32) -> bool {
+    bits[i as usize / 64] & (1 << (i % 64)) != 0
 }
 
 impl Prefilter {
@@ -71,79 +80,22 @@ impl Prefilter {
 
     /// The prefilter of rules whose classes are `classes`, in rule order.
     pub fn from_classes(classes: Vec<Class>) -> Prefilter {
-        let words = classes.len().div_ceil(64);
-        let mut always = vec![0u64; words];
-        let mut inverse = vec![0u64; words];
-        // Per field (in name order): its index and its needles (in needle order, which fixes
-        // the pattern ids).
-        type Needles = BTreeMap<String, Vec<(u32, Pos)>>;
-        let mut by_field: BTreeMap<String, (FieldIndex, Needles)> = BTreeMap::new();
+        let mut slots = Slots::new(classes.len());
         for (i, class) in classes.into_iter().enumerate() {
-            let i = i as u32;
-            let atoms = match class {
-                Class::Always => {
-                    set_bit(&mut always, i);
-                    continue;
-                }
-                Class::Anchored(a) => a,
-                Class::Inverse(a) => {
-                    set_bit(&mut inverse, i);
-                    a
-                }
-            };
-            for a in atoms {
-                let (fi, needles) = by_field.entry(a.field).or_default();
-                if a.from_regex && fi.regex_rules.last() != Some(&i) {
-                    fi.regex_rules.push(i);
-                }
-                match a.test {
-                    Test::Absent => fi.absent_rules.push(i),
-                    Test::Empty => fi.empty_rules.push(i),
-                    Test::Substr(n, pos) => needles.entry(n).or_default().push((i, pos)),
-                }
-            }
+            slots.add_rule(i as u32, class);
         }
-        let mut fields = Vec::new();
-        for (name, (mut fi, needles)) in by_field {
-            if !needles.is_empty() {
-                let list: Vec<(String, Vec<(u32, Pos)>)> = needles.into_iter().collect();
-                let patterns: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
-                // Without daachorse's SOG prefilter: a 64 KB table per automaton (1.6 MB over
-                // the SigmaHQ fields) to skip ahead in haystacks that are mostly shorter than a
-                // cache line's worth of scanning.
-                let built = DoubleArrayAhoCorasickBuilder::new()
-                    .use_prefilter(false)
-                    .build(&patterns);
-                match built {
-                    Ok(ac) => {
-                        tracing::debug!(
-                            field = name.as_str(),
-                            patterns = list.len(),
-                            bytes = ac.heap_bytes(),
-                            "prefilter automaton"
-                        );
-                        fi.automaton = Some(ac);
-                        fi.rules_of = list.into_iter().map(|(_, r)| r).collect();
-                    }
-                    // Cannot happen for sane sizes; if it does, those rules are always run.
-                    Err(e) => {
-                        tracing::warn!("prefilter for field {name} not built: {e}");
-                        for (i, _) in list.into_iter().flat_map(|(_, r)| r) {
-                            set_bit(&mut always, i);
-                            inverse[i as usize / 64] &= !(1 << (i % 64));
-                        }
-                    }
-                }
-            }
-            fi.field = name;
-            fields.push(fi);
-        }
+        let by_field = std::mem::take(&mut slots.by_field);
+        let fields: Vec<FieldIndex> = by_field
+            .into_iter()
+            .map(|(name, (fi, needles))| slots.index_field(name, fi, needles))
+            .collect();
         Prefilter {
             name_bits: fields.iter().map(|fi| name_bit(&fi.field)).collect(),
             fields,
-            always,
-            inverse,
-            hits: vec![0; words],
+            hits: vec![0; (slots.next_extra as usize).div_ceil(64)],
+            always: slots.always,
+            inverse: slots.inverse,
+            extra: slots.extra,
             lowered: String::new(),
         }
     }
@@ -171,7 +123,9 @@ impl Prefilter {
     /// Windows fields (`OriginalFileName`, `Hashes`, ...) made that most of the detector's
     /// own time.
     pub fn candidates(&mut self, event: &Event, mut visit: impl FnMut(usize, Verdict)) {
-        self.hits.copy_from_slice(&self.always);
+        let words = self.always.len();
+        self.hits[..words].copy_from_slice(&self.always);
+        self.hits[words..].fill(0);
         let names = name_mask(event);
         for (fi, &bit) in self.fields.iter().zip(&self.name_bits) {
             let value = if names & bit == 0 {
@@ -180,22 +134,148 @@ impl Prefilter {
                 event.get(&fi.field)
             };
             match value {
-                None => mark(&mut self.hits, &fi.absent_rules),
+                None => mark(&mut self.hits, &fi.absent_slots),
                 Some(v) => mark_value(fi, &v.as_event_value(), &mut self.hits, &mut self.lowered),
             }
         }
-        for (w, (&hit, &inv)) in self.hits.iter().zip(&self.inverse).enumerate() {
+        let (rule_hits, extra_hits) = self.hits.split_at(words);
+        for (w, (&hit, &inv)) in rule_hits.iter().zip(&self.inverse).enumerate() {
             let mut bits = hit | inv;
             while bits != 0 {
                 let b = bits.trailing_zeros();
-                let verdict = if hit & (1 << b) != 0 {
-                    Verdict::Evaluate
-                } else {
-                    Verdict::Matches
-                };
-                visit(w * 64 + b as usize, verdict);
                 bits &= bits - 1;
+                let rule = w * 64 + b as usize;
+                let verdict = if hit & (1 << b) == 0 {
+                    Verdict::Matches
+                } else {
+                    let (lo, hi) = self.extra[rule];
+                    // Slots past the rules index `extra_hits` from the first extra word.
+                    let base = (words * 64) as u32;
+                    if !(lo..hi).all(|s| bit(extra_hits, s - base)) {
+                        continue;
+                    }
+                    Verdict::Evaluate
+                };
+                visit(rule, verdict);
             }
+        }
+    }
+}
+
+/// Needles of one field: needle → slots of the clauses with it, and where it must occur for
+/// each. In needle order, which fixes the pattern ids.
+type Needles = BTreeMap<String, Vec<(u32, Pos)>>;
+
+/// The prefilter's tables while they are built: which slot each clause gets, and per field (in
+/// name order) what it indexes.
+struct Slots {
+    always: Vec<u64>,
+    inverse: Vec<u64>,
+    extra: Vec<(u32, u32)>,
+    /// Slot of the first further clause: the rule slots rounded up to whole words.
+    first_extra: u32,
+    next_extra: u32,
+    by_field: BTreeMap<String, (FieldIndex, Needles)>,
+}
+
+impl Slots {
+    fn new(rules: usize) -> Slots {
+        let words = rules.div_ceil(64);
+        let first_extra = (words * 64) as u32;
+        Slots {
+            always: vec![0; words],
+            inverse: vec![0; words],
+            extra: Vec::with_capacity(rules),
+            first_extra,
+            next_extra: first_extra,
+            by_field: BTreeMap::new(),
+        }
+    }
+
+    /// Rule `i`'s first clause takes slot `i`, its further clauses the next free slots.
+    fn add_rule(&mut self, i: u32, class: Class) {
+        let clauses = match class {
+            Class::Always => {
+                set_bit(&mut self.always, i);
+                vec![]
+            }
+            Class::Anchored(a) => a,
+            Class::Inverse(a) => {
+                set_bit(&mut self.inverse, i);
+                vec![a]
+            }
+        };
+        let start = self.next_extra;
+        for (c, clause) in clauses.into_iter().enumerate() {
+            let slot = if c == 0 {
+                i
+            } else {
+                self.next_extra += 1;
+                self.next_extra - 1
+            };
+            for a in clause {
+                let (fi, needles) = self.by_field.entry(a.field).or_default();
+                if a.from_regex && fi.regex_slots.last() != Some(&slot) {
+                    fi.regex_slots.push(slot);
+                }
+                match a.test {
+                    Test::Absent => fi.absent_slots.push(slot),
+                    Test::Empty => fi.empty_slots.push(slot),
+                    Test::Substr(n, pos) => needles.entry(n).or_default().push((slot, pos)),
+                }
+            }
+        }
+        self.extra.push((start, self.next_extra));
+    }
+
+    /// `fi` with the automaton over `needles`.
+    fn index_field(&mut self, name: String, mut fi: FieldIndex, needles: Needles) -> FieldIndex {
+        if !needles.is_empty() {
+            let list: Vec<(String, Vec<(u32, Pos)>)> = needles.into_iter().collect();
+            let patterns: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+            // Without daachorse's SOG prefilter: a 64 KB table per automaton (1.6 MB over the
+            // SigmaHQ fields) to skip ahead in haystacks that are mostly shorter than a cache
+            // line's worth of scanning.
+            let built = DoubleArrayAhoCorasickBuilder::new()
+                .use_prefilter(false)
+                .build(&patterns);
+            match built {
+                Ok(ac) => {
+                    tracing::debug!(
+                        field = name.as_str(),
+                        patterns = list.len(),
+                        bytes = ac.heap_bytes(),
+                        "prefilter automaton"
+                    );
+                    fi.automaton = Some(ac);
+                    fi.slots_of = list.into_iter().map(|(_, r)| r).collect();
+                }
+                // Cannot happen for sane sizes; if it does, those rules are always run.
+                Err(e) => {
+                    tracing::warn!("prefilter for field {name} not built: {e}");
+                    for (slot, _) in list.into_iter().flat_map(|(_, r)| r) {
+                        self.evaluate_always(slot);
+                    }
+                }
+            }
+        }
+        fi.field = name;
+        fi
+    }
+
+    /// The rule owning `slot` is evaluated on every event, whatever its clauses hit.
+    fn evaluate_always(&mut self, slot: u32) {
+        let rule = if slot < self.first_extra {
+            Some(slot as usize)
+        } else {
+            self.extra
+                .iter()
+                .position(|&(lo, hi)| (lo..hi).contains(&slot))
+        };
+        if let Some(i) = rule {
+            set_bit(&mut self.always, i as u32);
+            self.inverse[i / 64] &= !(1 << (i % 64));
+            self.extra[i].1 = self.extra[i].0;
         }
     }
 }
@@ -230,7 +310,7 @@ fn mark(hits: &mut [u64], rules: &[u32]) {
 /// their members.
 fn mark_value(fi: &FieldIndex, value: &EventValue, hits: &mut [u64], lowered: &mut String) {
     if value.is_null() {
-        mark(hits, &fi.absent_rules);
+        mark(hits, &fi.absent_slots);
         return;
     }
     match value {
@@ -249,7 +329,7 @@ fn mark_value(fi: &FieldIndex, value: &EventValue, hits: &mut [u64], lowered: &m
 
 fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
     if s.is_empty() {
-        mark(hits, &fi.empty_rules);
+        mark(hits, &fi.empty_slots);
         return;
     }
     let Some(automaton) = &fi.automaton else {
@@ -261,7 +341,7 @@ fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
     // lowering would miss).
     let unicode;
     let hay = if !s.is_ascii() {
-        mark(hits, &fi.regex_rules);
+        mark(hits, &fi.regex_slots);
         unicode = rsigma_eval::matcher::ascii_lowercase_cow(s);
         &*unicode
     } else if s.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -274,7 +354,7 @@ fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
     };
     for m in automaton.find_overlapping_iter(hay) {
         let (start, end) = (m.start() == 0, m.end() == hay.len());
-        for &(r, pos) in &fi.rules_of[m.value() as usize] {
+        for &(r, pos) in &fi.slots_of[m.value() as usize] {
             let placed = match pos {
                 Pos::Anywhere => true,
                 Pos::Start => start,
@@ -385,6 +465,43 @@ mod tests {
         let mut p = Prefilter::build(&rules);
         assert_eq!(run(&mut p, &[("CommandLine", "xΑΣ")]), vec![(0, Evaluate)]);
         assert_eq!(run(&mut p, &[("CommandLine", "xΑΣy")]), vec![]);
+    }
+
+    #[test]
+    fn a_rule_with_several_clauses_needs_a_hit_in_each() {
+        use Verdict::*;
+        let rules = vec![
+            rule("  s:\n    Image|endswith: '/sh'\n    CommandLine|contains: '/tmp/'\n  condition: s"),
+            rule("  s:\n    Image|endswith: '/sh'\n  condition: s"),
+            rule("  a:\n    User: root\n  b:\n    Image|endswith: '/sh'\n  condition: a and b"),
+        ];
+        let mut p = Prefilter::build(&rules);
+        assert_eq!(
+            run(&mut p, &[("Image", "/bin/sh"), ("CommandLine", "ls")]),
+            vec![(1, Evaluate)]
+        );
+        assert_eq!(
+            run(
+                &mut p,
+                &[
+                    ("Image", "/bin/sh"),
+                    ("CommandLine", "sh /tmp/x"),
+                    ("User", "root")
+                ]
+            ),
+            vec![(0, Evaluate), (1, Evaluate), (2, Evaluate)]
+        );
+        assert_eq!(
+            run(
+                &mut p,
+                &[
+                    ("Image", "/bin/ls"),
+                    ("CommandLine", "/tmp/"),
+                    ("User", "root")
+                ]
+            ),
+            vec![]
+        );
     }
 
     #[test]
