@@ -35,6 +35,19 @@ fn variants(ev: &Event) -> Vec<Event> {
         e.fields.retain(|(k, _)| k != "Image");
         out.push(e);
     }
+    if let Some(name) = text("TargetFilename") {
+        // Around SigmaHQ's long-filename regex (`[^/]{100,}$`, a length atom) and non-ASCII.
+        for v in [
+            format!("{name}{}", "x".repeat(100)),
+            format!("/tmp/{}", "K".repeat(99)),
+            format!("/tmp/{}", "K".repeat(100)),
+            format!("/tmp/{}", "\u{212A}".repeat(40)),
+        ] {
+            let mut e = ev.clone();
+            e.set("TargetFilename", Value::Str(v.into()));
+            out.push(e);
+        }
+    }
     if let Some(cmd) = text("CommandLine") {
         for v in [
             format!("Ä {cmd} ſ K"),

@@ -39,6 +39,10 @@ pub enum Test {
     Absent,
     /// The value is the empty string: Sigma's `Field: ''`.
     Empty,
+    /// The value is at least this many bytes long: a regex no shorter text can match (SigmaHQ's
+    /// long-filename rule is `[^/]{100,}$`, with no literal at all). Always `from_regex`: on a
+    /// non-ASCII value, whose lowered form may be shorter, it counts as hit.
+    MinLen(usize),
 }
 
 /// One atom of an anchor.
@@ -272,8 +276,24 @@ fn regex_anchor(field: &str, pattern: &str) -> Option<Anchor> {
         .build()
         .parse(pattern)
         .ok()?;
-    required_literals(field, &hir, 0)
+    // Byte mode counts each character class as one byte, never more than a Unicode match of
+    // it on ASCII text; shorter bounds than `MIN_LEN_ATOM` would hit nearly every value.
+    let min_len = hir
+        .properties()
+        .minimum_len()
+        .filter(|&n| n >= MIN_LEN_ATOM)
+        .map(|n| {
+            vec![vec![Atom {
+                field: field.to_owned(),
+                test: Test::MinLen(n),
+                from_regex: true,
+            }]]
+        });
+    best([required_literals(field, &hir, 0), min_len].into_iter())
 }
+
+/// Shortest regex match length worth an atom.
+const MIN_LEN_ATOM: usize = 16;
 
 /// The best of: the literals every match starts with, those it ends with, and — a match of a
 /// concatenation contains a match of each part — the same for every part, recursively.
@@ -421,6 +441,8 @@ fn selectivity(a: &Clause) -> (usize, std::cmp::Reverse<usize>) {
             Test::Substr(n, Pos::Whole) => n.len() + 4,
             Test::Absent => 1,
             Test::Empty => 6,
+            // Most values are under 64 bytes; a 100-byte minimum is rare.
+            Test::MinLen(n) => n / 8,
         })
         .min()
         .unwrap_or(0);
@@ -463,6 +485,7 @@ pub(crate) mod tests {
                 Test::Substr(n, _) => (x.field.as_str(), n.as_str()),
                 Test::Absent => (x.field.as_str(), "<absent>"),
                 Test::Empty => (x.field.as_str(), "<empty>"),
+                Test::MinLen(_) => (x.field.as_str(), "<long>"),
             })
             .collect()
     }
@@ -537,6 +560,11 @@ pub(crate) mod tests {
             Test::Substr(n, _) if n.len() >= 4 && "-encodedcommand".ends_with(n.as_str()))));
         let r = rule("  s:\n    CommandLine|re: '\\w+\\d*'\n  condition: s");
         assert_eq!(rule_anchor(&r), None);
+        // No literal, but no match is shorter than 100 bytes.
+        let r = rule("  s:\n    TargetFilename|re: '[^/]{100,}$'\n  condition: s");
+        let a = rule_anchor(&r).unwrap();
+        assert_eq!(a[0][0].test, Test::MinLen(100));
+        assert!(a[0][0].from_regex);
         // Neither prefix nor suffix is finite, but every match contains the backtick.
         let r = rule("  s:\n    CommandLine|re: '\\w+`(?:\\w+|-|.)`[\\w+|\\s]'\n  condition: s");
         assert_eq!(

@@ -42,6 +42,8 @@ struct FieldIndex {
     absent_slots: Vec<u32>,
     /// Slots of clauses with an `Empty` atom: hit when the value is "".
     empty_slots: Vec<u32>,
+    /// `MinLen` atoms, shortest first: (bytes, slot), hit by a value at least that long.
+    min_len_slots: Vec<(usize, u32)>,
 }
 
 /// Per-event rule selection for one rule set.
@@ -221,6 +223,7 @@ impl Slots {
                 match a.test {
                     Test::Absent => fi.absent_slots.push(slot),
                     Test::Empty => fi.empty_slots.push(slot),
+                    Test::MinLen(n) => fi.min_len_slots.push((n, slot)),
                     Test::Substr(n, pos) => needles.entry(n).or_default().push((slot, pos)),
                 }
             }
@@ -230,6 +233,7 @@ impl Slots {
 
     /// `fi` with the automaton over `needles`.
     fn index_field(&mut self, name: String, mut fi: FieldIndex, needles: Needles) -> FieldIndex {
+        fi.min_len_slots.sort_unstable();
         if !needles.is_empty() {
             let list: Vec<(String, Vec<(u32, Pos)>)> = needles.into_iter().collect();
             let patterns: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
@@ -332,6 +336,12 @@ fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
         mark(hits, &fi.empty_slots);
         return;
     }
+    for &(_, slot) in fi.min_len_slots.iter().take_while(|(n, _)| *n <= s.len()) {
+        set_bit(hits, slot);
+    }
+    if !s.is_ascii() {
+        mark(hits, &fi.regex_slots);
+    }
     let Some(automaton) = &fi.automaton else {
         return;
     };
@@ -341,7 +351,6 @@ fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
     // lowering would miss).
     let unicode;
     let hay = if !s.is_ascii() {
-        mark(hits, &fi.regex_slots);
         unicode = rsigma_eval::matcher::ascii_lowercase_cow(s);
         &*unicode
     } else if s.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -501,6 +510,27 @@ mod tests {
                 ]
             ),
             vec![]
+        );
+    }
+
+    #[test]
+    fn a_length_atom_hits_values_at_least_that_long() {
+        use Verdict::*;
+        let rules = vec![rule(
+            "  s:\n    TargetFilename|re: '[^/]{100,}$'\n  condition: s",
+        )];
+        let mut p = Prefilter::build(&rules);
+        // `n` bytes in all.
+        let name = |n: usize| format!("/tmp/{}", "a".repeat(n - 5));
+        assert_eq!(run(&mut p, &[("TargetFilename", &name(99))]), vec![]);
+        assert_eq!(
+            run(&mut p, &[("TargetFilename", &name(100))]),
+            vec![(0, Evaluate)]
+        );
+        // Not ASCII: counts as hit whatever its length (lowering may change it).
+        assert_eq!(
+            run(&mut p, &[("TargetFilename", "/tmp/é")]),
+            vec![(0, Evaluate)]
         );
     }
 
