@@ -35,6 +35,20 @@ fn variants(ev: &Event) -> Vec<Event> {
         e.fields.retain(|(k, _)| k != "Image");
         out.push(e);
     }
+    if ev.get("DestinationPort").is_some() {
+        // SigmaHQ's callback-port rule compares numbers: however the port is written.
+        for v in [
+            Value::Int(4444),
+            Value::Str("4444.0".into()),
+            Value::Str("+888".into()),
+            Value::Str("4444.5".into()),
+            Value::Int(22),
+        ] {
+            let mut e = ev.clone();
+            e.set("DestinationPort", v);
+            out.push(e);
+        }
+    }
     if let Some(name) = text("TargetFilename") {
         // Around SigmaHQ's long-filename regex (`[^/]{100,}$`, a length atom) and non-ASCII.
         for v in [

@@ -43,6 +43,9 @@ pub enum Test {
     /// long-filename rule is `[^/]{100,}$`, with no literal at all). Always `from_regex`: on a
     /// non-ASCII value, whose lowered form may be shorter, it counts as hit.
     MinLen(usize),
+    /// The value is this integer as a number: Sigma's `DestinationPort: 4444`, which rsigma
+    /// compares numerically (so `"4444.0"` matches too).
+    NumEq(i64),
 }
 
 /// One atom of an anchor.
@@ -240,6 +243,10 @@ fn matcher_anchor(field: &str, m: &CompiledMatcher) -> Option<Anchor> {
         }
         // A null value reads as absent to the prefilter.
         CompiledMatcher::Null => atom(field, Test::Absent),
+        // Integral and exact as f64 (the prefilter rounds the event's number to compare).
+        CompiledMatcher::NumericEq(n) if n.fract() == 0.0 && n.abs() < MAX_EXACT_INT => {
+            atom(field, Test::NumEq(*n as i64))
+        }
         _ => None,
     }
 }
@@ -291,6 +298,9 @@ fn regex_anchor(field: &str, pattern: &str) -> Option<Anchor> {
         });
     best([required_literals(field, &hir, 0), min_len].into_iter())
 }
+
+/// Integers up to this are exact as f64, with room for rounding the event's value.
+const MAX_EXACT_INT: f64 = (1u64 << 52) as f64;
 
 /// Shortest regex match length worth an atom.
 const MIN_LEN_ATOM: usize = 16;
@@ -443,6 +453,8 @@ fn selectivity(a: &Clause) -> (usize, std::cmp::Reverse<usize>) {
             Test::Empty => 6,
             // Most values are under 64 bytes; a 100-byte minimum is rare.
             Test::MinLen(n) => n / 8,
+            // As the digits written as a whole value.
+            Test::NumEq(n) => n.to_string().len() + 4,
         })
         .min()
         .unwrap_or(0);
@@ -486,6 +498,7 @@ pub(crate) mod tests {
                 Test::Absent => (x.field.as_str(), "<absent>"),
                 Test::Empty => (x.field.as_str(), "<empty>"),
                 Test::MinLen(_) => (x.field.as_str(), "<long>"),
+                Test::NumEq(_) => (x.field.as_str(), "<number>"),
             })
             .collect()
     }

@@ -44,6 +44,8 @@ struct FieldIndex {
     empty_slots: Vec<u32>,
     /// `MinLen` atoms, shortest first: (bytes, slot), hit by a value at least that long.
     min_len_slots: Vec<(usize, u32)>,
+    /// `NumEq` atoms, by number: (number, slot).
+    number_slots: Vec<(i64, u32)>,
 }
 
 /// Per-event rule selection for one rule set.
@@ -224,6 +226,7 @@ impl Slots {
                     Test::Absent => fi.absent_slots.push(slot),
                     Test::Empty => fi.empty_slots.push(slot),
                     Test::MinLen(n) => fi.min_len_slots.push((n, slot)),
+                    Test::NumEq(n) => fi.number_slots.push((n, slot)),
                     Test::Substr(n, pos) => needles.entry(n).or_default().push((slot, pos)),
                 }
             }
@@ -234,6 +237,7 @@ impl Slots {
     /// `fi` with the automaton over `needles`.
     fn index_field(&mut self, name: String, mut fi: FieldIndex, needles: Needles) -> FieldIndex {
         fi.min_len_slots.sort_unstable();
+        fi.number_slots.sort_unstable();
         if !needles.is_empty() {
             let list: Vec<(String, Vec<(u32, Pos)>)> = needles.into_iter().collect();
             let patterns: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
@@ -317,6 +321,9 @@ fn mark_value(fi: &FieldIndex, value: &EventValue, hits: &mut [u64], lowered: &m
         mark(hits, &fi.absent_slots);
         return;
     }
+    if !fi.number_slots.is_empty() {
+        mark_number(fi, value, hits);
+    }
     match value {
         EventValue::Str(s) => mark_str(fi, s, hits, lowered),
         EventValue::Int(n) => mark_str(fi, &n.to_string(), hits, lowered),
@@ -328,6 +335,31 @@ fn mark_value(fi: &FieldIndex, value: &EventValue, hits: &mut [u64], lowered: &m
             }
         }
         _ => {}
+    }
+}
+
+/// Hits the `NumEq` atoms of the value's number, read as rsigma reads it (an integer, a float
+/// or a string parsed as f64). rsigma's test is `|v - n| < f64::EPSILON`: for an integral `n`
+/// that means `n` is `v` rounded, and `v` within a hair of it (here a wider one: more hits only
+/// cost an evaluation).
+fn mark_number(fi: &FieldIndex, value: &EventValue, hits: &mut [u64]) {
+    let v = match value {
+        EventValue::Int(n) => *n as f64,
+        EventValue::Float(f) => *f,
+        EventValue::Str(s) => match s.parse::<f64>() {
+            Ok(v) => v,
+            Err(_) => return,
+        },
+        _ => return, // arrays: each member on its own, from mark_value
+    };
+    let r = v.round();
+    if (v - r).abs() >= 1e-6 || r.abs() > i64::MAX as f64 {
+        return;
+    }
+    let n = r as i64;
+    let from = fi.number_slots.partition_point(|&(k, _)| k < n);
+    for &(_, slot) in fi.number_slots[from..].iter().take_while(|&&(k, _)| k == n) {
+        set_bit(hits, slot);
     }
 }
 
@@ -381,7 +413,7 @@ fn mark_str(fi: &FieldIndex, s: &str, hits: &mut [u64], lowered: &mut String) {
 mod tests {
     use super::anchor::tests::rule;
     use super::*;
-    use crate::event::{Event, EventKind};
+    use crate::event::{Event, EventKind, Value};
 
     fn run(p: &mut Prefilter, fields: &[(&'static str, &str)]) -> Vec<(usize, Verdict)> {
         let mut ev = Event::new(EventKind::ProcessCreation);
@@ -532,6 +564,31 @@ mod tests {
             run(&mut p, &[("TargetFilename", "/tmp/é")]),
             vec![(0, Evaluate)]
         );
+    }
+
+    #[test]
+    fn number_atoms_hit_the_number_however_written() {
+        use Verdict::*;
+        let rules = vec![rule(
+            "  s:\n    DestinationPort:\n      - 4444\n      - 888\n  condition: s",
+        )];
+        let mut p = Prefilter::build(&rules);
+        let mut with = |v: Value| {
+            let mut ev = Event::new(EventKind::ProcessCreation);
+            ev.push_str("Image", "/x");
+            ev.set("DestinationPort", v);
+            let mut seen = vec![];
+            p.candidates(&ev, |i, v| seen.push((i, v)));
+            seen
+        };
+        for hit in ["4444", "4444.0", "+888", "8.88e2"] {
+            assert_eq!(with(Value::Str(hit.into())), vec![(0, Evaluate)], "{hit}");
+        }
+        assert_eq!(with(Value::Int(888)), vec![(0, Evaluate)]);
+        for miss in ["4445", "444", "4444.5", "x4444", "inf", "NaN"] {
+            assert_eq!(with(Value::Str(miss.into())), vec![], "{miss}");
+        }
+        assert_eq!(with(Value::Int(80)), vec![]);
     }
 
     #[test]
