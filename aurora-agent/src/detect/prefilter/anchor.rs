@@ -4,9 +4,10 @@
 //! is true; an *anchor* is a short conjunction of clauses, each of which must have a hit. It
 //! over-approximates: `and` keeps the most selective clauses of its operands (a candidate
 //! needs a hit in each), `or` builds clauses that take one clause from every operand, a regex
-//! contributes the literals all its matches start or end with (regex-syntax's extractor), and
-//! anything we cannot bound (`not`, numbers, keywords, `|exists: true`, literal-free regexes)
-//! leaves that branch unbounded (`None`).
+//! contributes the literals all its matches start or end with (regex-syntax's extractor) and
+//! its shortest match length, an integral value its number, and anything we cannot bound
+//! (`not`, number ranges, keywords, `|exists: true`, short literal-free regexes) leaves that
+//! branch unbounded (`None`).
 //!
 //! Each rule is then classified:
 //! - `Anchored`: the condition is false when every detection is false, and the rule has an
