@@ -108,6 +108,42 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// `aurora record` runs the same sensors beside the same workloads: its threads are scheduled
+/// like the agent's, SCHED_BATCH unless `--cpu-policy normal`; a bad policy is refused by name.
+#[test]
+fn record_follows_the_cpu_policy() {
+    for (flag, want) in [(None, SCHED_BATCH), (Some("normal"), SCHED_NORMAL)] {
+        let mut cmd = Command::new(aurora());
+        cmd.args(["record", "--duration", "30", "--output", "/dev/null"]);
+        cmd.args(flag.map(|f| ["--cpu-policy", f]).iter().flatten());
+        let mut rec = KillOnDrop(cmd.stderr(Stdio::null()).spawn().unwrap());
+        let pid = rec.0.id();
+        // The policy is set before the runtime starts; give the recorder time to get there.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let policies = loop {
+            assert!(rec.0.try_wait().unwrap().is_none(), "record exited early");
+            let p = thread_policies(pid);
+            if Instant::now() > deadline || p.iter().any(|(_, p)| *p != SCHED_NORMAL) {
+                break p;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(
+            policies.iter().all(|(_, p)| *p == want),
+            "record {flag:?}: {policies:?}"
+        );
+    }
+    let out = Command::new(aurora())
+        .args(["record", "--cpu-policy", "fifo", "--duration", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("batch, normal"),
+        "{err}"
+    );
+}
+
 /// The sensors load in a short-lived child (`aurora load-sensors`, so the agent never holds the
 /// kernel's parsed BTF); the agent then holds every attached program itself, and the child is
 /// gone.

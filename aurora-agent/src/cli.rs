@@ -284,6 +284,10 @@ pub struct RecordArgs {
     /// process_creation|process_termination|file_event|network_connection. [default: all]
     #[arg(long, value_name = "KIND")]
     pub kind: Vec<String>,
+    /// How the recorder's threads are scheduled, as for the agent: batch or normal.
+    /// [default: batch]
+    #[arg(long, value_name = "POLICY")]
+    pub cpu_policy: Option<CpuPolicy>,
 }
 
 #[derive(Args, Debug, Clone)]

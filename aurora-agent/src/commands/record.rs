@@ -68,6 +68,8 @@ pub fn run(args: RecordArgs) -> Result<()> {
             bail!("--duration {d}: must be a positive number of seconds");
         }
     }
+    // A recording runs the same sensors and drains beside the same workloads as the agent.
+    super::run::apply_cpu_policy(args.cpu_policy.unwrap_or_default())?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

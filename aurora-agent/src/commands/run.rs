@@ -42,7 +42,7 @@ fn lower_priority() -> Result<()> {
 /// scheduler's next tick loses nothing, while a wakeup that preempted the workload cost it.
 /// Exec-loop A/B on this 2-core VM (two runs of 10 and 16 alternating rounds): median slowdown
 /// +2.4 % / +3.1 % normal, +1.2 % / +2.1 % batch (README, Performance).
-fn apply_cpu_policy(policy: CpuPolicy) -> Result<()> {
+pub(super) fn apply_cpu_policy(policy: CpuPolicy) -> Result<()> {
     if policy == CpuPolicy::Normal {
         return Ok(());
     }
