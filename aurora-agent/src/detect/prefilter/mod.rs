@@ -142,8 +142,8 @@ impl Prefilter {
                 Some(v) => mark_value(fi, &v.as_event_value(), &mut self.hits, &mut self.lowered),
             }
         }
-        let (rule_hits, extra_hits) = self.hits.split_at(words);
-        for (w, (&hit, &inv)) in rule_hits.iter().zip(&self.inverse).enumerate() {
+        let hits = &self.hits;
+        for (w, (&hit, &inv)) in hits[..words].iter().zip(&self.inverse).enumerate() {
             let mut bits = hit | inv;
             while bits != 0 {
                 let b = bits.trailing_zeros();
@@ -152,10 +152,9 @@ impl Prefilter {
                 let verdict = if hit & (1 << b) == 0 {
                     Verdict::Matches
                 } else {
+                    // A rule with further clauses is a candidate only if each has a hit.
                     let (lo, hi) = self.extra[rule];
-                    // Slots past the rules index `extra_hits` from the first extra word.
-                    let base = (words * 64) as u32;
-                    if !(lo..hi).all(|s| bit(extra_hits, s - base)) {
+                    if !(lo..hi).all(|slot| bit(hits, slot)) {
                         continue;
                     }
                     Verdict::Evaluate
