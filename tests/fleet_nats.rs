@@ -273,8 +273,9 @@ fn two_consumers_split_the_stream_and_together_alert_once_per_event() {
                 "--no-stdout",
                 "--throttle-rate",
                 "0",
+                // A waits while B starts: room for a loaded CI machine.
                 "--idle-exit",
-                "3",
+                "6",
                 "--nats-url",
                 &url,
                 "--logfile",
@@ -285,17 +286,30 @@ fn two_consumers_split_the_stream_and_together_alert_once_per_event() {
             .unwrap()
     };
     let (la, lb) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    let (a, b) = (consume(&la), consume(&lb));
-    // Both instances are pulling (JetStream sees their waiting pull requests) before the
-    // events arrive.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while waiting_pulls(&url, "aurora-detect") < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the two consumers never both pulled"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Both instances are pulling before the events arrive. One at a time: the count of waiting
+    // pull requests says nothing of who made them (one client may hold two), so B is known to
+    // pull only once the count rises above what A alone holds. (Checking "≥ 2" with both
+    // started at once let one instance take every message in CI: 0 + 200.)
+    let pulls_above = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = waiting_pulls(&url, "aurora-detect");
+            if now > n {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no new pull request (still {now})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let a = consume(&la);
+    pulls_above(0);
+    std::thread::sleep(Duration::from_millis(300));
+    let alone = waiting_pulls(&url, "aurora-detect");
+    let b = consume(&lb);
+    pulls_above(alone);
     let out = replay_cmd(&url, &dir.path().join("spool"))
         .arg("--nats-events")
         .arg(&input)
