@@ -69,6 +69,56 @@ fn exec_of_marker_command_has_exact_fields() {
     assert_eq!(n(exits[0], "ExitCode"), 0);
 }
 
+/// The kernel packs filename, exe, cwd and argv back to back: long ones of each (the argv past
+/// its cap) must come out whole and in their own fields.
+#[test]
+fn exec_with_long_path_cwd_and_argv_keeps_each_part() {
+    let m = marker("longexec");
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    // A ~450-byte path to a copy of `true` (under the 511-byte filename cap) and a ~900-byte
+    // working directory (under the 1023-byte path cap).
+    let bin_dir = root.join("b".repeat(200)).join("i".repeat(200));
+    let cwd = root
+        .join("c".repeat(250))
+        .join("w".repeat(250))
+        .join("d".repeat(250));
+    let cwd = cwd.join("e".repeat(1000 - cwd.as_os_str().len().min(999) - 1));
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::create_dir_all(&cwd).unwrap();
+    let bin = bin_dir.join(format!("true-{m}"));
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let bin_path = bin.display().to_string();
+    assert!(bin_path.len() > 400 && bin_path.len() < 511);
+    assert!(cwd.as_os_str().len() > 900 && cwd.as_os_str().len() < 1023);
+    // argv of ~5,500 bytes: past the 4,095 captured.
+    let args: Vec<String> = (0..5).map(|k| format!("{k}{}", "a".repeat(1100))).collect();
+    let rec = Recorder::start(&[]);
+    let st = Command::new(&bin)
+        .args(&args)
+        .current_dir(&cwd)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (events, _) = rec.stop();
+    let hits = find(&events, 1, |e| {
+        e["Image"].as_str() == Some(bin_path.as_str())
+    });
+    assert_eq!(hits.len(), 1, "one exec event of {bin_path}");
+    let e = hits[0];
+    assert_eq!(s(e, "CurrentDirectory"), cwd.display().to_string());
+    let full = std::iter::once(bin_path.clone())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert_eq!(
+        s(e, "CommandLine"),
+        &full[..4095],
+        "argv cut at 4,095 bytes"
+    );
+    assert_eq!(e["CommandLineTruncated"], Value::Bool(true));
+}
+
 #[test]
 fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
     let m = marker("burst");

@@ -1,8 +1,9 @@
 //! `#[repr(C)]` records written by the kernel programs into ring buffers and read by the agent.
 //!
-//! Every record starts with a [`RecordHeader`]; sizes are fixed so the kernel side can reserve
-//! them directly in the ring (no stack copies, no per-CPU scratch). Layout changes must be made
-//! on both sides at once: the agent checks each record's length against `size_of`.
+//! Every record starts with a [`RecordHeader`]. Small records are reserved in the ring at their
+//! fixed size; exec and file records are built in per-CPU scratch and sent with their used
+//! bytes only (`exec_record_len`, `file_record_len`). Layout changes must be made on both sides
+//! at once: the agent checks each item's length against the lengths its head announces.
 #![no_std]
 
 /// Length of `task->comm`.
@@ -141,33 +142,76 @@ pub struct ExecRecord {
     pub cgroup_id: u64,
     pub sessionid: u32,
     pub flags: u32,
-    /// Bytes of `filename` used, without the NUL.
+    /// Bytes of the filename in `tail`, without the NUL (< EXEC_FILENAME_LEN).
     pub filename_len: u32,
-    /// Bytes of `args` used (NULs between arguments kept).
+    /// Bytes of argv in `tail` (NULs between arguments kept; < ARGV_LEN).
     pub args_len: u32,
-    /// Bytes of `exe` used; 0 when the kernel-side walk failed (user space falls back).
+    /// Bytes of the executable's path in `tail` (< PATH_LEN); 0 when the kernel-side walk
+    /// failed (user space falls back). The path is `mm->exe_file` as /proc/PID/exe shows it,
+    /// read in the kernel at exec: right even when the process exits or execs again at once.
     pub exe_len: u32,
-    /// Bytes of `cwd` used; 0 when the kernel-side walk failed.
+    /// Bytes of the working directory at exec (`fs->pwd`) in `tail` (< PATH_LEN); 0 when the
+    /// kernel-side walk failed.
     pub cwd_len: u32,
-    pub filename: [u8; EXEC_FILENAME_LEN],
-    /// Absolute path of the new executable (`mm->exe_file`, as /proc/PID/exe shows it), read
-    /// in the kernel at exec: right even when the process exits or execs again at once.
-    pub exe: [u8; PATH_LEN],
-    /// Working directory at exec (`fs->pwd`), read in the kernel for the same reason.
-    pub cwd: [u8; PATH_LEN],
-    pub args: [u8; ARGV_LEN],
+    /// Filename, exe, cwd and argv back to back, no separators ([`exec_tail_parts`]). Packed
+    /// so that an exec sends its used bytes only (~200 for a typical command, not the 2.6 KB
+    /// of three fixed path arrays): less to copy in the exec'ing task, less ring memory for
+    /// the agent's core to pull across.
+    pub tail: [u8; EXEC_TAIL_LEN],
 }
+
+/// Bytes of [`ExecRecord::tail`]. The kernel places each part at an offset masked to a power
+/// of two, so the verifier sees every write in bounds: exe starts below 512, cwd below 2048,
+/// argv below 4096 and runs for at most 4095 bytes.
+pub const EXEC_TAIL_LEN: usize = 8192;
+
+/// The parts of an exec record's tail in the order the kernel packs them: `(start, len)` of
+/// filename, exe, cwd and argv, from the head's lengths each clamped below its cap (a hostile
+/// or corrupt length cannot reach past what the kernel can write).
+pub const fn exec_tail_parts(
+    filename_len: u32,
+    exe_len: u32,
+    cwd_len: u32,
+    args_len: u32,
+) -> [(usize, usize); 4] {
+    const fn below(len: u32, cap: usize) -> usize {
+        let len = len as usize;
+        if len < cap {
+            len
+        } else {
+            cap - 1
+        }
+    }
+    let f = below(filename_len, EXEC_FILENAME_LEN);
+    let e = below(exe_len, PATH_LEN);
+    let c = below(cwd_len, PATH_LEN);
+    let a = below(args_len, ARGV_LEN);
+    [(0, f), (f, e), (f + e, c), (f + e + c, a)]
+}
+
+/// Bytes of an exec record whose tail holds parts of these lengths (the head, then the parts).
+pub const fn exec_record_len(
+    filename_len: u32,
+    exe_len: u32,
+    cwd_len: u32,
+    args_len: u32,
+) -> usize {
+    let [_, _, _, (start, len)] = exec_tail_parts(filename_len, exe_len, cwd_len, args_len);
+    core::mem::offset_of!(ExecRecord, tail) + start + len
+}
+
+// The masked offsets the kernel uses hold the largest parts (see EXEC_TAIL_LEN).
+const _: () = {
+    assert!(EXEC_FILENAME_LEN <= 512 && PATH_LEN <= 1024 && ARGV_LEN <= 4096);
+    assert!(EXEC_FILENAME_LEN - 1 + PATH_LEN <= 2048);
+    assert!(2048 + PATH_LEN <= 4096);
+    assert!(4096 + ARGV_LEN <= EXEC_TAIL_LEN);
+};
 
 /// Bytes of a record whose last array starts at `tail` and holds `cap` bytes, of which `used`
-/// are in use: exec and file records go into their rings only this long.
+/// are in use: file records go into their ring only this long.
 const fn used_record_len(tail: usize, used: usize, cap: usize) -> usize {
     tail + if used < cap { used } else { cap }
-}
-
-/// Bytes of an exec record with `args_len` bytes of argv (everything before `args`, then the
-/// used part of it).
-pub const fn exec_record_len(args_len: usize) -> usize {
-    used_record_len(core::mem::offset_of!(ExecRecord, args), args_len, ARGV_LEN)
 }
 
 /// Bytes of a file record with a `path_len`-byte path (the head, then the used part of the
@@ -275,7 +319,7 @@ pub struct PendingOpen {
 }
 
 /// The fixed-size heads of the records that end in large byte arrays: the agent reads a head
-/// by value and slices the arrays out of the ring item in place (no 6 KB copy per exec). Each
+/// by value and slices the arrays out of the ring item in place (no 8 KB copy per exec). Each
 /// head is checked at compile time to lay out exactly like the start of its record.
 pub mod heads {
     use super::*;
@@ -331,7 +375,7 @@ pub mod heads {
     same_prefix!(
         ExecHead,
         ExecRecord,
-        filename,
+        tail,
         [
             header,
             loginuid,

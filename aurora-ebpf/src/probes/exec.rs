@@ -4,9 +4,12 @@
 //! process that exits (or execs again) before user space could read /proc keeps them, and user
 //! space needs no /proc read per exec.
 use aurora_common::{
-    exec_record_len, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
-    EXEC_FILENAME_TRUNCATED, RING_EXEC,
+    ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
+    EXEC_FILENAME_TRUNCATED, EXEC_TAIL_LEN, PATH_LEN, RING_EXEC,
 };
+
+/// Where the packed parts start in an ExecRecord.
+const TAIL_AT: usize = core::mem::offset_of!(ExecRecord, tail);
 use aya_ebpf::{
     helpers::{
         bpf_get_current_task,
@@ -17,7 +20,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use aya_log_ebpf::debug;
-use core::ffi::c_void;
+use core::{ffi::c_void, ptr::read_volatile};
 
 use crate::{co_re, maps};
 
@@ -43,23 +46,70 @@ unsafe fn handle(ctx: &TracePointContext) {
         (*rec).loginuid = co_re::aurora_task_loginuid(task);
         (*rec).sessionid = co_re::aurora_task_sessionid(task);
         (*rec).cgroup_id = bpf_get_current_cgroup_id();
-        let mut flags = 0u32;
+    }
+    // Only the used bytes go into the ring: the head, then the packed parts (what the agent's
+    // `exec_record_len` computes from the lengths).
+    // SAFETY: `rec` points to a whole ExecRecord; pack_tail's count is masked below
+    // EXEC_TAIL_LEN, so the slice ends inside it.
+    let used = unsafe {
+        let tail_used = pack_tail(ctx, task, rec) & (EXEC_TAIL_LEN - 1);
+        core::slice::from_raw_parts(rec.cast::<u8>(), TAIL_AT + tail_used)
+    };
+    let flags = maps::wakeup_flags(&maps::EXEC_RING);
+    if maps::EXEC_RING.output::<[u8]>(used, flags).is_err() {
+        maps::count_lost(RING_EXEC);
+        debug!(ctx, "exec ring full");
+    }
+}
 
+/// Writes filename, exe, cwd and argv back to back into `rec.tail`, sets their lengths and the
+/// flags, and returns the bytes of the tail in use. Each part starts at the previous end masked to a power of two (a no-op on
+/// the real value, which is always smaller; see `EXEC_TAIL_LEN`), so every write is in bounds
+/// for the verifier on every kernel without it having to follow the sums.
+#[inline(always)]
+unsafe fn pack_tail(ctx: &TracePointContext, task: *const c_void, rec: *mut ExecRecord) -> usize {
+    let mut flags = 0u32;
+    unsafe {
+        let tail = (&raw mut (*rec).tail).cast::<u8>();
         // The filename lives in the tracepoint record at the offset its __data_loc gives.
         let off = co_re::aurora_exec_filename_offset(ctx.as_ptr()) as usize;
         let n = bpf_probe_read_kernel_str(
-            (&raw mut (*rec).filename).cast(),
+            tail.cast(),
             EXEC_FILENAME_LEN as u32,
             ctx.as_ptr().cast::<u8>().add(off).cast(),
         );
-        (*rec).filename_len = if n > 0 { (n - 1) as u32 } else { 0 };
+        let filename_len = if n > 0 { (n - 1) as usize } else { 0 };
         if n as usize == EXEC_FILENAME_LEN {
             flags |= EXEC_FILENAME_TRUNCATED;
         }
+        (*rec).filename_len = filename_len as u32;
 
+        let exe_at = filename_len & (EXEC_FILENAME_LEN - 1);
+        (*rec).exe_len = 0;
+        (*rec).cwd_len = 0;
+        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
+            let n = co_re::aurora_task_exe_path(task, scratch.cast(), tail.add(exe_at));
+            if n > 0 {
+                (*rec).exe_len = n as u32;
+            }
+        }
+        // Lengths are read back from the record (map memory, which the verifier does not
+        // track): each walk's return paths then reach the next part as one state, not one
+        // per path (5x the verified instructions otherwise).
+        let exe_len = read_volatile(&raw const (*rec).exe_len) as usize;
+        let cwd_at = (exe_at + exe_len) & (2 * PATH_LEN - 1);
+        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
+            let n = co_re::aurora_task_cwd_path(task, scratch.cast(), tail.add(cwd_at));
+            if n > 0 {
+                (*rec).cwd_len = n as u32;
+            }
+        }
+        let cwd_len = read_volatile(&raw const (*rec).cwd_len) as usize;
+
+        let args_at = (cwd_at + cwd_len) & (ARGV_LEN - 1);
         let mut start = 0u64;
         let mut end = 0u64;
-        (*rec).args_len = 0;
+        let mut args_len = 0usize;
         if co_re::aurora_task_argv_bounds(task, &mut start, &mut end) == 0 && end > start {
             let mut len = end - start;
             if len > (ARGV_LEN - 1) as u64 {
@@ -68,40 +118,16 @@ unsafe fn handle(ctx: &TracePointContext) {
             }
             // Redundant mask: gives the verifier a bound it can see.
             let len = len & (ARGV_LEN as u64 - 1);
-            let r = bpf_probe_read_user(
-                (&raw mut (*rec).args).cast(),
-                len as u32,
-                start as *const c_void,
-            );
+            let r =
+                bpf_probe_read_user(tail.add(args_at).cast(), len as u32, start as *const c_void);
             if r == 0 {
-                (*rec).args_len = len as u32;
+                args_len = len as usize;
             } else {
                 flags |= EXEC_ARGV_UNREADABLE;
             }
         }
+        (*rec).args_len = args_len as u32;
         (*rec).flags = flags;
-
-        (*rec).exe_len = 0;
-        (*rec).cwd_len = 0;
-        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
-            let n = co_re::aurora_task_exe_path(task, scratch.cast(), (&raw mut (*rec).exe).cast());
-            if n > 0 {
-                (*rec).exe_len = n as u32;
-            }
-            let n = co_re::aurora_task_cwd_path(task, scratch.cast(), (&raw mut (*rec).cwd).cast());
-            if n > 0 {
-                (*rec).cwd_len = n as u32;
-            }
-        }
-    }
-    // Only the used bytes go into the ring: the head, the fixed path arrays, then argv as long
-    // as it is (the mask repeats the bound for the verifier).
-    let args_len = unsafe { (*rec).args_len } as usize & (ARGV_LEN - 1);
-    // SAFETY: `rec` points to a whole ExecRecord and exec_record_len(n) <= its size.
-    let used = unsafe { core::slice::from_raw_parts(rec.cast::<u8>(), exec_record_len(args_len)) };
-    let flags = maps::wakeup_flags(&maps::EXEC_RING);
-    if maps::EXEC_RING.output::<[u8]>(used, flags).is_err() {
-        maps::count_lost(RING_EXEC);
-        debug!(ctx, "exec ring full");
+        args_at + args_len
     }
 }

@@ -5,9 +5,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::heads::{DnsHead, ExecHead, FileHead};
 use aurora_common::{
-    exec_record_len, file_record_len, read_record, DnsRecord, ExecRecord, ExitRecord, FileRecord,
-    NetRecord, RecordHeader, Ring, AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED,
-    FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    exec_record_len, exec_tail_parts, file_record_len, read_record, DnsRecord, ExecRecord,
+    ExitRecord, FileRecord, NetRecord, RecordHeader, Ring, AF_INET, EXEC_ARGV_TRUNCATED,
+    FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -84,41 +84,25 @@ pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
     }
 }
 
-/// An EXEC ring item: the record up to `args`, then `args_len` bytes of argv (the kernel sends
-/// only the used part).
+/// An EXEC ring item: the head, then filename, exe, cwd and argv packed back to back (the
+/// kernel sends only the used bytes; `exec_tail_parts` says where each part is).
 pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     let f: ExecHead = sized_head(Ring::Exec, item, |h: &ExecHead| {
-        exec_record_len(h.args_len as usize)
+        exec_record_len(h.filename_len, h.exe_len, h.cwd_len, h.args_len)
     })?;
+    let tail = &item[offset_of!(ExecRecord, tail)..];
+    let [filename, exe, cwd, argv] =
+        exec_tail_parts(f.filename_len, f.exe_len, f.cwd_len, f.args_len)
+            .map(|(start, len)| tail[start..start + len].to_vec());
     Ok(RawEvent::Exec(ExecRaw {
         task: task(&f.header),
         loginuid: f.loginuid,
         cgroup_id: f.cgroup_id,
-        filename: bytes_at(
-            item,
-            offset_of!(ExecRecord, filename),
-            f.filename_len,
-            aurora_common::EXEC_FILENAME_LEN,
-        ),
-        argv: bytes_at(
-            item,
-            offset_of!(ExecRecord, args),
-            f.args_len,
-            aurora_common::ARGV_LEN,
-        ),
+        filename,
+        argv,
         argv_truncated: f.flags & EXEC_ARGV_TRUNCATED != 0,
-        exe: bytes_at(
-            item,
-            offset_of!(ExecRecord, exe),
-            f.exe_len,
-            aurora_common::PATH_LEN,
-        ),
-        cwd: bytes_at(
-            item,
-            offset_of!(ExecRecord, cwd),
-            f.cwd_len,
-            aurora_common::PATH_LEN,
-        ),
+        exe,
+        cwd,
     }))
 }
 
@@ -247,41 +231,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn decodes_exec_with_clamped_lengths() {
-        // Box: the record is 4.6 KB.
+    /// An exec record packed as the kernel packs it.
+    fn packed_exec(filename: &[u8], exe: &[u8], cwd: &[u8], args: &[u8]) -> Box<ExecRecord> {
+        // Box: the record is 8.3 KB.
         let mut r: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });
         r.header = header();
-        r.filename[..7].copy_from_slice(b"/bin/ls");
-        r.filename_len = 7;
-        r.args[..7].copy_from_slice(b"ls\0-la\0");
-        r.args_len = 6;
+        let mut at = 0;
+        for part in [filename, exe, cwd, args] {
+            r.tail[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        r.filename_len = filename.len() as u32;
+        r.exe_len = exe.len() as u32;
+        r.cwd_len = cwd.len() as u32;
+        r.args_len = args.len() as u32;
+        r
+    }
+
+    #[test]
+    fn decodes_packed_exec_records_sent_with_their_used_bytes_only() {
+        let mut r = packed_exec(b"/bin/ls", b"/usr/bin/ls", b"/home/u", b"ls\0-la");
         r.flags = EXEC_ARGV_TRUNCATED;
-        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else {
+        let whole = as_bytes(&*r);
+        let sent = &whole[..exec_record_len(7, 11, 7, 6)];
+        assert_eq!(sent.len(), offset_of!(ExecRecord, tail) + 31);
+        let RawEvent::Exec(e) = exec(sent).unwrap() else {
             panic!()
         };
         assert_eq!(e.filename, b"/bin/ls");
+        assert_eq!(e.exe, b"/usr/bin/ls");
+        assert_eq!(e.cwd, b"/home/u");
         assert_eq!(e.argv, b"ls\0-la");
         assert!(e.argv_truncated);
         assert_eq!(e.task.comm, b"bash");
         assert_eq!(e.task.ppid, 1);
-        // The kernel sends the record only up to the used argv.
-        let whole = as_bytes(&*r);
-        let sent = &whole[..exec_record_len(6)];
-        let RawEvent::Exec(cut) = exec(sent).unwrap() else {
-            panic!()
-        };
-        assert_eq!(cut.argv, b"ls\0-la");
         assert!(
             exec(&sent[..sent.len() - 1]).is_err(),
             "shorter than its argv"
         );
-        // A hostile length is clamped to the buffer.
-        r.args_len = u32::MAX;
-        let RawEvent::Exec(e) = exec(&as_bytes(&*r)).unwrap() else {
+    }
+
+    #[test]
+    fn exec_parts_left_empty_by_the_kernel_are_empty() {
+        // A failed exe or cwd walk leaves length 0; the parts after it move up.
+        let r = packed_exec(b"/bin/true", b"", b"", b"true");
+        let whole = as_bytes(&*r);
+        let RawEvent::Exec(e) = exec(&whole[..exec_record_len(9, 0, 0, 4)]).unwrap() else {
             panic!()
         };
-        assert_eq!(e.argv.len(), aurora_common::ARGV_LEN);
+        assert_eq!((e.exe.len(), e.cwd.len()), (0, 0));
+        assert_eq!(e.argv, b"true");
+    }
+
+    #[test]
+    fn hostile_exec_lengths_are_clamped_below_their_caps() {
+        let mut r = packed_exec(b"/bin/ls", b"", b"", b"ls");
+        r.filename_len = u32::MAX;
+        r.exe_len = u32::MAX;
+        r.cwd_len = u32::MAX;
+        r.args_len = u32::MAX;
+        let whole = as_bytes(&*r);
+        let RawEvent::Exec(e) = exec(&whole).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.filename.len(), aurora_common::EXEC_FILENAME_LEN - 1);
+        assert_eq!(e.exe.len(), aurora_common::PATH_LEN - 1);
+        assert_eq!(e.argv.len(), aurora_common::ARGV_LEN - 1);
+        // Each clamped to its cap, the parts still fit in the record the kernel can send.
+        assert!(exec_record_len(u32::MAX, u32::MAX, u32::MAX, u32::MAX) <= whole.len());
+        assert!(exec(&whole[..100]).is_err());
     }
 
     #[test]
