@@ -367,10 +367,12 @@ fn tcp_ipv6_connect_from_this_process() {
 fn tiny_ring_under_a_storm_counts_lost_events() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::start(&["--ringbuf-size", "8192"]);
-    // Concurrent bursts of execs and a tight loop of file creations: far more than 8 KiB of
-    // records arrive between two wake-ups of the drain.
+    // Concurrent bursts of execs with 3 KB command lines (exec records are sent with their
+    // used bytes only: short ones, ~250 bytes, fit an 8 KiB ring between wake-ups) and a tight
+    // loop of file creations: far more than 8 KiB of records arrive between two wake-ups.
     Command::new("/bin/sh")
-        .args(["-c", "for r in 1 2 3 4 5 6 7 8 9 10; do for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do /bin/true & done; wait; done; \
+        .args(["-c", "a=$(printf '%03000d' 0); \
+                      for r in 1 2 3 4 5 6 7 8 9 10; do for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do /bin/true $a & done; wait; done; \
                       i=0; while [ $i -lt 3000 ]; do : > f$i; i=$((i+1)); done"])
         .current_dir(dir.path())
         .status()
