@@ -22,7 +22,7 @@ use crate::event::{Event, EventKind, Value};
 use crate::sources::{DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
 use crate::stats::EnrichStats;
 use cgroup::{CgroupCache, CgroupInfo};
-use clock::{utc_time, BootClock};
+use clock::{BootClock, UtcTimeFormatter};
 use guid::GuidMaker;
 use proctable::{ProcInfo, ProcessTable};
 use users::UserCache;
@@ -69,6 +69,7 @@ pub struct Enricher {
     users: UserCache,
     cgroups: CgroupCache,
     clock: BootClock,
+    times: UtcTimeFormatter,
     guids: GuidMaker,
     strings: intern::Interner,
     watch_dirs: Vec<PathBuf>,
@@ -107,6 +108,7 @@ impl Enricher {
             users: UserCache::new(1024),
             cgroups: CgroupCache::new(4096),
             clock: BootClock::new(),
+            times: UtcTimeFormatter::default(),
             guids: GuidMaker::from_system(),
             strings: intern::Interner::new(4096),
             watch_dirs: cfg.watch_dirs.clone(),
@@ -275,9 +277,14 @@ impl Enricher {
         self.table.insert(info)
     }
 
+    /// Sysmon's UtcTime of a kernel timestamp.
+    fn utc_time(&mut self, ts_boot_ns: u64) -> String {
+        self.times.format(self.clock.wall(ts_boot_ns))
+    }
+
     fn common(&mut self, kind: EventKind, ts_boot_ns: u64, p: &ProcInfo) -> Event {
         let mut ev = Event::new(kind);
-        ev.push_str(f::UTC_TIME, utc_time(self.clock.wall(ts_boot_ns)));
+        ev.push_str(f::UTC_TIME, self.utc_time(ts_boot_ns));
         // Computed, not stored: 64 bytes less per process the table keeps.
         ev.push_str(f::PROCESS_GUID, self.guids.guid(p.pid, p.start_ticks));
         ev.push_int(f::PROCESS_ID, p.pid as i64);
@@ -383,7 +390,7 @@ impl Enricher {
         if !paths::under_any(&target, &self.watch_dirs) {
             return None;
         }
-        let time = utc_time(self.clock.wall(r.task.ts_boot_ns));
+        let time = self.utc_time(r.task.ts_boot_ns);
         let mut ev = self.common(EventKind::FileEvent, r.task.ts_boot_ns, &info);
         ev.push_str(
             f::TARGET_FILENAME,
@@ -413,7 +420,7 @@ impl Enricher {
             None => {
                 // Accepted with no known listener: no process rather than a wrong one.
                 let mut ev = Event::new(EventKind::NetworkConnection);
-                ev.push_str(f::UTC_TIME, utc_time(self.clock.wall(r.ts_boot_ns)));
+                ev.push_str(f::UTC_TIME, self.utc_time(r.ts_boot_ns));
                 ev
             }
         };
