@@ -288,28 +288,32 @@ fn two_consumers_split_the_stream_and_together_alert_once_per_event() {
     let (la, lb) = (dir.path().join("a.log"), dir.path().join("b.log"));
     // Both instances are pulling before the events arrive. One at a time: the count of waiting
     // pull requests says nothing of who made them (one client may hold two), so B is known to
-    // pull only once the count rises above what A alone holds. (Checking "≥ 2" with both
-    // started at once let one instance take every message in CI: 0 + 200.)
-    let pulls_above = |n: usize| {
+    // pull only once the count rises above what A alone holds — and A's count is read only
+    // after it has held still for a second. (Checking "≥ 2" with both started at once let one
+    // instance take every message in CI: 0 + 200; so did reading A's count 300 ms after its
+    // first pull, once: a loaded machine's A was still adding its own.)
+    let settled_above = |n: usize| {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut last, mut since) = (usize::MAX, Instant::now());
         loop {
             let now = waiting_pulls(&url, "aurora-detect");
-            if now > n {
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+            if now > n && since.elapsed() >= Duration::from_secs(1) {
                 return now;
             }
             assert!(
                 Instant::now() < deadline,
-                "no new pull request (still {now})"
+                "waiting pulls: {now}, not settled above {n}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
     let a = consume(&la);
-    pulls_above(0);
-    std::thread::sleep(Duration::from_millis(300));
-    let alone = waiting_pulls(&url, "aurora-detect");
+    let alone = settled_above(0);
     let b = consume(&lb);
-    pulls_above(alone);
+    settled_above(alone);
     let out = replay_cmd(&url, &dir.path().join("spool"))
         .arg("--nats-events")
         .arg(&input)
