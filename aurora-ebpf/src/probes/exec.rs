@@ -7,9 +7,6 @@ use aurora_common::{
     ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
     EXEC_FILENAME_TRUNCATED, EXEC_TAIL_LEN, PATH_LEN, RING_EXEC,
 };
-
-/// Where the packed parts start in an ExecRecord.
-const TAIL_AT: usize = core::mem::offset_of!(ExecRecord, tail);
 use aya_ebpf::{
     helpers::{
         bpf_get_current_task,
@@ -23,6 +20,9 @@ use aya_log_ebpf::debug;
 use core::{ffi::c_void, ptr::read_volatile};
 
 use crate::{co_re, maps};
+
+/// Where the packed parts start in an ExecRecord.
+const TAIL_AT: usize = core::mem::offset_of!(ExecRecord, tail);
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -63,9 +63,10 @@ unsafe fn handle(ctx: &TracePointContext) {
 }
 
 /// Writes filename, exe, cwd and argv back to back into `rec.tail`, sets their lengths and the
-/// flags, and returns the bytes of the tail in use. Each part starts at the previous end masked to a power of two (a no-op on
-/// the real value, which is always smaller; see `EXEC_TAIL_LEN`), so every write is in bounds
-/// for the verifier on every kernel without it having to follow the sums.
+/// flags, and returns the bytes of the tail in use. Each part starts at the previous end
+/// masked to a power of two (a no-op on the real value, which is always smaller; see
+/// `EXEC_TAIL_LEN`), so every write is in bounds for the verifier on every kernel without it
+/// having to follow the sums.
 #[inline(always)]
 unsafe fn pack_tail(ctx: &TracePointContext, task: *const c_void, rec: *mut ExecRecord) -> usize {
     let mut flags = 0u32;
