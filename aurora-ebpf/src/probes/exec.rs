@@ -88,7 +88,8 @@ unsafe fn pack_tail(ctx: &TracePointContext, task: *const c_void, rec: *mut Exec
         let exe_at = filename_len & (EXEC_FILENAME_LEN - 1);
         (*rec).exe_len = 0;
         (*rec).cwd_len = 0;
-        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
+        let scratch = maps::PATH_SCRATCH.get_ptr_mut(0);
+        if let Some(scratch) = scratch {
             let n = co_re::aurora_task_exe_path(task, scratch.cast(), tail.add(exe_at));
             if n > 0 {
                 (*rec).exe_len = n as u32;
@@ -99,7 +100,7 @@ unsafe fn pack_tail(ctx: &TracePointContext, task: *const c_void, rec: *mut Exec
         // per path (5x the verified instructions otherwise).
         let exe_len = read_volatile(&raw const (*rec).exe_len) as usize;
         let cwd_at = (exe_at + exe_len) & (2 * PATH_LEN - 1);
-        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
+        if let Some(scratch) = scratch {
             let n = co_re::aurora_task_cwd_path(task, scratch.cast(), tail.add(cwd_at));
             if n > 0 {
                 (*rec).cwd_len = n as u32;
