@@ -5,7 +5,7 @@
 //! sys_enter saves the arguments of opens that carry O_CREAT or O_TRUNC (keyed by pid_tgid);
 //! sys_exit takes the struct file at the returned fd and emits through `file::emit` with the
 //! same semantics as the VFS hook (created or overwritten; path walked in the kernel).
-use aurora_common::PendingOpen;
+use aurora_common::{PendingOpen, RING_FILE};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, generated::bpf_probe_read_user},
     macros::tracepoint,
@@ -36,7 +36,10 @@ fn save(dfd: i32, filename_ptr: u64, open_flags: u32, mode: u32) {
         mode,
         _pad: 0,
     };
-    let _ = maps::PENDING_OPENS.insert(&pid_tgid, &pending, 0);
+    if maps::PENDING_OPENS.insert(&pid_tgid, &pending, 0).is_err() {
+        // Table full: this open will not be reported; say so.
+        maps::count_lost(RING_FILE);
+    }
 }
 
 #[inline(always)]
