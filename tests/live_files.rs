@@ -1,6 +1,7 @@
 //! The file sensor live (root): what counts as a file creation (Sysmon FileCreate: a new file
 //! or an overwrite, told apart by FileAction; not an append), files created through io_uring
-//! alone, and the syscall-tracepoint fallback forced by `--file-sensor tracepoint`. The VFS
+//! alone, and the syscall-tracepoint fallback forced by `--file-sensor tracepoint` (with its
+//! pending-open table overflowing into the lost counter). The VFS
 //! hook itself is also exercised on every kernel of the QEMU matrix (`cargo xtask kernels`).
 mod common;
 
@@ -179,6 +180,84 @@ fn forced_tracepoint_fallback_keeps_the_same_semantics() {
         .collect();
     assert!(names.contains(&"sys_exit_openat") && !names.contains(&"do_filp_open_exit"));
     assert_file_semantics(&events, &dir, &uring);
+}
+
+/// Threads of this process whose current system call is `nr` (`/proc/self/task/*/syscall`).
+fn threads_in_syscall(nr: i64) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("syscall")).ok())
+        .filter(|s| s.split_whitespace().next() == Some(nr.to_string().as_str()))
+        .count()
+}
+
+#[test]
+fn opens_beyond_the_pending_table_are_counted_as_lost() {
+    // The tracepoint fallback remembers each open with O_CREAT from sys_enter to sys_exit in a
+    // 1,024-entry table (PENDING_OPENS). Opening a FIFO for writing blocks until a reader
+    // comes: 1,100 threads doing so with O_CREAT keep 1,100 such opens in flight at once.
+    const OPENERS: usize = 1100;
+    const TABLE: u64 = 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let fifos: Vec<PathBuf> = (0..OPENERS)
+        .map(|i| dir.path().join(format!("fifo-{i}")))
+        .collect();
+    for f in &fifos {
+        let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+    let rec = Recorder::start(&["--file-sensor", "tracepoint"]);
+    let before = threads_in_syscall(libc::SYS_openat);
+    let openers: Vec<_> = fifos
+        .iter()
+        .cloned()
+        .map(|f| {
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(f)
+                        .map(drop)
+                })
+                .unwrap()
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while threads_in_syscall(libc::SYS_openat) < before + OPENERS {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "openers never all blocked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A reader for each FIFO lets its writer's open return.
+    let readers: Vec<std::fs::File> = fifos
+        .iter()
+        .map(|f| {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(f)
+                .unwrap()
+        })
+        .collect();
+    for t in openers {
+        t.join().unwrap().unwrap();
+    }
+    drop(readers);
+    let metrics = rec.settle_and_metrics();
+    rec.stop();
+    let lost = sample(&metrics, "aurora_ring_kernel_lost_total{ring=\"file\"}");
+    // Other processes' opens may hold entries too (more lost, never fewer).
+    assert!(
+        lost >= OPENERS as u64 - TABLE,
+        "{lost} file records counted lost with {OPENERS} opens in flight"
+    );
 }
 
 #[test]
