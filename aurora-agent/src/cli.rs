@@ -73,6 +73,98 @@ pub enum RulesCommand {
     Check(RulesCheckArgs),
 }
 
+/// The command line as `--help`, the manual pages and the completions show it: the derived
+/// definition with each flag's default appended to its help, taken from the constant the
+/// component itself falls back to (doc comments say what a flag does, not its default, so that
+/// each default is stated once). Flags without a value of their own (`[default: everywhere]`)
+/// say so in their doc comment.
+pub fn command() -> clap::Command {
+    show_defaults(Cli::command(), &shown_defaults())
+}
+
+/// (argument id, default as shown) for every flag whose default is a value.
+fn shown_defaults() -> Vec<(&'static str, String)> {
+    use crate::commands::{consume, run, settings};
+    use crate::sinks::nats::{config::size_text, NatsConfig};
+    use crate::sinks::registry::{payload_name, SinkCommon};
+    use crate::sinks::{file, network};
+    use crate::sources::{auditd, ebpf::FileSensorMode, logs, syslog};
+    use clap::ValueEnum as _;
+    let detect = crate::detect::DetectConfig::default();
+    let policy = CpuPolicy::default().to_possible_value();
+    vec![
+        ("ringbuf_size", settings::DEFAULT_RING.into()),
+        ("queue_size", settings::DEFAULT_QUEUE.to_string()),
+        (
+            "correlation_cache",
+            crate::enrich::EnrichConfig::default()
+                .correlation_cache
+                .to_string(),
+        ),
+        ("file_sensor", FileSensorMode::default().name().into()),
+        (
+            "audit_log",
+            format!("{} when it exists", auditd::DEFAULT_LOG),
+        ),
+        (
+            "system_log",
+            format!(
+                "journald when it runs, else those of {} that exist",
+                syslog::DEFAULT_FILES.join(", ")
+            ),
+        ),
+        ("state_dir", logs::DEFAULT_STATE_DIR.into()),
+        ("throttle_rate", format!("{:?}", detect.throttle_rate)),
+        ("throttle_burst", detect.throttle_burst.to_string()),
+        ("min_level", detect.min_level.as_str().into()),
+        (
+            "stats_interval",
+            run::DEFAULT_STATS_INTERVAL_SECS.to_string(),
+        ),
+        (
+            "cpu_policy",
+            policy.map(|v| v.get_name().to_owned()).unwrap_or_default(),
+        ),
+        ("stream", NatsConfig::DEFAULT_STREAM.into()),
+        ("consumer", consume::DEFAULT_CONSUMER.into()),
+        ("nats_stream", NatsConfig::DEFAULT_STREAM.into()),
+        (
+            "nats_stream_max_bytes",
+            size_text(NatsConfig::DEFAULT_STREAM_MAX_BYTES as u64),
+        ),
+        (
+            "nats_stream_max_age",
+            (NatsConfig::DEFAULT_STREAM_MAX_AGE.as_secs() / 3600).to_string(),
+        ),
+        ("spool_dir", NatsConfig::DEFAULT_SPOOL_DIR.into()),
+        (
+            "spool_max_bytes",
+            size_text(NatsConfig::DEFAULT_SPOOL_MAX_BYTES),
+        ),
+        ("logfile_format", payload_name(file::DEFAULT_FORMAT).into()),
+        ("udp_format", payload_name(network::DEFAULT_FORMAT).into()),
+        ("tcp_format", payload_name(network::DEFAULT_FORMAT).into()),
+        ("tcp_framing", network::DEFAULT_FRAMING.into()),
+        ("syslog_rfc", SinkCommon::DEFAULT_RFC.to_string()),
+        ("syslog_facility", SinkCommon::DEFAULT_FACILITY.into()),
+        ("sink_queue", SinkCommon::DEFAULT_QUEUE.to_string()),
+    ]
+}
+
+/// `cmd` and its subcommands with `[default: …]` appended to the help of the flags in
+/// `defaults`.
+fn show_defaults(mut cmd: clap::Command, defaults: &[(&str, String)]) -> clap::Command {
+    for (id, value) in defaults {
+        if cmd.get_arguments().any(|a| a.get_id() == id) {
+            cmd = cmd.mut_arg(*id, |a| {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                a.help(format!("{help} [default: {value}]"))
+            });
+        }
+    }
+    cmd.mut_subcommands(|sub| show_defaults(sub, defaults))
+}
+
 /// The keys a config file may use: the agent's long flags (not `config` itself).
 pub fn config_keys() -> Vec<String> {
     Cli::command()
@@ -107,7 +199,7 @@ fn is_zero(n: &u8) -> bool {
 pub struct SensorArgs {
     /// Size of the exec ring buffer (the exit, file and connect rings get a quarter): bytes,
     /// K/M suffix or pages (p); a power of two ≥ one page. Ring memory is resident (twice the
-    /// size, mapped). [default: 512K] Example: --ringbuf-size 4M
+    /// size, mapped). Example: --ringbuf-size 4M
     #[arg(long, value_name = "SIZE")]
     pub ringbuf_size: Option<String>,
     /// Report file creation only under this directory (repeatable). [default: everywhere]
@@ -115,15 +207,14 @@ pub struct SensorArgs {
     #[arg(long = "watch-dir", value_name = "DIR")]
     pub watch_dir: Vec<PathBuf>,
     /// Events buffered between the ring drains and enrichment; overflow is counted.
-    /// [default: 65536]
     #[arg(long, value_name = "N")]
     pub queue_size: Option<usize>,
-    /// Process table size for parent correlation (LRU). [default: 16384]
+    /// Process table size for parent correlation (LRU).
     #[arg(long, value_name = "N")]
     pub correlation_cache: Option<usize>,
     /// How file creation is observed: vfs (a hook in the VFS: sees io_uring, no cost to other
     /// syscalls), tracepoint (openat-family syscall tracepoints), or auto (vfs, else
-    /// tracepoint, said at start), or off (no file events). [default: auto]
+    /// tracepoint, said at start), or off (no file events).
     #[arg(long, value_name = "MODE")]
     pub file_sensor: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz (200 once
@@ -132,17 +223,16 @@ pub struct SensorArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// auditd's log to follow: a path, or off. auditd keeps the audit socket; Aurora reads
-    /// its log (with the rules in deploy/auditd/aurora.rules). [default:
-    /// /var/log/audit/audit.log when it exists] Example: --audit-log /var/log/audit/audit.log
+    /// its log (with the rules in deploy/auditd/aurora.rules).
+    /// Example: --audit-log /var/log/audit/audit.log
     #[arg(long, value_name = "PATH|off")]
     pub audit_log: Option<String>,
-    /// A system log to follow (repeatable): journald, a syslog file, or off. [default: journald
-    /// when it runs, else those of /var/log/auth.log, /var/log/syslog, /var/log/secure,
-    /// /var/log/messages that exist] Example: --system-log /var/log/auth.log
+    /// A system log to follow (repeatable): journald, a syslog file, or off.
+    /// Example: --system-log /var/log/auth.log
     #[arg(long = "system-log", value_name = "journald|PATH|off")]
     pub system_log: Vec<String>,
     /// Directory for state kept across restarts: the read position in each followed log, so
-    /// a restart neither loses nor repeats lines. [default: /var/lib/aurora]
+    /// a restart neither loses nor repeats lines.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Write a JSON document here once the sensors are attached (and, for the agent, the
@@ -164,14 +254,14 @@ pub struct DetectArgs {
     /// that has one, else the built-in mapping]
     #[arg(long, value_name = "FILE")]
     pub logsource_map: Option<PathBuf>,
-    /// Alerts per rule per second before throttling (0 disables). [default: 1.0]
+    /// Alerts per rule per second before throttling (0 disables).
     #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
     pub throttle_rate: Option<f64>,
-    /// Alerts per rule allowed in a burst above the rate. [default: 5]
+    /// Alerts per rule allowed in a burst above the rate.
     #[arg(long, value_name = "N")]
     pub throttle_burst: Option<u32>,
     /// Only alert for rules of at least this level
-    /// (informational|low|medium|high|critical). [default: informational]
+    /// (informational|low|medium|high|critical).
     #[arg(long, value_name = "LEVEL")]
     pub min_level: Option<String>,
     /// Ignore events whose Image or CommandLine contains this text (repeatable; counted).
@@ -207,7 +297,7 @@ pub enum CpuPolicy {
 #[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct AgentArgs {
-    /// Seconds between stats log lines (0 = off). [default: 60]
+    /// Seconds between stats log lines (0 = off).
     #[arg(long, value_name = "SECS")]
     pub stats_interval: Option<u64>,
     /// Run at low priority: nice 10 and idle I/O class.
@@ -215,7 +305,7 @@ pub struct AgentArgs {
     pub low_prio: bool,
     /// How the agent's threads are scheduled: batch (SCHED_BATCH: the agent's wakeups never
     /// preempt the workload it watches, yet it keeps its fair share of CPU, so it keeps up) or
-    /// normal. [default: batch]
+    /// normal.
     #[arg(long, value_name = "POLICY")]
     pub cpu_policy: Option<CpuPolicy>,
     /// Log every event on stderr (debugging only: expensive).
@@ -238,7 +328,7 @@ pub struct ReplayArgs {
     pub metrics_file: Option<PathBuf>,
     /// What the files hold: jsonl (events as `aurora record` writes them, or Nextron
     /// aurora-linux's), auditd (an audit.log), syslog (an auth.log/syslog file, RFC 5424 or
-    /// 3164 lines), journal (`journalctl -o json` output). [default: jsonl]
+    /// 3164 lines), journal (`journalctl -o json` output).
     /// Example: aurora replay --format auditd --rules rules /var/log/audit/audit.log
     #[arg(long, value_name = "FORMAT", default_value = "jsonl")]
     pub format: ReplayFormat,
@@ -255,11 +345,10 @@ pub struct ConsumeArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// The stream to read (events published with --nats-events). [default: AURORA]
+    /// The stream to read (events published with --nats-events).
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
-    /// Durable consumer name; instances with the same name share the work. [default:
-    /// aurora-detect]
+    /// Durable consumer name; instances with the same name share the work.
     #[arg(long, value_name = "NAME")]
     pub consumer: Option<String>,
     /// Stop after this many seconds without a message (CI pipelines). [default: run until
@@ -285,7 +374,6 @@ pub struct RecordArgs {
     #[arg(long, value_name = "KIND")]
     pub kind: Vec<String>,
     /// How the recorder's threads are scheduled, as for the agent: batch or normal.
-    /// [default: batch]
     #[arg(long, value_name = "POLICY")]
     pub cpu_policy: Option<CpuPolicy>,
 }
@@ -301,4 +389,53 @@ pub struct RulesCheckArgs {
     /// Logsource mapping file. [default: as for the agent]
     #[arg(long, value_name = "FILE")]
     pub logsource_map: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of `cmd` and its subcommands.
+    fn each_arg(cmd: &clap::Command, f: &mut impl FnMut(&clap::Arg)) {
+        cmd.get_arguments().for_each(&mut *f);
+        for sub in cmd.get_subcommands() {
+            each_arg(sub, f);
+        }
+    }
+
+    #[test]
+    fn each_default_is_shown_once_and_from_its_constant() {
+        let defaults = shown_defaults();
+        let mut shown = std::collections::HashSet::new();
+        each_arg(&command(), &mut |a| {
+            let id = a.get_id().as_str();
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.matches("[default:").count() <= 1, "{id}: {help}");
+            if !a.get_default_values().is_empty() {
+                // clap shows these itself.
+                assert!(!help.contains("[default:"), "{id}: {help}");
+            }
+            if let Some((_, v)) = defaults.iter().find(|(k, _)| *k == id) {
+                assert!(help.ends_with(&format!(" [default: {v}]")), "{id}: {help}");
+                shown.insert(id.to_owned());
+            }
+        });
+        // A renamed field would otherwise lose its default silently.
+        for (id, _) in &defaults {
+            assert!(shown.contains(*id), "no flag {id}");
+        }
+    }
+
+    #[test]
+    fn shown_defaults_are_the_values_the_components_fall_back_to() {
+        let d: std::collections::HashMap<_, _> = shown_defaults().into_iter().collect();
+        assert_eq!(d["ringbuf_size"], "512K");
+        assert_eq!(d["throttle_rate"], "1.0");
+        assert_eq!(d["cpu_policy"], "batch");
+        assert_eq!(d["nats_stream_max_bytes"], "1G");
+        assert_eq!(d["spool_max_bytes"], "256M");
+        assert_eq!(d["nats_stream_max_age"], "168");
+        assert_eq!(d["udp_format"], "syslog");
+        assert_eq!(d["logfile_format"], "json");
+    }
 }

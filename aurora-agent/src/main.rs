@@ -2,9 +2,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use aurora_agent::cli::{Cli, Command, RulesCommand};
+use aurora_agent::cli::{self, Cli, Command, RulesCommand};
 use aurora_agent::commands;
-use clap::Parser;
+use clap::FromArgMatches as _;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
@@ -40,7 +40,14 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Parsed from `cli::command()`, the definition that shows each flag's default in --help.
+    let cli = match cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let verbose = match &cli.command {
         Some(Command::Record(a)) => a.global.verbose,
         Some(Command::Replay(a)) => a.global.verbose,

@@ -4,9 +4,6 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 
 pub fn run(dir: &Path) -> Result<()> {
     let man = dir.join("man");
@@ -14,7 +11,7 @@ pub fn run(dir: &Path) -> Result<()> {
     for d in [&man, &completions] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let cmd = Cli::command();
+    let cmd = crate::cli::command();
     write_man(&man, cmd.clone(), "aurora")?;
     for shell in [
         clap_complete::Shell::Bash,

@@ -61,6 +61,9 @@ fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
     }
 }
 
+/// Seconds between the agent's stats log lines unless `--stats-interval` says otherwise.
+pub const DEFAULT_STATS_INTERVAL_SECS: u64 = 60;
+
 pub fn run(args: RunArgs) -> Result<()> {
     let settings = Settings::for_sensors(&args.global, &args.sensors)?;
     let file = &settings.file;
@@ -112,7 +115,10 @@ pub fn run(args: RunArgs) -> Result<()> {
 
         let reloader = topology.spawn_reloader()?;
         let refresher = session.spawn_refresher(stats.clone());
-        let reporter = spawn_reporter(stats.clone(), agent.stats_interval.unwrap_or(60));
+        let reporter = spawn_reporter(
+            stats.clone(),
+            agent.stats_interval.unwrap_or(DEFAULT_STATS_INTERVAL_SECS),
+        );
 
         shutdown.wait().await;
         let started = Instant::now();

@@ -14,6 +14,9 @@ use super::{count, Sink};
 use crate::detect::alert::Alert;
 use crate::stats::SinkStats;
 
+/// What `--logfile` holds unless `--logfile-format` says otherwise: one JSON alert a line.
+pub const DEFAULT_FORMAT: Payload = Payload::Json;
+
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct LogfileConfig {
@@ -21,7 +24,7 @@ pub struct LogfileConfig {
     /// Example: -l /var/log/aurora/alerts.log
     #[arg(short = 'l', long, value_name = "PATH")]
     pub logfile: Option<PathBuf>,
-    /// Format of --logfile: json|syslog. [default: json]
+    /// Format of --logfile: json|syslog.
     #[arg(long, value_name = "FORMAT")]
     pub logfile_format: Option<String>,
 }
@@ -34,7 +37,7 @@ impl SinkConfig for LogfileConfig {
         let format = match payload(
             "--logfile-format",
             self.logfile_format.as_deref(),
-            Payload::Json,
+            DEFAULT_FORMAT,
         )? {
             Payload::Json => FileFormat::Json,
             Payload::Text => FileFormat::Syslog(cx.formatter(Payload::Text)),

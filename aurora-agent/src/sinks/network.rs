@@ -24,13 +24,18 @@ use super::Sink;
 use crate::detect::alert::Alert;
 use crate::stats::SinkStats;
 
+/// What collectors get unless `--udp-format`/`--tcp-format` say otherwise: syslog lines.
+pub const DEFAULT_FORMAT: Payload = Payload::Text;
+/// RFC 6587 octet counting: a message may contain newlines.
+pub const DEFAULT_FRAMING: &str = "octet-counting";
+
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct UdpConfig {
     /// Send alerts over UDP to host:port. Example: --udp-target 10.0.0.5:514
     #[arg(long, value_name = "HOST:PORT")]
     pub udp_target: Option<String>,
-    /// Format of --udp-target: json|syslog. [default: syslog]
+    /// Format of --udp-target: json|syslog.
     #[arg(long, value_name = "FORMAT")]
     pub udp_format: Option<String>,
 }
@@ -40,7 +45,7 @@ impl SinkConfig for UdpConfig {
         let Some(t) = &self.udp_target else {
             return Ok(None);
         };
-        let p = payload("--udp-format", self.udp_format.as_deref(), Payload::Text)?;
+        let p = payload("--udp-format", self.udp_format.as_deref(), DEFAULT_FORMAT)?;
         let s = NetworkSink::start("udp", t, Transport::Udp, cx.formatter(p), cx.queue, &cx.rt)
             .with_context(|| format!("--udp-target {t}"))?;
         Ok(Some(Box::new(s)))
@@ -54,10 +59,10 @@ pub struct TcpConfig {
     /// Send alerts over TCP to host:port (RFC 6587 octet counting). Example: --tcp-target siem:6514
     #[arg(long, value_name = "HOST:PORT")]
     pub tcp_target: Option<String>,
-    /// Format of --tcp-target: json|syslog. [default: syslog]
+    /// Format of --tcp-target: json|syslog.
     #[arg(long, value_name = "FORMAT")]
     pub tcp_format: Option<String>,
-    /// TCP framing: octet-counting (RFC 6587) or newline. [default: octet-counting]
+    /// TCP framing: octet-counting (RFC 6587) or newline.
     #[arg(long, value_name = "FRAMING")]
     pub tcp_framing: Option<String>,
     /// Wrap --tcp-target in TLS (RFC 5425).
@@ -76,10 +81,10 @@ pub struct TcpConfig {
 
 impl TcpConfig {
     fn transport(&self) -> Result<Transport> {
-        let framing = match self.tcp_framing.as_deref() {
-            None | Some("octet-counting") => Framing::OctetCounting,
-            Some("newline") => Framing::Newline,
-            Some(x) => bail!("--tcp-framing {x}: expected octet-counting or newline"),
+        let framing = match self.tcp_framing.as_deref().unwrap_or(DEFAULT_FRAMING) {
+            "octet-counting" => Framing::OctetCounting,
+            "newline" => Framing::Newline,
+            x => bail!("--tcp-framing {x}: expected octet-counting or newline"),
         };
         if !self.tcp_tls {
             if self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
@@ -104,7 +109,7 @@ impl SinkConfig for TcpConfig {
             }
             return Ok(None);
         };
-        let p = payload("--tcp-format", self.tcp_format.as_deref(), Payload::Text)?;
+        let p = payload("--tcp-format", self.tcp_format.as_deref(), DEFAULT_FORMAT)?;
         let name = if self.tcp_tls { "tls" } else { "tcp" };
         let s = NetworkSink::start(name, t, self.transport()?, cx.formatter(p), cx.queue, &cx.rt)
             .with_context(|| format!("--tcp-target {t}"))?;

@@ -15,22 +15,21 @@ use super::{Sink, SinkSet};
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct SinkCommon {
-    /// Syslog protocol: 5424 or 3164. [default: 5424]
+    /// Syslog protocol: 5424 or 3164.
     #[arg(long, value_name = "RFC")]
     pub syslog_rfc: Option<u16>,
-    /// Syslog facility: a name (user, daemon, auth, local0..local7) or number 0-23. [default: user]
+    /// Syslog facility: a name (user, daemon, auth, local0..local7) or number 0-23.
     #[arg(long, value_name = "FACILITY")]
     pub syslog_facility: Option<String>,
     /// Alerts held per network sink while its collector is unreachable; overflow is counted.
-    /// [default: 10000]
     #[arg(long, value_name = "N")]
     pub sink_queue: Option<usize>,
 }
 
 impl SinkCommon {
-    const DEFAULT_RFC: u16 = 5424;
-    const DEFAULT_FACILITY: &'static str = "user";
-    const DEFAULT_QUEUE: usize = 10_000;
+    pub const DEFAULT_RFC: u16 = 5424;
+    pub const DEFAULT_FACILITY: &'static str = "user";
+    pub const DEFAULT_QUEUE: usize = 10_000;
 
     pub(super) fn context(
         &self,
@@ -93,6 +92,14 @@ pub fn payload(flag: &str, v: Option<&str>, default: Payload) -> Result<Payload>
         Some("json") => Ok(Payload::Json),
         Some("syslog") => Ok(Payload::Text),
         Some(o) => bail!("{flag} {o}: expected json or syslog"),
+    }
+}
+
+/// A payload's name on the command line (what `payload` parses).
+pub fn payload_name(p: Payload) -> &'static str {
+    match p {
+        Payload::Json => "json",
+        Payload::Text => "syslog",
     }
 }
 

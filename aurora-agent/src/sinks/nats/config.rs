@@ -29,26 +29,35 @@ pub struct NatsArgs {
     /// CA certificate (PEM) of tls:// NATS servers.
     #[arg(long, value_name = "FILE")]
     pub nats_tls_ca: Option<PathBuf>,
-    /// JetStream stream (created with subjects aurora.> when missing). [default: AURORA]
+    /// JetStream stream (created with subjects aurora.> when missing).
     #[arg(long, value_name = "NAME")]
     pub nats_stream: Option<String>,
     /// Do not create the stream; wait for it to exist.
     #[arg(long)]
     pub nats_no_create: bool,
-    /// Limit of a created stream in bytes (K/M/G suffix). [default: 1G]
+    /// Limit of a created stream in bytes (K/M/G suffix).
     #[arg(long, value_name = "SIZE")]
     pub nats_stream_max_bytes: Option<String>,
-    /// Age limit of a created stream's messages, in hours. [default: 168]
+    /// Age limit of a created stream's messages, in hours.
     #[arg(long, value_name = "HOURS")]
     pub nats_stream_max_age: Option<u64>,
     /// Directory of the NATS spool (shared by the agent and replay: a later run delivers what
-    /// an earlier one spooled). [default: /var/lib/aurora/spool]
+    /// an earlier one spooled).
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
     /// Disk budget of the spool (K/M/G suffix); over it the oldest events are dropped first,
-    /// then the oldest alerts, counted. [default: 256M]
+    /// then the oldest alerts, counted.
     #[arg(long, value_name = "SIZE")]
     pub spool_max_bytes: Option<String>,
+}
+
+/// A size as `byte_size` reads it, in the largest unit that divides it (`1G`, `256M`).
+pub fn size_text(bytes: u64) -> String {
+    [(30, 'G'), (20, 'M'), (10, 'K')]
+        .into_iter()
+        .find(|(shift, _)| bytes != 0 && bytes.is_multiple_of(1u64 << shift))
+        .map(|(shift, unit)| format!("{}{unit}", bytes >> shift))
+        .unwrap_or_else(|| bytes.to_string())
 }
 
 /// `512K`, `256M`, `1G` or bytes.

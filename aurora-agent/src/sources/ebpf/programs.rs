@@ -26,13 +26,19 @@ pub enum FileSensorMode {
 }
 
 impl FileSensorMode {
+    const ALL: [Self; 4] = [Self::Auto, Self::Vfs, Self::Tracepoint, Self::Off];
+
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "auto" => Some(Self::Auto),
-            "vfs" => Some(Self::Vfs),
-            "tracepoint" => Some(Self::Tracepoint),
-            "off" => Some(Self::Off),
-            _ => None,
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The mode's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Vfs => "vfs",
+            Self::Tracepoint => "tracepoint",
+            Self::Off => "off",
         }
     }
 }
