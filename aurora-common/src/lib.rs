@@ -85,19 +85,19 @@ pub const RING_COUNT: u32 = Ring::COUNT as u32;
 /// answers are cut and their tail records lost to the parser).
 pub const DNS_PAYLOAD_LEN: usize = 1232;
 
-/// Flag bits in [`ExecRecord::flags`].
+/// Flag bits in [`ExecHead::flags`].
 pub const EXEC_ARGV_TRUNCATED: u32 = 1;
 pub const EXEC_ARGV_UNREADABLE: u32 = 2;
 pub const EXEC_FILENAME_TRUNCATED: u32 = 4;
 
-/// Flag bits in [`FileRecord::flags`].
+/// Flag bits in [`FileHead::flags`].
 pub const FILE_PATH_TRUNCATED: u32 = 1;
 /// `path` is the absolute path of the opened file, resolved in the kernel from the new fd
 /// (mounts crossed, `..` and symlinks resolved); otherwise it is the caller's argument.
 pub const FILE_PATH_RESOLVED: u32 = 2;
-/// [`FileRecord::action`]: the open created the file (FMODE_CREATED).
+/// [`FileHead::action`]: the open created the file (FMODE_CREATED).
 pub const FILE_ACTION_CREATED: u32 = 1;
-/// [`FileRecord::action`]: the open truncated an existing regular file (O_TRUNC).
+/// [`FileHead::action`]: the open truncated an existing regular file (O_TRUNC).
 pub const FILE_ACTION_OVERWRITTEN: u32 = 2;
 
 /// Bytes of the per-CPU scratch buffer the kernel builds a resolved path in (twice PATH_LEN).
@@ -133,26 +133,34 @@ pub struct RecordHeader {
     pub comm: [u8; COMM_LEN],
 }
 
+/// The fixed part of an [`ExecRecord`], which the agent reads by value before slicing the
+/// tail's parts out of the ring item in place.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ExecRecord {
+#[derive(Clone, Copy, Debug)]
+pub struct ExecHead {
     pub header: RecordHeader,
     pub loginuid: u32,
     pub _pad: u32,
     pub cgroup_id: u64,
     pub sessionid: u32,
     pub flags: u32,
-    /// Bytes of the filename in `tail`, without the NUL (< EXEC_FILENAME_LEN).
+    /// Bytes of the filename in the tail, without the NUL (< EXEC_FILENAME_LEN).
     pub filename_len: u32,
-    /// Bytes of argv in `tail` (NULs between arguments kept; < ARGV_LEN).
+    /// Bytes of argv in the tail (NULs between arguments kept; < ARGV_LEN).
     pub args_len: u32,
-    /// Bytes of the executable's path in `tail` (< PATH_LEN); 0 when the kernel-side walk
+    /// Bytes of the executable's path in the tail (< PATH_LEN); 0 when the kernel-side walk
     /// failed (user space falls back). The path is `mm->exe_file` as /proc/PID/exe shows it,
     /// read in the kernel at exec: right even when the process exits or execs again at once.
     pub exe_len: u32,
-    /// Bytes of the working directory at exec (`fs->pwd`) in `tail` (< PATH_LEN); 0 when the
+    /// Bytes of the working directory at exec (`fs->pwd`) in the tail (< PATH_LEN); 0 when the
     /// kernel-side walk failed.
     pub cwd_len: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecRecord {
+    pub head: ExecHead,
     /// Filename, exe, cwd and argv back to back, no separators ([`exec_tail_parts`]). Packed
     /// so that an exec sends its used bytes only (~200 for a typical command, not the 2.6 KB
     /// of three fixed path arrays): less to copy in the exec'ing task, less ring memory for
@@ -229,9 +237,10 @@ pub struct ExitRecord {
     pub _pad: u32,
 }
 
+/// The fixed part of a [`FileRecord`] (read by value; the path is sliced in place).
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct FileRecord {
+#[derive(Clone, Copy, Debug)]
+pub struct FileHead {
     pub header: RecordHeader,
     /// `dfd` argument of openat (AT_FDCWD = -100 for cwd-relative).
     pub dfd: i32,
@@ -245,6 +254,12 @@ pub struct FileRecord {
     /// FILE_ACTION_CREATED or FILE_ACTION_OVERWRITTEN.
     pub action: u32,
     pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileRecord {
+    pub head: FileHead,
     pub path: [u8; PATH_LEN],
 }
 
@@ -266,7 +281,7 @@ pub struct NetRecord {
     pub _pad: [u8; 6],
 }
 
-/// [`DnsRecord::flags`]: captured in the receiving process's context.
+/// [`DnsHead::flags`]: captured in the receiving process's context.
 pub const DNS_SEEN_BY_PROCESS: u32 = 1;
 
 /// A DNS answer (UDP from port 53) seen on its way to a process, in the NET ring (see
@@ -274,13 +289,20 @@ pub const DNS_SEEN_BY_PROCESS: u32 = 1;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct DnsRecord {
+    pub head: DnsHead,
+    pub payload: [u8; DNS_PAYLOAD_LEN],
+}
+
+/// The fixed part of a [`DnsRecord`] (read by value; the payload is sliced in place).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct DnsHead {
     pub header: RecordHeader,
-    /// Bytes of `payload` used.
+    /// Bytes of the payload used.
     pub len: u32,
     /// DNS_SEEN_BY_PROCESS when the header names the process that received the answer;
     /// otherwise it was seen on the way in (softirq) and the header's process fields are zero.
     pub flags: u32,
-    pub payload: [u8; DNS_PAYLOAD_LEN],
 }
 
 /// Who owns a socket, remembered in process context (connect/listen) for use later in softirq.
@@ -318,85 +340,6 @@ pub struct PendingOpen {
     pub _pad: u32,
 }
 
-/// The fixed-size heads of the records that end in large byte arrays: the agent reads a head
-/// by value and slices the arrays out of the ring item in place (no 8 KB copy per exec). Each
-/// head is checked at compile time to lay out exactly like the start of its record.
-pub mod heads {
-    use super::*;
-    use core::mem::{offset_of, size_of};
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub struct ExecHead {
-        pub header: RecordHeader,
-        pub loginuid: u32,
-        pub _pad: u32,
-        pub cgroup_id: u64,
-        pub sessionid: u32,
-        pub flags: u32,
-        pub filename_len: u32,
-        pub args_len: u32,
-        pub exe_len: u32,
-        pub cwd_len: u32,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub struct FileHead {
-        pub header: RecordHeader,
-        pub dfd: i32,
-        pub open_flags: u32,
-        pub mode: u32,
-        pub fd: i32,
-        pub flags: u32,
-        pub path_len: u32,
-        pub action: u32,
-        pub _pad: u32,
-    }
-
-    #[repr(C)]
-    #[derive(Clone, Copy, Debug)]
-    pub struct DnsHead {
-        pub header: RecordHeader,
-        pub len: u32,
-        pub flags: u32,
-    }
-
-    /// `$head` lays out like the start of `$record`, field by field, and ends where `$tail`
-    /// (the record's first array) begins.
-    macro_rules! same_prefix {
-        ($head:ty, $record:ty, $tail:ident, [$($f:ident),+]) => {
-            const _: () = {
-                $(assert!(offset_of!($head, $f) == offset_of!($record, $f));)+
-                assert!(size_of::<$head>() == offset_of!($record, $tail));
-            };
-        };
-    }
-    same_prefix!(
-        ExecHead,
-        ExecRecord,
-        tail,
-        [
-            header,
-            loginuid,
-            cgroup_id,
-            sessionid,
-            flags,
-            filename_len,
-            args_len,
-            exe_len,
-            cwd_len
-        ]
-    );
-    same_prefix!(
-        FileHead,
-        FileRecord,
-        path,
-        [header, dfd, open_flags, mode, fd, flags, path_len, action]
-    );
-    same_prefix!(DnsHead, DnsRecord, payload, [header, len, flags]);
-}
-
 /// What `co_re/helpers.c`'s `aurora_sock_state_read` writes (a copy of the
 /// inet_sock_set_state tracepoint record). Its size and field offsets are handed to clang by
 /// aurora-ebpf/build.rs and checked there with `_Static_assert`, so the C and Rust halves
@@ -428,9 +371,9 @@ mod user {
     unsafe impl aya::Pod for FileRecord {}
     unsafe impl aya::Pod for NetRecord {}
     unsafe impl aya::Pod for DnsRecord {}
-    unsafe impl aya::Pod for heads::ExecHead {}
-    unsafe impl aya::Pod for heads::FileHead {}
-    unsafe impl aya::Pod for heads::DnsHead {}
+    unsafe impl aya::Pod for ExecHead {}
+    unsafe impl aya::Pod for FileHead {}
+    unsafe impl aya::Pod for DnsHead {}
 }
 
 /// Decode a record of type `T` from a ring-buffer item, checking its size.

@@ -66,13 +66,13 @@ unsafe fn capture(skb: *const c_void, at_data: u32, by_process: bool) {
         }
         if by_process {
             let task = bpf_get_current_task() as *const c_void;
-            maps::fill_header(&raw mut (*rec).header, task);
-            (*rec).flags = DNS_SEEN_BY_PROCESS;
+            maps::fill_header(&raw mut (*rec).head.header, task);
+            (*rec).head.flags = DNS_SEEN_BY_PROCESS;
         } else {
-            core::ptr::write_bytes(&raw mut (*rec).header, 0, 1);
-            (*rec).flags = 0;
+            core::ptr::write_bytes(&raw mut (*rec).head.header, 0, 1);
+            (*rec).head.flags = 0;
         }
-        (*rec).len = len;
+        (*rec).head.len = len;
         entry.submit(maps::wakeup_flags(&maps::NET_RING));
     }
 }

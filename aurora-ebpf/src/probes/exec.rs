@@ -42,10 +42,10 @@ unsafe fn handle(ctx: &TracePointContext) {
         return;
     };
     unsafe {
-        maps::fill_header(&raw mut (*rec).header, task);
-        (*rec).loginuid = co_re::aurora_task_loginuid(task);
-        (*rec).sessionid = co_re::aurora_task_sessionid(task);
-        (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        maps::fill_header(&raw mut (*rec).head.header, task);
+        (*rec).head.loginuid = co_re::aurora_task_loginuid(task);
+        (*rec).head.sessionid = co_re::aurora_task_sessionid(task);
+        (*rec).head.cgroup_id = bpf_get_current_cgroup_id();
     }
     // Only the used bytes go into the ring: the head, then the packed parts (what the agent's
     // `exec_record_len` computes from the lengths).
@@ -83,30 +83,30 @@ unsafe fn pack_tail(ctx: &TracePointContext, task: *const c_void, rec: *mut Exec
         if n as usize == EXEC_FILENAME_LEN {
             flags |= EXEC_FILENAME_TRUNCATED;
         }
-        (*rec).filename_len = filename_len as u32;
+        (*rec).head.filename_len = filename_len as u32;
 
         let exe_at = filename_len & (EXEC_FILENAME_LEN - 1);
-        (*rec).exe_len = 0;
-        (*rec).cwd_len = 0;
+        (*rec).head.exe_len = 0;
+        (*rec).head.cwd_len = 0;
         let scratch = maps::PATH_SCRATCH.get_ptr_mut(0);
         if let Some(scratch) = scratch {
             let n = co_re::aurora_task_exe_path(task, scratch.cast(), tail.add(exe_at));
             if n > 0 {
-                (*rec).exe_len = n as u32;
+                (*rec).head.exe_len = n as u32;
             }
         }
         // Lengths are read back from the record (map memory, which the verifier does not
         // track): each walk's return paths then reach the next part as one state, not one
         // per path (5x the verified instructions otherwise).
-        let exe_len = read_volatile(&raw const (*rec).exe_len) as usize;
+        let exe_len = read_volatile(&raw const (*rec).head.exe_len) as usize;
         let cwd_at = (exe_at + exe_len) & (2 * PATH_LEN - 1);
         if let Some(scratch) = scratch {
             let n = co_re::aurora_task_cwd_path(task, scratch.cast(), tail.add(cwd_at));
             if n > 0 {
-                (*rec).cwd_len = n as u32;
+                (*rec).head.cwd_len = n as u32;
             }
         }
-        let cwd_len = read_volatile(&raw const (*rec).cwd_len) as usize;
+        let cwd_len = read_volatile(&raw const (*rec).head.cwd_len) as usize;
 
         let args_at = (cwd_at + cwd_len) & (ARGV_LEN - 1);
         let mut start = 0u64;
@@ -128,8 +128,8 @@ unsafe fn pack_tail(ctx: &TracePointContext, task: *const c_void, rec: *mut Exec
                 flags |= EXEC_ARGV_UNREADABLE;
             }
         }
-        (*rec).args_len = args_len as u32;
-        (*rec).flags = flags;
+        (*rec).head.args_len = args_len as u32;
+        (*rec).head.flags = flags;
         args_at + args_len
     }
 }

@@ -124,18 +124,18 @@ pub unsafe fn emit(o: &Opened) {
         if maps::FILTER_PREFIXES.load() != 0 && (*rec).path[0] == b'/' && !watched(&(*rec).path) {
             return;
         }
-        maps::fill_header(&raw mut (*rec).header, task);
-        (*rec).path_len = (n - 1) as u32;
-        (*rec).flags = flags;
-        (*rec).dfd = o.dfd;
-        (*rec).open_flags = o.open_flags;
-        (*rec).mode = o.mode;
-        (*rec).fd = o.fd;
-        (*rec).action = o.action;
-        (*rec)._pad = 0;
+        maps::fill_header(&raw mut (*rec).head.header, task);
+        (*rec).head.path_len = (n - 1) as u32;
+        (*rec).head.flags = flags;
+        (*rec).head.dfd = o.dfd;
+        (*rec).head.open_flags = o.open_flags;
+        (*rec).head.mode = o.mode;
+        (*rec).head.fd = o.fd;
+        (*rec).head.action = o.action;
+        (*rec).head._pad = 0;
     }
     // Only the used path goes into the ring (the mask repeats the bound for the verifier).
-    let path_len = unsafe { (*rec).path_len } as usize & (PATH_LEN - 1);
+    let path_len = unsafe { (*rec).head.path_len } as usize & (PATH_LEN - 1);
     // SAFETY: `rec` points to a whole FileRecord and file_record_len(n) <= its size.
     let used = unsafe { core::slice::from_raw_parts(rec.cast::<u8>(), file_record_len(path_len)) };
     if maps::FILE_RING

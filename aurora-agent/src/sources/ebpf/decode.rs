@@ -3,11 +3,10 @@
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use aurora_common::heads::{DnsHead, ExecHead, FileHead};
 use aurora_common::{
-    exec_record_len, exec_tail_parts, file_record_len, read_record, DnsRecord, ExecRecord,
-    ExitRecord, FileRecord, NetRecord, RecordHeader, Ring, AF_INET, EXEC_ARGV_TRUNCATED,
-    FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    exec_record_len, exec_tail_parts, file_record_len, read_record, DnsHead, DnsRecord, ExecHead,
+    ExecRecord, ExitRecord, FileHead, FileRecord, NetRecord, RecordHeader, Ring, AF_INET,
+    EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -235,23 +234,23 @@ mod tests {
     fn packed_exec(filename: &[u8], exe: &[u8], cwd: &[u8], args: &[u8]) -> Box<ExecRecord> {
         // Box: the record is 8.3 KB.
         let mut r: Box<ExecRecord> = Box::new(unsafe { std::mem::zeroed() });
-        r.header = header();
+        r.head.header = header();
         let mut at = 0;
         for part in [filename, exe, cwd, args] {
             r.tail[at..at + part.len()].copy_from_slice(part);
             at += part.len();
         }
-        r.filename_len = filename.len() as u32;
-        r.exe_len = exe.len() as u32;
-        r.cwd_len = cwd.len() as u32;
-        r.args_len = args.len() as u32;
+        r.head.filename_len = filename.len() as u32;
+        r.head.exe_len = exe.len() as u32;
+        r.head.cwd_len = cwd.len() as u32;
+        r.head.args_len = args.len() as u32;
         r
     }
 
     #[test]
     fn decodes_packed_exec_records_sent_with_their_used_bytes_only() {
         let mut r = packed_exec(b"/bin/ls", b"/usr/bin/ls", b"/home/u", b"ls\0-la");
-        r.flags = EXEC_ARGV_TRUNCATED;
+        r.head.flags = EXEC_ARGV_TRUNCATED;
         let whole = as_bytes(&*r);
         let sent = &whole[..exec_record_len(7, 11, 7, 6)];
         assert_eq!(sent.len(), offset_of!(ExecRecord, tail) + 31);
@@ -286,10 +285,10 @@ mod tests {
     #[test]
     fn hostile_exec_lengths_are_clamped_below_their_caps() {
         let mut r = packed_exec(b"/bin/ls", b"", b"", b"ls");
-        r.filename_len = u32::MAX;
-        r.exe_len = u32::MAX;
-        r.cwd_len = u32::MAX;
-        r.args_len = u32::MAX;
+        r.head.filename_len = u32::MAX;
+        r.head.exe_len = u32::MAX;
+        r.head.cwd_len = u32::MAX;
+        r.head.args_len = u32::MAX;
         let whole = as_bytes(&*r);
         let RawEvent::Exec(e) = exec(&whole).unwrap() else {
             panic!()
@@ -305,11 +304,11 @@ mod tests {
     #[test]
     fn decodes_file_records_sent_with_their_used_path_only() {
         let mut r: Box<FileRecord> = Box::new(unsafe { std::mem::zeroed() });
-        r.header = header();
+        r.head.header = header();
         r.path[..10].copy_from_slice(b"/tmp/x.txt");
-        r.path_len = 10;
-        r.flags = FILE_PATH_RESOLVED;
-        r.action = aurora_common::FILE_ACTION_OVERWRITTEN;
+        r.head.path_len = 10;
+        r.head.flags = FILE_PATH_RESOLVED;
+        r.head.action = aurora_common::FILE_ACTION_OVERWRITTEN;
         let whole = as_bytes(&*r);
         let sent = &whole[..file_record_len(10)];
         let RawEvent::File(f) = file(sent).unwrap() else {
@@ -323,7 +322,7 @@ mod tests {
             "shorter than its path"
         );
         // A hostile length is clamped to the buffer.
-        r.path_len = u32::MAX;
+        r.head.path_len = u32::MAX;
         let RawEvent::File(f) = file(&as_bytes(&*r)).unwrap() else {
             panic!()
         };
