@@ -116,6 +116,17 @@ fn bpf_us_per_exec(agent: u32, n: usize) -> Result<f64> {
     Ok((bpf_run_ns(agent) - k0) as f64 / 1000.0 / n as f64)
 }
 
+/// Round `r`'s loop without the agent, in seconds.
+fn baseline_loop(a: &BenchArgs, trigger_dir: &Path, r: usize) -> Result<f64> {
+    step(&format!(
+        "exec: round {}/{}: baseline {} execs",
+        r + 1,
+        a.rounds,
+        a.execs
+    ));
+    Ok(exec_loop(a.execs, trigger_dir, r)?.as_secs_f64())
+}
+
 pub(crate) fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
     let dir = tempdir()?;
     for r in 0..a.rounds {
@@ -128,13 +139,12 @@ pub(crate) fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
     let mut rss_after = 0f64;
     let mut kernel_us = vec![];
     for r in 0..a.rounds {
-        step(&format!(
-            "exec: round {}/{}: baseline {} execs",
-            r + 1,
-            a.rounds,
-            a.execs
-        ));
-        base.push(exec_loop(a.execs, &dir, r)?.as_secs_f64());
+        // Which loop of a round runs first alternates (ABBA): a drift of the machine within a
+        // round then favours neither side over the rounds.
+        let baseline_first = r % 2 == 0;
+        if baseline_first {
+            base.push(baseline_loop(a, &dir, r)?);
+        }
         let log = dir.join(format!("alerts-{r}.log"));
         let mut args = vec![
             "--rules".into(),
@@ -184,6 +194,9 @@ pub(crate) fn part_exec(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
             })
             .count();
         alerted = alerted.min(hits);
+        if !baseline_first {
+            base.push(baseline_loop(a, &dir, r)?);
+        }
     }
     let ratios: Vec<f64> = base.iter().zip(&with).map(|(b, w)| w / b).collect();
     let per_round: Vec<f64> = ratios

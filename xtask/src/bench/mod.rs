@@ -36,7 +36,7 @@ pub struct BenchArgs {
     execs: usize,
     /// Alternating rounds (baseline, agent) per part. The exec part reports the median of the
     /// per-round ratios: on a noisy 2-core machine the loop time drifts by ±10 % over minutes,
-    /// and a ratio of neighbouring runs cancels the drift.
+    /// and a ratio of neighbouring runs cancels the drift (their order alternates too: ABBA).
     #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// Generated events for the detection part.
