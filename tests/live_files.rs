@@ -269,7 +269,7 @@ fn unknown_file_sensor_mode_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--file-sensor kprobe: expected auto, vfs, tracepoint or off"),
+        err.contains("--file-sensor kprobe: expected one of auto, vfs, tracepoint, off"),
         "{err}"
     );
 }

@@ -88,7 +88,8 @@ impl Settings {
         let file_sensor = match s.file_sensor.as_deref() {
             None => FileSensorMode::default(),
             Some(m) => FileSensorMode::parse(m).with_context(|| {
-                format!("--file-sensor {m}: expected auto, vfs, tracepoint or off")
+                let names: Vec<&str> = FileSensorMode::ALL.iter().map(|m| m.name()).collect();
+                format!("--file-sensor {m}: expected one of {}", names.join(", "))
             })?,
         };
         let logs = LogSourcesConfig::resolve(

@@ -26,7 +26,7 @@ pub enum FileSensorMode {
 }
 
 impl FileSensorMode {
-    const ALL: [Self; 4] = [Self::Auto, Self::Vfs, Self::Tracepoint, Self::Off];
+    pub const ALL: [Self; 4] = [Self::Auto, Self::Vfs, Self::Tracepoint, Self::Off];
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|m| m.name() == s)
