@@ -87,11 +87,15 @@ impl SinkContext {
 
 /// `json` or `syslog`, for the flag named `flag`.
 pub fn payload(flag: &str, v: Option<&str>, default: Payload) -> Result<Payload> {
-    match v {
-        None => Ok(default),
-        Some("json") => Ok(Payload::Json),
-        Some("syslog") => Ok(Payload::Text),
-        Some(o) => bail!("{flag} {o}: expected json or syslog"),
+    let Some(v) = v else {
+        return Ok(default);
+    };
+    match [Payload::Json, Payload::Text]
+        .into_iter()
+        .find(|p| payload_name(*p) == v)
+    {
+        Some(p) => Ok(p),
+        None => bail!("{flag} {v}: expected json or syslog"),
     }
 }
 
