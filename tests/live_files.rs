@@ -184,10 +184,11 @@ fn forced_tracepoint_fallback_keeps_the_same_semantics() {
 
 /// Threads of this process whose current system call is `nr` (`/proc/self/task/*/syscall`).
 fn threads_in_syscall(nr: i64) -> usize {
+    let nr = nr.to_string();
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("syscall")).ok())
-        .filter(|s| s.split_whitespace().next() == Some(nr.to_string().as_str()))
+        .filter(|s| s.split_whitespace().next() == Some(nr.as_str()))
         .count()
 }
 
@@ -203,9 +204,11 @@ fn opens_beyond_the_pending_table_are_counted_as_lost() {
         .map(|i| dir.path().join(format!("fifo-{i}")))
         .collect();
     for f in &fifos {
-        let c = std::ffi::CString::new(f.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        nix::unistd::mkfifo(
+            f,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .expect("mkfifo");
     }
     let rec = Recorder::start(&["--file-sensor", "tracepoint"]);
     let before = threads_in_syscall(libc::SYS_openat);
