@@ -7,135 +7,15 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::nats::*;
 use common::*;
-use futures_util::StreamExt;
 use serde_json::Value;
 
 const RECON: &str = "ba29fba0-cb6b-5643-8d5c-7ec32228ae5d";
-
-struct NatsServer {
-    child: Child,
-    port: u16,
-    store: PathBuf,
-}
-
-impl NatsServer {
-    fn start(port: u16, store: &Path) -> NatsServer {
-        let child = Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (apt package nats-server; `cargo xtask setup --test-deps`)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        NatsServer {
-            child,
-            port,
-            store: store.to_path_buf(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(mut self) -> (u16, PathBuf) {
-        nix_kill(self.child.id(), 15);
-        let _ = self.child.wait();
-        (self.port, self.store.clone())
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Every message on `subject` in stream AURORA: (Nats-Msg-Id, payload).
-fn stream_messages(url: &str, subject: &str) -> Vec<(String, Value)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(url).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let Ok(stream) = js.get_stream("AURORA").await else {
-            return Vec::new();
-        };
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-                filter_subject: subject.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut msgs = consumer.messages().await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_millis(700), msgs.next()).await
-        {
-            let id = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            out.push((id, serde_json::from_slice(&m.payload).unwrap()));
-        }
-        out
-    })
-}
-
-/// Pull requests waiting on the durable consumer `name` (0 while it does not exist).
-fn waiting_pulls(url: &str, name: &str) -> usize {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let Ok(client) = async_nats::connect(url).await else {
-            return 0;
-        };
-        let js = async_nats::jetstream::new(client);
-        let Ok(stream) = js.get_stream("AURORA").await else {
-            return 0;
-        };
-        let Ok(mut c) = stream
-            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(name)
-            .await
-        else {
-            return 0;
-        };
-        c.info().await.map(|i| i.num_waiting).unwrap_or(0)
-    })
-}
-
-fn wait_count(url: &str, subject: &str, n: usize, secs: u64) -> Vec<(String, Value)> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let m = stream_messages(url, subject);
-        if m.len() >= n || Instant::now() > deadline {
-            return m;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn recon_line(pid: u64) -> String {
     format!("{{\"EventID\":1,\"Image\":\"/usr/bin/whoami\",\"CommandLine\":\"whoami\",\"ProcessId\":{pid}}}\n")
@@ -175,11 +55,14 @@ fn pids_once(msgs: &[(String, Value)]) -> BTreeSet<i64> {
 }
 
 #[test]
-fn alerts_arrive_once_each_across_a_server_outage() {
+fn alerts_arrive_once_each_across_a_server_outage_and_no_counter_calls_them_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let server = NatsServer::start(free_port(), &dir.path().join("store"));
     let url = server.url();
+    let metrics = dir.path().join("replay.prom");
     let mut replay = replay_cmd(&url, &dir.path().join("spool"))
+        .arg("--metrics-file")
+        .arg(&metrics)
         .arg("-")
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
@@ -195,23 +78,50 @@ fn alerts_arrive_once_each_across_a_server_outage() {
     let a = &first[0].1;
     assert_eq!(a["rule"]["id"], RECON);
 
-    // The server goes away; alerts keep coming; it comes back with its store.
+    // The server goes away for 10 s; alerts keep coming; it comes back with its store.
     let (port, store) = server.stop();
     for pid in 101..=200 {
         stdin.write_all(recon_line(pid).as_bytes()).unwrap();
     }
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(10));
     let server = NatsServer::start(port, &store);
     let all = wait_count(&url, "aurora.alerts.>", 200, 30);
     drop(stdin);
-    let status = replay.wait().unwrap();
-    assert!(status.success());
+    let out = replay.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     let pids = pids_once(&all);
     assert_eq!(
         pids,
         (1..=200).collect::<BTreeSet<i64>>(),
         "every alert exactly once"
+    );
+    // Everything was delivered later: nothing is "dropped", nothing left, one reconnection —
+    // in the metrics and in the summary alike.
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    let series = |name: &str| sample(&m, &format!("{name}{{sink=\"nats\",kind=\"alerts\"}}"));
+    assert_eq!(series("aurora_sink_accepted_total"), 200, "{m}");
+    assert_eq!(series("aurora_sink_sent_total"), 200, "{m}");
+    assert_eq!(series("aurora_sink_dropped_total"), 0, "{m}");
+    assert_eq!(series("aurora_sink_failed_total"), 0, "{m}");
+    assert_eq!(series("aurora_sink_queued"), 0, "{m}");
+    assert_eq!(series("aurora_sink_spooled_at_stop"), 0, "{m}");
+    assert_eq!(
+        sample(&m, "aurora_sink_reconnects_total{sink=\"nats\"}"),
+        1,
+        "{m}"
+    );
+    assert!(
+        err.contains(
+            "replay: sink nats: alerts sent=200 queued=0 dropped=0 failed=0 spooled_at_stop=0; reconnects=1"
+        ),
+        "the summary says the same: {err}"
+    );
+    assert_eq!(
+        err.matches("connection lost").count(),
+        1,
+        "the outage is said once: {err}"
     );
     drop(server);
 }
@@ -233,11 +143,19 @@ fn the_spool_survives_an_agent_restart_while_the_server_is_down() {
         50,
         "every alert stays in the spool: {metrics}"
     );
-    // A later run (nothing new to replay) delivers what the earlier one spooled.
+    assert_eq!(family_sum(&metrics, "aurora_sink_dropped_total"), 0);
+    assert!(
+        err.contains(&format!("connecting to {url}: Connection refused")),
+        "an unreachable server is named as such: {err}"
+    );
+    assert!(
+        err.contains("nats: 50 alerts stay in the spool for the next run"),
+        "{err}"
+    );
+    // A later run (nothing new to replay: /dev/null, a character device) delivers what the
+    // earlier one spooled.
     let server = NatsServer::start(port, &dir.path().join("store"));
-    let empty = dir.path().join("empty.jsonl");
-    std::fs::write(&empty, "").unwrap();
-    let out = replay_cmd(&url, &spool).arg(&empty).output().unwrap();
+    let out = replay_cmd(&url, &spool).arg("/dev/null").output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -246,6 +164,108 @@ fn the_spool_survives_an_agent_restart_while_the_server_is_down() {
     let msgs = wait_count(&url, "aurora.alerts.>", 50, 10);
     assert_eq!(pids_once(&msgs), (1..=50).collect::<BTreeSet<i64>>());
     drop(server);
+}
+
+/// Two `aurora consume` instances sharing the durable consumer `name` (with `extra` flags),
+/// both pulling before `input` is published; returns each one's (output, alert pids).
+fn split_between_two(
+    url: &str,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+    input: &Path,
+) -> [(std::process::Output, Vec<i64>); 2] {
+    let consume = |log: &Path| {
+        Command::new(aurora())
+            .arg("consume")
+            .arg("--rules")
+            .arg(repo().join("rules"))
+            .args(["--consumer", name])
+            .args(extra)
+            .args([
+                "--no-stdout",
+                // A waits while B starts: room for a loaded CI machine.
+                "--idle-exit",
+                "6",
+                "--nats-url",
+                url,
+                "--logfile",
+            ])
+            .arg(log)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (la, lb) = (
+        dir.join(format!("{name}-a.log")),
+        dir.join(format!("{name}-b.log")),
+    );
+    // Both instances are pulling before the events arrive. One at a time: the count of waiting
+    // pull requests says nothing of who made them (one client may hold two), so B is known to
+    // pull only once the count rises above what A alone holds — and A's count is read only
+    // after it has held still for a second. (Checking "≥ 2" with both started at once let one
+    // instance take every message in CI: 0 + 200; so did reading A's count 300 ms after its
+    // first pull, once: a loaded machine's A was still adding its own.)
+    let settled_above = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut last, mut since) = (usize::MAX, Instant::now());
+        loop {
+            let now = waiting_pulls(url, name);
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+            if now > n && since.elapsed() >= Duration::from_secs(1) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waiting pulls: {now}, not settled above {n}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let a = consume(&la);
+    let alone = settled_above(0);
+    let b = consume(&lb);
+    settled_above(alone);
+    let out = replay_cmd(url, &dir.join(format!("{name}-spool")))
+        .arg("--nats-events")
+        .arg(input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts = |p: &Path| -> Vec<i64> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["event"]["ProcessId"]
+                    .as_i64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    for o in [&oa, &ob] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    [(oa, alerts(&la)), (ob, alerts(&lb))]
+}
+
+/// The events an instance's summary says it read.
+fn events_read(o: &std::process::Output) -> u64 {
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("consume: ")?;
+            let (_, after) = rest.split_once(" messages = ")?;
+            after.split(' ').next()?.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no summary line: {err}"))
 }
 
 #[test]
@@ -264,86 +284,17 @@ fn two_consumers_split_the_stream_and_together_alert_once_per_event() {
     }
     let input = dir.path().join("events.jsonl");
     std::fs::write(&input, lines).unwrap();
-    let consume = |log: &Path| {
-        Command::new(aurora())
-            .arg("consume")
-            .arg("--rules")
-            .arg(repo().join("rules"))
-            .args([
-                "--no-stdout",
-                "--throttle-rate",
-                "0",
-                // A waits while B starts: room for a loaded CI machine.
-                "--idle-exit",
-                "6",
-                "--nats-url",
-                &url,
-                "--logfile",
-            ])
-            .arg(log)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (la, lb) = (dir.path().join("a.log"), dir.path().join("b.log"));
-    // Both instances are pulling before the events arrive. One at a time: the count of waiting
-    // pull requests says nothing of who made them (one client may hold two), so B is known to
-    // pull only once the count rises above what A alone holds — and A's count is read only
-    // after it has held still for a second. (Checking "≥ 2" with both started at once let one
-    // instance take every message in CI: 0 + 200; so did reading A's count 300 ms after its
-    // first pull, once: a loaded machine's A was still adding its own.)
-    let settled_above = |n: usize| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (mut last, mut since) = (usize::MAX, Instant::now());
-        loop {
-            let now = waiting_pulls(&url, "aurora-detect");
-            if now != last {
-                (last, since) = (now, Instant::now());
-            }
-            if now > n && since.elapsed() >= Duration::from_secs(1) {
-                return now;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "waiting pulls: {now}, not settled above {n}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let a = consume(&la);
-    let alone = settled_above(0);
-    let b = consume(&lb);
-    settled_above(alone);
-    let out = replay_cmd(&url, &dir.path().join("spool"))
-        .arg("--nats-events")
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let [(oa, xa), (ob, xb)] = split_between_two(
+        &url,
+        dir.path(),
+        "aurora-detect",
+        &["--throttle-rate", "0"],
+        &input,
     );
     let events = wait_count(&url, "aurora.events.>", 400, 20);
     assert_eq!(events.len(), 400, "every event published");
     assert_eq!(events[0].1["EventID"], 1);
-
-    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    for o in [&oa, &ob] {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
-    let alerts = |p: &Path| -> Vec<i64> {
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["event"]["ProcessId"]
-                    .as_i64()
-                    .unwrap()
-            })
-            .collect()
-    };
-    let (xa, xb) = (alerts(&la), alerts(&lb));
+    assert_eq!(events_read(&oa) + events_read(&ob), 400);
     assert!(
         !xa.is_empty() && !xb.is_empty(),
         "both instances did part of the work: {} + {}",
@@ -357,5 +308,45 @@ fn two_consumers_split_the_stream_and_together_alert_once_per_event() {
         all, want,
         "together: one alert per matching event, none twice"
     );
+    drop(server);
+}
+
+/// docs/fleet.md: throttling in `consume` is per instance — each applies the per-rule budget
+/// to the share of the stream it reads, so N instances alert up to N times the budget.
+#[test]
+fn with_throttling_each_consumer_spends_its_own_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(free_port(), &dir.path().join("store"));
+    let url = server.url();
+    // 400 matching events in the same second of event time: a burst of 3 and a rate that
+    // refills nothing within it.
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, (1..=400).map(recon_line).collect::<String>()).unwrap();
+    let budget = 3;
+    let [(oa, xa), (ob, xb)] = split_between_two(
+        &url,
+        dir.path(),
+        "aurora-throttled",
+        &["--throttle-rate", "0.0001", "--throttle-burst", "3"],
+        &input,
+    );
+    let (ea, eb) = (events_read(&oa), events_read(&ob));
+    assert_eq!(ea + eb, 400, "the stream was split");
+    assert_eq!(xa.len() as u64, ea.min(budget), "A spends its own budget");
+    assert_eq!(xb.len() as u64, eb.min(budget), "B spends its own budget");
+    // One instance alone (a local replay of the same input) alerts the budget once.
+    let out = Command::new(aurora())
+        .arg("replay")
+        .arg("--rules")
+        .arg(repo().join("rules"))
+        .args(["--throttle-rate", "0.0001", "--throttle-burst", "3"])
+        .args(["--no-stdout", "--logfile"])
+        .arg(dir.path().join("local.log"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let local = std::fs::read_to_string(dir.path().join("local.log")).unwrap();
+    assert_eq!(local.lines().count() as u64, budget);
     drop(server);
 }

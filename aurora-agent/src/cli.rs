@@ -355,6 +355,9 @@ pub struct ConsumeArgs {
     /// SIGINT/SIGTERM]
     #[arg(long, value_name = "SECS")]
     pub idle_exit: Option<f64>,
+    /// At exit, write every counter here in the Prometheus text format (as `replay` does).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -131,22 +131,104 @@ impl DetectStats {
     }
 }
 
+/// What became of the messages of one kind (alerts, or events) that a sink was handed. Each
+/// message is counted once as accepted or failed; an accepted one later as sent or dropped, or
+/// it is still queued (and, for a sink that spools, left in the spool at stop). So, per kind:
+/// `carried + accepted = sent + dropped + queued`, where `carried` is what an earlier run left
+/// in the spool.
+#[derive(Default)]
+pub struct Flow {
+    /// Taken into the sink's queue or disk spool, to be delivered.
+    pub accepted: AtomicU64,
+    /// Delivered: written, or acknowledged by the server.
+    pub sent: AtomicU64,
+    /// Accepted but given up before delivery: a full queue, the spool's byte budget, or a
+    /// network sink's queue at exit.
+    pub dropped: AtomicU64,
+    /// Never accepted: the write or the spool append failed.
+    pub failed: AtomicU64,
+    /// Waiting now, in the queue or the spool (gauge).
+    pub queued: AtomicU64,
+    /// Left in the disk spool when the sink stopped, delivered by the next run (gauge).
+    pub spooled_at_stop: AtomicU64,
+}
+
+impl Flow {
+    /// One write outcome of a sink that writes synchronously (accepted and sent at once).
+    pub fn written(&self, ok: bool) {
+        if ok {
+            self.accepted.fetch_add(1, Ordering::Relaxed);
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `n` queued messages delivered.
+    pub fn delivered(&self, n: u64) {
+        self.sent.fetch_add(n, Ordering::Relaxed);
+        self.dequeue(n);
+    }
+
+    /// `n` queued messages given up.
+    pub fn drop_queued(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.dequeue(n);
+    }
+
+    fn dequeue(&self, n: u64) {
+        let _ = self
+            .queued
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                Some(q.saturating_sub(n))
+            });
+    }
+
+    /// What is still queued moves to the spool-at-stop gauge (a spooling sink stopped).
+    pub fn settle_spooled(&self) -> u64 {
+        let left = self.queued.swap(0, Ordering::Relaxed);
+        self.spooled_at_stop.fetch_add(left, Ordering::Relaxed);
+        left
+    }
+
+    /// What is still queued is lost (an in-memory queue at exit).
+    pub fn settle_dropped(&self) -> u64 {
+        let left = self.queued.swap(0, Ordering::Relaxed);
+        self.dropped.fetch_add(left, Ordering::Relaxed);
+        left
+    }
+
+    fn summary(&self, spools: bool) -> String {
+        let mut s = format!(
+            "sent={} queued={} dropped={} failed={}",
+            load(&self.sent),
+            load(&self.queued),
+            load(&self.dropped),
+            load(&self.failed)
+        );
+        if spools {
+            s += &format!(" spooled_at_stop={}", load(&self.spooled_at_stop));
+        }
+        s
+    }
+}
+
 #[derive(Default)]
 pub struct SinkStats {
     pub name: String,
-    pub sent: AtomicU64,
-    pub queued: AtomicU64,
-    pub dropped: AtomicU64,
+    /// The sink keeps what it could not deliver in a disk spool (NATS): left-overs at stop are
+    /// spooled for the next run, not dropped.
+    pub spools: bool,
+    /// The sink ships events too (NATS with --nats-events).
+    pub ships_events: bool,
+    pub alerts: Flow,
+    pub events: Flow,
+    /// Connections (re)established after a loss or a failed attempt.
     pub reconnects: AtomicU64,
+    /// Failed write or publish attempts (retried; what is finally lost is in `dropped`).
     pub errors: AtomicU64,
-    /// Events delivered (sinks that ship events: NATS with --nats-events).
-    pub events_sent: AtomicU64,
-    /// Events dropped (the NATS spool's byte budget drops the oldest events first).
-    pub events_dropped: AtomicU64,
     /// Messages the server already had (a retried publish inside the duplicate window).
     pub duplicates: AtomicU64,
-    /// Messages a stopped sink left in its disk spool for the next run (NATS).
-    pub spooled_at_stop: AtomicU64,
 }
 
 impl SinkStats {
@@ -155,6 +237,75 @@ impl SinkStats {
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    /// A sink that spools to disk (and ships events when `events`).
+    pub fn spooling(name: impl Into<String>, events: bool) -> Self {
+        SinkStats {
+            name: name.into(),
+            spools: true,
+            ships_events: events,
+            ..Default::default()
+        }
+    }
+
+    /// The flows this sink has: (label, flow).
+    pub fn flows(&self) -> impl Iterator<Item = (&'static str, &Flow)> {
+        std::iter::once(("alerts", &self.alerts))
+            .chain(self.ships_events.then_some(("events", &self.events)))
+    }
+
+    /// The sink's counters in one text, the same in the periodic line, every command's summary
+    /// and the warnings at stop: `nats: alerts sent=… queued=… dropped=… failed=… …`.
+    pub fn summary(&self) -> String {
+        let flows: Vec<String> = self
+            .flows()
+            .map(|(k, f)| format!("{k} {}", f.summary(self.spools)))
+            .collect();
+        format!(
+            "{}: {}; reconnects={} errors={}{}",
+            self.name,
+            flows.join("; "),
+            load(&self.reconnects),
+            load(&self.errors),
+            if self.spools {
+                format!(" duplicates={}", load(&self.duplicates))
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// A stopped sink's left-overs: spooled for the next run or dropped. Returns the warning to
+    /// log when anything was left.
+    pub fn settle_at_stop(&self) -> Option<String> {
+        let left: Vec<String> = self
+            .flows()
+            .filter_map(|(k, f)| {
+                let n = if self.spools {
+                    f.settle_spooled()
+                } else {
+                    f.settle_dropped()
+                };
+                (n > 0).then(|| format!("{n} {k}"))
+            })
+            .collect();
+        if left.is_empty() {
+            return None;
+        }
+        Some(if self.spools {
+            format!(
+                "{}: {} stay in the spool for the next run",
+                self.name,
+                left.join(" and ")
+            )
+        } else {
+            format!(
+                "{}: {} undelivered at shutdown (dropped)",
+                self.name,
+                left.join(" and ")
+            )
+        })
     }
 }
 
@@ -257,17 +408,7 @@ impl Stats {
             .lock()
             .map(|v| {
                 v.iter()
-                    .map(|k| {
-                        format!(
-                            "{}(sent={} queued={} dropped={} reconnects={} errors={})",
-                            k.name,
-                            load(&k.sent),
-                            load(&k.queued),
-                            load(&k.dropped),
-                            load(&k.reconnects),
-                            load(&k.errors)
-                        )
-                    })
+                    .map(|k| format!("[{}]", k.summary()))
                     .collect::<Vec<_>>()
                     .join(" ")
             })

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod nats;
 pub mod testdata;
 
 pub fn aurora() -> PathBuf {
@@ -373,6 +374,16 @@ impl Agent {
         let (code, body) = http_get(metrics_port(&self.ready), "/metrics");
         assert_eq!(code, 200, "/metrics: {body}");
         body
+    }
+
+    /// SIGKILL, as a crash would; waits for it to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
     }
 
     /// SIGTERM; must exit 0 within 5 s. Returns its stderr.

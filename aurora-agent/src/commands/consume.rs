@@ -27,7 +27,8 @@ const BATCH: usize = 256;
 /// Messages asked for per pull: small enough that instances sharing a consumer interleave.
 const PULL: usize = 64;
 
-/// Returns whether every message was an event.
+/// Returns whether no message was rejected (empty ones are counted and said, as blank lines are
+/// skipped in `replay`).
 pub fn run(args: ConsumeArgs) -> Result<bool> {
     let file = load_file(&args.global)?;
     let detect = detect_config(&args.detect, &file, true)?;
@@ -55,27 +56,40 @@ pub fn run(args: ConsumeArgs) -> Result<bool> {
     })?;
     let mut handler = pipeline.finish();
     rt.block_on(close_sinks(&mut handler.sinks, Duration::from_secs(5)));
+    if let Some(path) = &args.metrics_file {
+        crate::telemetry::metrics::write_file(path, topology.stats.clone())?;
+    }
     let alerts = topology.stats.detect.alerts.load(Ordering::Relaxed);
+    let mut err = std::io::stderr().lock();
     writeln!(
-        std::io::stderr(),
-        "consume: {} messages, {} events, {alerts} alerts, {} rejected",
+        err,
+        "consume: {} messages = {} events + {} empty + {} rejected; {alerts} alerts, {} throttled",
         counts.messages,
         counts.events,
-        counts.rejected
+        counts.empty,
+        counts.rejected,
+        topology.stats.detect.throttled_total(),
     )?;
+    for k in handler.sinks.all_stats() {
+        writeln!(err, "consume: sink {}", k.summary())?;
+    }
     Ok(counts.rejected == 0)
 }
 
+/// What the messages read were; `messages = events + empty + rejected`.
 #[derive(Default)]
 struct Counts {
     messages: u64,
     events: u64,
+    /// Messages with no payload (or only white space): not an event, acknowledged.
+    empty: u64,
+    /// Messages that are not an event (not JSON, not an event's shape), acknowledged.
     rejected: u64,
 }
 
 /// The durable pull consumer's message stream on `nats.stream`.
 async fn subscribe(nats: &NatsConfig, name: &str) -> Result<pull::Stream> {
-    let js = jetstream::new(publish::connect(nats).await?);
+    let js = jetstream::new(publish::connect(nats, None).await?);
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Err(e) = publish::ensure_stream(&js, nats).await {
         anyhow::ensure!(Instant::now() < deadline, "NATS: {e}");
@@ -118,7 +132,11 @@ fn push_message(
             counts.events += 1;
             pipeline.push(RawEvent::Recorded(ev));
         }
-        Ok(None) => {}
+        Ok(None) => {
+            counts.empty += 1;
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            tracing::warn!("stream {stream} sequence {seq}: empty message (skipped)");
+        }
         Err(reason) => {
             counts.rejected += 1;
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);

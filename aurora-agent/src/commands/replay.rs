@@ -26,9 +26,18 @@ const STDIN_QUEUE: usize = 4096;
 /// Returns whether every line was accepted.
 pub fn run(args: ReplayArgs) -> Result<bool> {
     let file = load_file(&args.global)?;
+    // Any readable file: regular files, devices (/dev/null), FIFOs, process substitution.
     for p in &args.files {
-        if p.as_os_str() != "-" && !p.is_file() {
-            bail!("replay input {}: no such file", p.display());
+        if p.as_os_str() == "-" {
+            continue;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => bail!("replay input {}: is a directory", p.display()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bail!("replay input {}: no such file", p.display())
+            }
+            Err(e) => bail!("replay input {}: {e}", p.display()),
         }
     }
     let mut detect = detect_config(&args.detect, &file, true)?;
@@ -57,9 +66,7 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     let mut handler = pipeline.finish();
     rt.block_on(close_sinks(&mut handler.sinks, Duration::from_secs(5)));
     if let Some(path) = &args.metrics_file {
-        let metrics = crate::telemetry::metrics::Metrics::new(topology.stats.clone());
-        std::fs::write(path, metrics.render())
-            .with_context(|| format!("--metrics-file {}", path.display()))?;
+        crate::telemetry::metrics::write_file(path, topology.stats.clone())?;
     }
     summary(&topology.stats, &handler)
 }
@@ -110,16 +117,7 @@ fn summary(stats: &Stats, handler: &AlertHandler) -> Result<bool> {
         writeln!(err, "replay: {l}")?;
     }
     for k in handler.sinks.all_stats() {
-        writeln!(
-            err,
-            "replay: sink {}: sent={} queued={} dropped={} reconnects={} errors={}",
-            k.name,
-            k.sent.load(Ordering::Relaxed),
-            k.queued.load(Ordering::Relaxed),
-            k.dropped.load(Ordering::Relaxed),
-            k.reconnects.load(Ordering::Relaxed),
-            k.errors.load(Ordering::Relaxed)
-        )?;
+        writeln!(err, "replay: sink {}", k.summary())?;
     }
     Ok(rejected == 0)
 }

@@ -76,13 +76,16 @@ impl EventHandler for AlertHandler {
         if self.trace {
             tracing::info!(target: "aurora::trace", "{}", serde_json::to_string(&ev).unwrap_or_default());
         }
-        if self.ship_events {
-            self.sinks.event(&ev);
-        }
         self.detector.evaluate(&ev, &mut self.buf);
         for a in self.buf.drain(..) {
             *self.per_rule.entry(a.rule.key().to_owned()).or_default() += 1;
             self.sinks.emit(&a);
+        }
+        // The event is shipped after its alerts: a spooled event's alerts are already durable
+        // (the NATS sink writes alerts through), so a crash never leaves a delivered event
+        // without its alerts.
+        if self.ship_events {
+            self.sinks.event(&ev);
         }
     }
 

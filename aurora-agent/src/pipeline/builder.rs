@@ -2,7 +2,6 @@
 //! `consume` (model: Vector's `topology/builder.rs`): the sinks the outputs ask for, the
 //! counters every stage reports into, the SIGHUP reloader, and the stage that loads the rules
 //! and joins an enricher to detection and the sinks. Commands only choose their source.
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,14 +155,15 @@ impl DetectionStage {
     }
 }
 
-/// Wait for every network sink to deliver its queue (bounded), counting what is left.
+/// Wait for every sink with a delivery task to finish (bounded by `wait`), then settle what is
+/// left: a spooling sink keeps it for the next run, a network sink loses it. Each left-over is
+/// counted once and said once, in the sink's own words (`SinkStats::settle_at_stop`).
 pub async fn close_sinks(sinks: &mut SinkSet, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
     for (stats, task) in sinks.shutdown() {
-        if tokio::time::timeout_at(deadline, task).await.is_err() {
-            let left = stats.queued.swap(0, Ordering::Relaxed);
-            stats.dropped.fetch_add(left, Ordering::Relaxed);
-            tracing::warn!("{}: {left} alerts undelivered at shutdown", stats.name);
+        let _ = tokio::time::timeout_at(deadline, task).await;
+        if let Some(warning) = stats.settle_at_stop() {
+            tracing::warn!("{warning}");
         }
     }
 }

@@ -31,6 +31,12 @@ pub trait Sink: Send {
         false
     }
     fn flush(&mut self) {}
+    /// Whether an alert is durable (in a disk spool) once `emit` returns. Such sinks are
+    /// handed each alert before any other sink, so an alert a user saw on stdout or in a log
+    /// is never missing from the spool after a crash.
+    fn durable(&self) -> bool {
+        false
+    }
     /// SIGHUP: reopen files (logrotate).
     fn reopen(&mut self) {}
     fn stats(&self) -> Arc<SinkStats>;
@@ -47,8 +53,14 @@ pub struct SinkSet {
 }
 
 impl SinkSet {
+    /// Add a sink; durable ones go before every other (see `Sink::durable`).
     pub fn push(&mut self, s: Box<dyn Sink>) {
-        self.sinks.push(s);
+        if s.durable() {
+            let at = self.sinks.iter().take_while(|k| k.durable()).count();
+            self.sinks.insert(at, s);
+        } else {
+            self.sinks.push(s);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,7 +98,7 @@ impl SinkSet {
         }
     }
 
-    /// Flush local sinks and close network sinks: returns (name, task) to wait on.
+    /// Flush local sinks and close network sinks: returns (counters, task) to wait on.
     pub fn shutdown(&mut self) -> Vec<(Arc<SinkStats>, tokio::task::JoinHandle<()>)> {
         self.flush();
         self.sinks
@@ -102,11 +114,9 @@ impl SinkSet {
 
 /// Count one write outcome on a sink.
 pub(crate) fn count(stats: &SinkStats, ok: bool) {
-    if ok {
-        stats.sent.fetch_add(1, Ordering::Relaxed);
-    } else {
+    stats.alerts.written(ok);
+    if !ok {
         stats.errors.fetch_add(1, Ordering::Relaxed);
-        stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -267,14 +267,12 @@ async fn deliver(
     let mut pending: Option<Vec<u8>> = None;
     let mut backoff = Duration::from_millis(100);
     let mut failures = 0u64;
+    let mut connected_before = false;
     loop {
         let msg = match pending.take() {
             Some(m) => m,
             None => match rx.recv().await {
-                Some(m) => {
-                    stats.queued.fetch_sub(1, Ordering::Relaxed);
-                    m
-                }
+                Some(m) => m,
                 None => break,
             },
         };
@@ -289,6 +287,10 @@ async fn deliver(
                     if failures > 0 {
                         tracing::info!("collector {host}:{port} reachable again");
                     }
+                    if connected_before {
+                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    connected_before = true;
                     conn = Some(c);
                     backoff = Duration::from_millis(100);
                     failures = 0;
@@ -300,7 +302,6 @@ async fn deliver(
                         );
                     }
                     failures += 1;
-                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
                     pending = Some(msg);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -310,9 +311,7 @@ async fn deliver(
         }
         let Some(c) = conn.as_mut() else { continue };
         match c.send(&msg).await {
-            Ok(()) => {
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-            }
+            Ok(()) => stats.alerts.delivered(1),
             Err(e) => {
                 tracing::warn!("collector {host}:{port}: {e}; reconnecting");
                 stats.errors.fetch_add(1, Ordering::Relaxed);
@@ -366,10 +365,12 @@ impl Sink for NetworkSink {
             frame(&msg, self.framing)
         };
         let Some(tx) = &self.tx else { return };
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let flow = &self.stats.alerts;
+        flow.accepted.fetch_add(1, Ordering::Relaxed);
+        flow.queued.fetch_add(1, Ordering::Relaxed);
         if tx.try_send(bytes).is_err() {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-            let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            flow.drop_queued(1);
+            let n = flow.dropped.load(Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!("{}: queue full, {n} alerts dropped so far", self.stats.name);
             }

@@ -348,10 +348,72 @@ impl StatsCollector {
     }
 
     fn encode_sinks(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use crate::stats::{Flow, SinkStats};
         use MetricType::{Counter, Gauge};
         let s = &self.stats;
         let sinks = s.sinks.lock().map(|v| v.clone()).unwrap_or_default();
-        let per_sink = |pick: fn(&crate::stats::SinkStats) -> &AtomicU64| {
+        // Per sink and kind (alerts, events): see `stats::Flow` for how the five add up.
+        let per_flow = |pick: fn(&Flow) -> &AtomicU64| {
+            sinks
+                .iter()
+                .flat_map(|k| {
+                    k.flows().map(move |(kind, f)| {
+                        let mut l = label("sink", k.name.clone());
+                        l.push((Cow::Borrowed("kind"), Cow::Borrowed(kind)));
+                        (l, v(pick(f)))
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        type FlowFamily = (
+            &'static str,
+            &'static str,
+            MetricType,
+            fn(&Flow) -> &AtomicU64,
+        );
+        let flows: [FlowFamily; 6] = [
+            (
+                "aurora_sink_accepted",
+                "Messages taken into each sink's queue or disk spool, by kind (alerts, events).",
+                Counter,
+                |f| &f.accepted,
+            ),
+            (
+                "aurora_sink_sent",
+                "Messages delivered (written, or acknowledged by the server), by kind.",
+                Counter,
+                |f| &f.sent,
+            ),
+            (
+                "aurora_sink_dropped",
+                "Accepted messages given up before delivery (queue full, spool budget, a \
+                 network queue at exit), by kind.",
+                Counter,
+                |f| &f.dropped,
+            ),
+            (
+                "aurora_sink_failed",
+                "Messages that could not be written or spooled at all, by kind.",
+                Counter,
+                |f| &f.failed,
+            ),
+            (
+                "aurora_sink_queued",
+                "Messages waiting in each sink's queue or spool, by kind.",
+                Gauge,
+                |f| &f.queued,
+            ),
+            (
+                "aurora_sink_spooled_at_stop",
+                "Messages a stopped sink left in its disk spool for the next run (NATS), by kind.",
+                Gauge,
+                |f| &f.spooled_at_stop,
+            ),
+        ];
+        for (name, help, kind, pick) in flows {
+            family(enc, name, help, kind, per_flow(pick))?;
+        }
+        let per_sink = |pick: fn(&SinkStats) -> &AtomicU64| {
             sinks
                 .iter()
                 .map(|k| (label("sink", k.name.clone()), v(pick(k))))
@@ -359,52 +421,17 @@ impl StatsCollector {
         };
         family(
             enc,
-            "aurora_sink_sent",
-            "Alerts delivered by each sink.",
-            Counter,
-            per_sink(|k| &k.sent),
-        )?;
-        family(
-            enc,
-            "aurora_sink_queued",
-            "Alerts waiting in each sink's queue.",
-            Gauge,
-            per_sink(|k| &k.queued),
-        )?;
-        family(
-            enc,
-            "aurora_sink_dropped",
-            "Alerts each sink dropped (queue full or undeliverable at exit).",
-            Counter,
-            per_sink(|k| &k.dropped),
-        )?;
-        family(
-            enc,
             "aurora_sink_reconnects",
-            "Reconnections of each network sink.",
+            "Connections of each network sink re-established after a loss.",
             Counter,
             per_sink(|k| &k.reconnects),
         )?;
         family(
             enc,
             "aurora_sink_errors",
-            "Write errors of each sink.",
+            "Failed write or publish attempts of each sink (retried).",
             Counter,
             per_sink(|k| &k.errors),
-        )?;
-        family(
-            enc,
-            "aurora_sink_events_sent",
-            "Events delivered by each sink that ships events (NATS --nats-events).",
-            Counter,
-            per_sink(|k| &k.events_sent),
-        )?;
-        family(
-            enc,
-            "aurora_sink_events_dropped",
-            "Events dropped by each sink (the NATS spool budget drops the oldest events first).",
-            Counter,
-            per_sink(|k| &k.events_dropped),
         )?;
         family(
             enc,
@@ -412,15 +439,7 @@ impl StatsCollector {
             "Messages the server already held (retries inside JetStream's duplicate window).",
             Counter,
             per_sink(|k| &k.duplicates),
-        )?;
-        family(
-            enc,
-            "aurora_sink_spooled_at_stop",
-            "Messages a stopped sink left in its disk spool for the next run (NATS).",
-            Gauge,
-            per_sink(|k| &k.spooled_at_stop),
-        )?;
-        Ok(())
+        )
     }
 }
 
@@ -469,4 +488,11 @@ impl Metrics {
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Every counter in the Prometheus text format, written to `path` (`--metrics-file`).
+pub fn write_file(path: &std::path::Path, stats: Arc<Stats>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::write(path, Metrics::new(stats).render())
+        .with_context(|| format!("--metrics-file {}", path.display()))
 }

@@ -107,11 +107,15 @@ impl NatsSink {
         } else {
             None
         };
-        let stats = Arc::new(SinkStats::named("nats"));
-        let pending = alert_spool.pending_records();
-        stats.queued.store(pending, Ordering::Relaxed);
-        if pending > 0 {
-            tracing::info!("nats: {pending} alerts spooled by an earlier run are delivered first");
+        let stats = Arc::new(SinkStats::spooling("nats", cfg.events));
+        let carried = alert_spool.pending_records();
+        stats.alerts.queued.store(carried, Ordering::Relaxed);
+        let carried_events = events.as_ref().map_or(0, |(_, s)| s.pending_records());
+        stats.events.queued.store(carried_events, Ordering::Relaxed);
+        if carried + carried_events > 0 {
+            tracing::info!(
+                "nats: {carried} alerts and {carried_events} events spooled by an earlier run are delivered first"
+            );
         }
         let host = nix::unistd::gethostname()
             .ok()
@@ -157,20 +161,14 @@ impl NatsSink {
                 .map(|(_, e)| e.drop_oldest())
                 .unwrap_or(0);
             if dropped > 0 {
-                self.stats
-                    .events_dropped
-                    .fetch_add(dropped, Ordering::Relaxed);
+                self.stats.events.drop_queued(dropped);
                 continue;
             }
             let lost = self.alert_spool.drop_oldest();
             if lost == 0 {
                 break;
             }
-            self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
-            self.stats.queued.fetch_sub(
-                lost.min(self.stats.queued.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            self.stats.alerts.drop_queued(lost);
             tracing::error!(
                 "nats: spool budget exceeded by alerts alone: {lost} oldest alerts dropped"
             );
@@ -178,21 +176,33 @@ impl NatsSink {
     }
 }
 
+/// Count one spool append.
+fn spooled(flow: &crate::stats::Flow, ok: bool) {
+    if ok {
+        flow.accepted.fetch_add(1, Ordering::Relaxed);
+        flow.queued.fetch_add(1, Ordering::Relaxed);
+    } else {
+        flow.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 impl Sink for NatsSink {
+    /// Written through to the spool file (one write(2) per alert): once this returns the alert
+    /// survives the agent being killed, and it is in the file before the event that caused it
+    /// (the pipeline ships an event after its alerts).
     fn emit(&mut self, alert: &Alert) {
         let r = Record {
             id: self.ids.next('a'),
             subject: format!("aurora.alerts.{}", self.host),
             payload: alert.to_json().into_bytes(),
         };
-        match self.alerts.append(&r) {
+        match self.alerts.append(&r).and_then(|()| self.alerts.flush()) {
             Ok(()) => {
-                self.stats.queued.fetch_add(1, Ordering::Relaxed);
+                spooled(&self.stats.alerts, true);
                 self.enforce_budget();
             }
             Err(e) => {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                spooled(&self.stats.alerts, false);
                 tracing::error!("nats: spooling an alert failed: {e}");
             }
         }
@@ -207,11 +217,15 @@ impl Sink for NatsSink {
             subject: format!("aurora.events.{}.{}", self.host, ev.kind.category()),
             payload: serde_json::to_vec(ev).unwrap_or_default(),
         };
-        if w.append(&r).is_err() {
-            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        let ok = w.append(&r).is_ok();
+        spooled(&self.stats.events, ok);
+        if ok {
+            self.enforce_budget();
         }
-        self.enforce_budget();
+    }
+
+    fn durable(&self) -> bool {
+        true
     }
 
     fn wants_events(&self) -> bool {

@@ -22,14 +22,30 @@ const BATCH: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Connection options from the config (credentials, nkey, TLS) with reconnects forever.
-pub async fn connect(cfg: &NatsConfig) -> anyhow::Result<async_nats::Client> {
+/// Connection options from the config (credentials, nkey, TLS) with reconnects forever. With
+/// `stats`, each outage is logged once when it starts (with the client's reason) and once when
+/// it ends, and the reconnection is counted.
+pub async fn connect(
+    cfg: &NatsConfig,
+    stats: Option<Arc<SinkStats>>,
+) -> anyhow::Result<async_nats::Client> {
     use anyhow::Context as _;
     let mut opts = async_nats::ConnectOptions::new()
         .name("aurora")
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)));
+    if let Some(stats) = stats {
+        let outage = Arc::new(std::sync::Mutex::new(Outage::default()));
+        opts = opts.event_callback(move |event| {
+            let (stats, outage) = (stats.clone(), outage.clone());
+            async move {
+                if let Ok(mut o) = outage.lock() {
+                    o.on(&event, &stats);
+                }
+            }
+        });
+    }
     if let Some(c) = &cfg.credentials {
         opts = opts
             .credentials_file(c)
@@ -50,6 +66,70 @@ pub async fn connect(cfg: &NatsConfig) -> anyhow::Result<async_nats::Client> {
         .map(|u| u.parse().with_context(|| format!("--nats-url {u}")))
         .collect::<anyhow::Result<_>>()?;
     opts.connect(urls).await.context("connecting to NATS")
+}
+
+/// One connection's outages as the client reports them: the first event of an outage is
+/// logged with its reason, the reconnection with its length; each reconnection is counted.
+#[derive(Default)]
+struct Outage {
+    /// Connected once already (the first connection is not a reconnection).
+    was_connected: bool,
+    /// When the current outage began.
+    since: Option<std::time::Instant>,
+    /// The client's reason for it, once said.
+    said: bool,
+}
+
+impl Outage {
+    fn on(&mut self, event: &async_nats::Event, stats: &SinkStats) {
+        use async_nats::Event;
+        match event {
+            Event::Connected => {
+                if let Some(since) = self.since.take() {
+                    if self.was_connected {
+                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::info!(
+                        "nats: connected again after {:.1} s; delivering what was spooled",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                self.was_connected = true;
+                self.said = false;
+            }
+            Event::Disconnected => {
+                self.since.get_or_insert_with(std::time::Instant::now);
+                tracing::warn!("nats: connection lost; spooling until the server is back");
+                self.said = true;
+            }
+            Event::ClientError(e) => {
+                self.since.get_or_insert_with(std::time::Instant::now);
+                if !self.said {
+                    tracing::warn!("nats: cannot connect ({e}); spooling and retrying");
+                    self.said = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why no server answers, in the operating system's words (the client retries quietly): the
+/// first URL's TCP connect error, or None when a server does accept connections.
+async fn unreachable_reason(cfg: &NatsConfig) -> Option<String> {
+    let url = cfg.urls.first()?;
+    let addr: async_nats::ServerAddr = url.parse().ok()?;
+    let target = (addr.host().to_owned(), addr.port());
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("connecting to {url}: {e}")),
+        Err(_) => Some(format!("connecting to {url}: no answer within 1 s")),
+    }
 }
 
 /// The stream exists (created with the configured limits when allowed and missing).
@@ -83,18 +163,18 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     stats: Arc<SinkStats>,
 ) {
-    let client = match connect(&cfg).await {
+    let client = match connect(&cfg, Some(stats.clone())).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("nats: {e:#}");
-            report_left(&alerts, events.as_ref(), &stats);
             return;
         }
     };
-    let mut js = jetstream::new(client);
+    let mut js = jetstream::new(client.clone());
     js.set_timeout(ACK_TIMEOUT);
     let mut backoff = Duration::from_millis(100);
     let mut deadline: Option<Instant> = None;
+    let mut said: Option<String> = None;
     loop {
         if deadline.is_none() && *stop.borrow() {
             deadline = Some(Instant::now() + cfg.drain);
@@ -112,12 +192,21 @@ pub async fn run(
         match result {
             Ok(()) => break,
             Err(e) => {
+                // A stream request that timed out while no server is connected is a
+                // connection problem: say that, not the timeout.
+                let e = match client.connection_state() {
+                    async_nats::connection::State::Connected => e,
+                    _ => unreachable_reason(&cfg).await.unwrap_or(e),
+                };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
-                    tracing::warn!("nats: {e}");
-                    report_left(&alerts, events.as_ref(), &stats);
+                    tracing::warn!("nats: {e}; stopping");
                     return;
                 }
-                tracing::warn!("nats: {e}; retrying");
+                // Said once per reason, not once per retry.
+                if said.as_ref() != Some(&e) {
+                    tracing::warn!("nats: {e}; retrying");
+                    said = Some(e);
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}
@@ -180,10 +269,13 @@ async fn deliver(
             }
             continue;
         }
-        let attempt = publish_batch(&js, &batch);
-        let ok = match deadline {
-            Some(d) => tokio::time::timeout_at(d, attempt).await.unwrap_or(Err(0)),
-            None => attempt.await,
+        // An attempt under way when the stop comes gets the drain time, no more.
+        let ok = tokio::select! {
+            r = publish_batch(&js, &batch) => r,
+            _ = drain_over(deadline, stop.clone(), drain) => {
+                reader.rewind(start);
+                break;
+            }
         };
         match ok {
             Ok(duplicates) => {
@@ -191,43 +283,36 @@ async fn deliver(
                 if let Err(e) = spool.commit(reader.position(), n) {
                     tracing::error!("nats: saving the spool position: {e}");
                 }
-                if alerts {
-                    stats.sent.fetch_add(n, Ordering::Relaxed);
-                    let q = stats.queued.load(Ordering::Relaxed);
-                    stats.queued.fetch_sub(n.min(q), Ordering::Relaxed);
-                } else {
-                    stats.events_sent.fetch_add(n, Ordering::Relaxed);
-                }
+                let flow = if alerts { &stats.alerts } else { &stats.events };
+                flow.delivered(n);
                 stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
             }
             Err(_) => {
                 reader.rewind(start);
                 stats.errors.fetch_add(1, Ordering::Relaxed);
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = drain_over(deadline, stop.clone(), drain) => break,
                 }
-                tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
-    report(&spool, if alerts { "alerts" } else { "events" }, &stats);
 }
 
-fn report(spool: &Spool, what: &str, stats: &SinkStats) {
-    let left = spool.pending_records();
-    stats.spooled_at_stop.fetch_add(left, Ordering::Relaxed);
-    if left > 0 {
-        tracing::warn!("nats: {left} {what} stay in the spool for the next run");
-    }
-}
-
-fn report_left(alerts: &Spool, events: Option<&Spool>, stats: &SinkStats) {
-    report(alerts, "alerts", stats);
-    if let Some(e) = events {
-        report(e, "events", stats);
-    }
+/// Resolves when the drain after a stop is over: at `deadline` when one is set, else `drain`
+/// after the stop arrives.
+async fn drain_over(deadline: Option<Instant>, mut stop: watch::Receiver<bool>, drain: Duration) {
+    let d = match deadline {
+        Some(d) => d,
+        None => {
+            // A dropped sender is a stop too.
+            let _ = stop.wait_for(|s| *s).await;
+            Instant::now() + drain
+        }
+    };
+    tokio::time::sleep_until(d).await
 }
 
 /// Publish every record, then wait for every acknowledgement. Ok(duplicates) when all were
