@@ -16,6 +16,8 @@ use serde_json::Value;
 const KEY: &str = "aurora-live-test";
 const PERMISSIONS_CHANGE: &str = "74c01ace-0152-4094-8ae2-6fd776dd43e5";
 const HIDDEN_PATH: &str = "9e1bef8d-0fff-46f6-8465-9aa54e128c1e";
+/// SigmaHQ's `'|all': [grep, password]` EXECVE rule: the keywords in a0 and a2.
+const CRED_IN_FILES: &str = "df3fcaea-2715-4214-99c5-0056ea59eb35";
 
 struct Auditd {
     child: Child,
@@ -150,6 +152,17 @@ fn auditd_records_alert_live_and_a_restart_neither_loses_nor_repeats() {
     let hid = ours(&a, HIDDEN_PATH, &format!(".{m}-hidden"));
     assert!(!hid.is_empty(), "a PATH record of the hidden file: {a:?}");
     assert_eq!(hid[0]["event"]["type"], "PATH");
+    // grep's argv spread over a0..a3: every keyword of the `'|all'` list found in the record.
+    let _ = Command::new("grep")
+        .args(["-r", "password", work.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let cred = agent.wait_for(10, 1, |a| {
+        a["rule"]["id"] == CRED_IN_FILES && a["event"]["a3"] == work.to_str().unwrap()
+    });
+    assert_eq!(cred.len(), 1, "{cred:?}");
+    assert_eq!(cred[0]["event"]["a0"], "grep");
+    assert_eq!(cred[0]["event"]["a2"], "password");
     agent.stop();
 
     // While the agent is down auditd keeps writing.

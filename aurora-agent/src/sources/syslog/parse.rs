@@ -10,11 +10,11 @@ use serde_json::Value as Json;
 use crate::enrich::clock::utc_time;
 use crate::event::{names as f, Event, EventKind, Value};
 
-pub const IDENTIFIER: &str = "SyslogIdentifier";
+pub const IDENTIFIER: &str = f::SYSLOG_IDENTIFIER;
 pub const FACILITY: &str = "Facility";
 pub const SEVERITY: &str = "Severity";
-pub const HOSTNAME: &str = "Hostname";
-pub const MESSAGE: &str = "Message";
+pub const HOSTNAME: &str = f::HOSTNAME;
+pub const MESSAGE: &str = f::MESSAGE;
 
 const FACILITIES: [&str; 24] = [
     "kern",
