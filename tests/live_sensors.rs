@@ -25,6 +25,7 @@ fn find(events: &[Value], id: i64, pred: impl Fn(&Value) -> bool) -> Vec<&Value>
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn exec_of_marker_command_has_exact_fields() {
     let m = marker("exec");
     let dir = tempfile::tempdir().unwrap();
@@ -72,6 +73,7 @@ fn exec_of_marker_command_has_exact_fields() {
 /// The kernel packs filename, exe, cwd and argv back to back: long ones of each (the argv past
 /// its cap) must come out whole and in their own fields.
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn exec_with_long_path_cwd_and_argv_keeps_each_part() {
     let m = marker("longexec");
     let dir = tempfile::tempdir().unwrap();
@@ -120,6 +122,7 @@ fn exec_with_long_path_cwd_and_argv_keeps_each_part() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
     let m = marker("burst");
     let rec = Recorder::start(&["--correlation-cache", "1000"]);
@@ -179,6 +182,7 @@ fn short_lived_process_in_a_5000_exec_burst_keeps_its_command_line() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn parent_fields_come_from_the_table_after_the_parent_exited() {
     let m = marker("parent");
     let rec = Recorder::start(&[]);
@@ -208,6 +212,7 @@ fn parent_fields_come_from_the_table_after_the_parent_exited() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn file_creation_resolves_relative_paths_and_ignores_non_creating_opens() {
     let m = marker("file");
     let dir = tempfile::tempdir().unwrap();
@@ -259,6 +264,7 @@ fn file_creation_resolves_relative_paths_and_ignores_non_creating_opens() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn watch_dir_filters_file_events() {
     let m = marker("watch");
     let dir = tempfile::tempdir().unwrap();
@@ -296,6 +302,7 @@ fn connections(events: &[Value], port: u16) -> (Vec<&Value>, Vec<&Value>) {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn tcp_ipv4_outbound_and_inbound_attributed_correctly() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -338,6 +345,7 @@ fn tcp_ipv4_outbound_and_inbound_attributed_correctly() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn tcp_ipv6_connect_from_this_process() {
     let Ok(listener) = TcpListener::bind("[::1]:0") else {
         panic!("IPv6 loopback unavailable: the IPv6 sensor test cannot run");
@@ -364,6 +372,7 @@ fn tcp_ipv6_connect_from_this_process() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn tiny_ring_under_a_storm_counts_lost_events() {
     let dir = tempfile::tempdir().unwrap();
     let rec = Recorder::start(&["--ringbuf-size", "8192"]);
@@ -386,6 +395,7 @@ fn tiny_ring_under_a_storm_counts_lost_events() {
 }
 
 #[test]
+#[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn invalid_ring_size_is_refused() {
     let out = Command::new(aurora())
         .args(["record", "--ringbuf-size", "12345", "--duration", "1"])

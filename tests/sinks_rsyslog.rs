@@ -153,6 +153,7 @@ fn finish(child: Child, stdin: ChildStdin) -> String {
 }
 
 #[test]
+#[ignore = "a private rsyslogd: run by `cargo xtask test`"]
 fn udp_tcp_and_tls_each_deliver_every_alert_once_with_exact_fields() {
     let dir = tempfile::tempdir().unwrap();
     gen_certs(dir.path());
@@ -234,6 +235,7 @@ fn udp_tcp_and_tls_each_deliver_every_alert_once_with_exact_fields() {
 }
 
 #[test]
+#[ignore = "a private rsyslogd: run by `cargo xtask test`"]
 fn dead_collector_queues_then_delivers_and_counts_overflow() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (free_port(), free_port());

@@ -293,8 +293,8 @@ fn measure_ours(
     let mut base = detector(vec![sigmahq.to_owned()]);
     // Both with the built-in mapping: the scale set's rules are relabelled `product: linux`, so
     // they join SigmaHQ's process_creation set, and every other SigmaHQ rule stays active in
-    // both detectors. (Until session 9 the scaled detector had a mapping of process_creation
-    // alone, which left SigmaHQ's file and network rules out of it: the cost read low.)
+    // both detectors (a mapping of process_creation alone would leave SigmaHQ's file and
+    // network rules out of the scaled one, and the cost would read low).
     let mut scaled = detector(vec![sigmahq.to_owned(), scale.to_owned()]);
     let mut o = Ours {
         parse: vec![],

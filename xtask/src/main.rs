@@ -180,12 +180,14 @@ fn run_task(task: Task) -> Result<()> {
             ]))?;
             step("cargo test (unit, replay, CLI, live eBPF, sinks, deploy)");
             // Live tests share the kernel's sensors and the machine's 2 cores: one at a time.
+            // Tests that need root or a daemon are `#[ignore]`d for a contributor's plain
+            // `cargo test`; here they all run (and fail, never skip, when they cannot).
             let (mut passed, mut failed) = cargo_test_counts(
                 cargo()
                     // Every test binary runs even after a failure: one run reports them all.
                     .args(["test", "--workspace", "--no-fail-fast"])
                     .args(&args)
-                    .args(["--", "--test-threads=1"]),
+                    .args(["--", "--test-threads=1", "--include-ignored"]),
             )?;
             // A filtered run (`cargo xtask test NAME`) is for one test, not the matrix.
             if args.is_empty() {

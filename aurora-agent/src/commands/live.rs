@@ -67,8 +67,12 @@ impl LiveSession {
     /// verifier cost, and the file sensor's mode.
     pub fn ready_state(&self, rules_active: Option<usize>) -> ReadyState {
         let s = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
-        let mut state =
-            ReadyState::new(s.programs().to_vec(), s.file_sensor().clone(), rules_active);
+        let mut state = ReadyState::new(
+            s.programs().to_vec(),
+            s.file_sensor().clone(),
+            s.loader().clone(),
+            rules_active,
+        );
         state.log_sources = self.log_sources.clone();
         state
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::sources::ebpf::FileSensorState;
+use crate::sources::ebpf::{FileSensorState, LoaderState};
 
 /// One kernel program as loaded on this kernel.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -29,6 +29,8 @@ pub struct ReadyState {
     pub programs: Vec<ProgramStatus>,
     /// The file sensor's mode ("vfs" or "tracepoint") and why.
     pub file_sensor: FileSensorState,
+    /// Where the programs were loaded ("child" or "in-process") and why.
+    pub loader: LoaderState,
     /// Active rules (absent for `record`, which loads none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules_active: Option<usize>,
@@ -49,6 +51,7 @@ impl ReadyState {
     pub fn new(
         programs: Vec<ProgramStatus>,
         file_sensor: FileSensorState,
+        loader: LoaderState,
         rules_active: Option<usize>,
     ) -> Self {
         ReadyState {
@@ -59,6 +62,7 @@ impl ReadyState {
                 .unwrap_or_default(),
             programs,
             file_sensor,
+            loader,
             rules_active,
             metrics: None,
             log_sources: Vec::new(),
@@ -116,6 +120,10 @@ mod tests {
                 mode: "vfs".into(),
                 fallback_reason: None,
             },
+            LoaderState {
+                mode: "child".into(),
+                reason: None,
+            },
             Some(7),
         );
         let f = ReadyFile::publish(Some(&path), &state).unwrap();
@@ -123,6 +131,7 @@ mod tests {
         assert_eq!(v["programs"][0]["verified_insns"], 1234);
         assert_eq!(v["rules_active"], 7);
         assert_eq!(v["file_sensor"]["mode"], "vfs");
+        assert_eq!(v["loader"]["mode"], "child");
         assert_eq!(v["pid"], std::process::id());
         assert!(!dir.path().join("ready.tmp").exists());
         drop(f);

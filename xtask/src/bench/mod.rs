@@ -281,11 +281,56 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
             json!({"targets": crate::fuzz::TARGETS, "seconds_each": secs, "crashes": 0});
     }
     results["duration_s"] = json!(started.elapsed().as_secs());
+    results["commit"] = json!(commit());
+    results["parts"] = json!(a.parts);
+    let text = serde_json::to_string_pretty(&results)?;
     let path = out_dir.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    std::fs::write(&path, &text)?;
     print_table(&results);
     step(&format!("wrote {}", path.display()));
+    // Every run is data, kept with the code (docs/performance.md reads the newest of each part).
+    if !a.quick {
+        let dir = root().join(RESULTS_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let stamp = utc_stamp();
+        let kept = dir.join(format!("{stamp}.json"));
+        std::fs::write(&kept, text)?;
+        step(&format!(
+            "kept {} (commit it with the change it measures)",
+            kept.display()
+        ));
+    }
     Ok(())
+}
+
+/// Where every (non-quick) bench run is kept, one dated JSON file each.
+pub const RESULTS_DIR: &str = "docs/performance/results";
+
+/// `YYYY-MM-DDTHHMMSSZ` (UTC) from the system clock, without a date crate.
+fn utc_stamp() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H%M%SZ"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success());
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "undated".into())
+}
+
+/// The commit measured (with `-dirty` when the tree has changes).
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short=12", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+    format!("{head}{}", if dirty { "-dirty" } else { "" })
 }
 
 fn print_table(r: &Value) {

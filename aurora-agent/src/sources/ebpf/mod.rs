@@ -19,7 +19,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 pub use decode::ShortRecord;
 
 use crate::telemetry::ready::ProgramStatus;
-pub use programs::{FileSensorMode, FileSensorState};
+pub use programs::{FileSensorMode, FileSensorState, LoaderState};
 
 /// The kernel object, built by aurora-agent/build.rs and embedded once.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aurora"));
@@ -52,6 +52,7 @@ pub struct Sensors {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     programs: Vec<ProgramStatus>,
     file_sensor: FileSensorState,
+    loader: LoaderState,
 }
 
 /// The object loaded and attached, before the agent takes what it reads.
@@ -140,17 +141,27 @@ impl Sensors {
     /// cannot be started.
     pub fn load(cfg: &EbpfConfig) -> Result<Self> {
         preflight::check()?;
+        let in_process = |reason: String| -> Result<Self> {
+            let mut s = Self::in_process(cfg)?;
+            s.loader = LoaderState {
+                mode: "in-process".into(),
+                reason: Some(reason),
+            };
+            Ok(s)
+        };
         let sensors = if cfg.kernel_log_level == 0 {
             match loader::load_in_child(cfg) {
                 Ok(h) => Self::from_handoff(h)?,
                 Err(e) if loader::not_started(&e) => {
                     tracing::warn!("{e:#}; loading the sensors in the agent itself");
-                    Self::in_process(cfg)?
+                    in_process(format!("{e:#}"))?
                 }
                 Err(e) => return Err(e),
             }
         } else {
-            Self::in_process(cfg)?
+            let why = "kernel-side logging (-v) reads the programs' log through the loaded object";
+            tracing::info!("{why}: loading the sensors in the agent itself");
+            in_process(why.into())?
         };
         match &sensors.file_sensor.fallback_reason {
             None => tracing::info!("file sensor: VFS hook (fexit/do_filp_open)"),
@@ -228,6 +239,10 @@ impl Sensors {
             logger,
             programs,
             file_sensor,
+            loader: LoaderState {
+                mode: "child".into(),
+                reason: None,
+            },
         })
     }
 
@@ -239,6 +254,11 @@ impl Sensors {
     /// The file sensor mode in use and why.
     pub fn file_sensor(&self) -> &FileSensorState {
         &self.file_sensor
+    }
+
+    /// Where the programs were loaded, for the ready file.
+    pub fn loader(&self) -> &LoaderState {
+        &self.loader
     }
 
     /// Take the four rings (once) for the drain task.

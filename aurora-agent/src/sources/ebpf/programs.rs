@@ -102,6 +102,16 @@ pub struct FileSensorState {
     pub fallback_reason: Option<String>,
 }
 
+/// Where the programs were loaded, and why there.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// "child" (the agent never holds the kernel's BTF) or "in-process".
+    pub mode: String,
+    /// Why not in the child (absent when there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 fn load_one(ebpf: &mut Ebpf, spec: &Spec, btf: Option<&Btf>) -> Result<ProgramStatus> {
     let prog = ebpf
         .program_mut(spec.prog)
