@@ -14,6 +14,8 @@ const OTHER_TOOLS: &[(&str, &str)] = &[
     ("--quick", "cargo xtask bench"),
     ("--rounds", "cargo xtask bench"),
     ("--workspace", "cargo test"),
+    ("--include-ignored", "cargo test"),
+    ("--test-threads", "cargo test"),
     ("--configfiles", "rpm"),
     ("--scripts", "rpm"),
     ("--depth", "git clone"),

@@ -8,15 +8,11 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
+pub use crate::detect::config::DetectArgs;
 pub use crate::sinks::OutputArgs;
 pub use crate::sources::replay::ReplayFormat;
 
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("AURORA_GIT_COMMIT"),
-    ")"
-);
+pub use crate::VERSION;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,8 +80,8 @@ pub fn command() -> clap::Command {
 
 /// (argument id, default as shown) for every flag whose default is a value.
 fn shown_defaults() -> Vec<(&'static str, String)> {
-    use crate::commands::{consume, run, settings};
-    use crate::sinks::nats::{config::size_text, NatsConfig};
+    use crate::nats::NatsConfig;
+    use crate::sinks::nats::config::size_text;
     use crate::sinks::registry::{payload_name, SinkCommon};
     use crate::sinks::{file, network};
     use crate::sources::{auditd, ebpf::FileSensorMode, logs, syslog};
@@ -93,13 +89,14 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
     let detect = crate::detect::DetectConfig::default();
     let policy = CpuPolicy::default().to_possible_value();
     vec![
-        ("ringbuf_size", settings::DEFAULT_RING.into()),
-        ("queue_size", settings::DEFAULT_QUEUE.to_string()),
+        (
+            "ringbuf_size",
+            crate::sources::ebpf::config::DEFAULT_RING.into(),
+        ),
+        ("queue_size", crate::pipeline::DEFAULT_QUEUE.to_string()),
         (
             "correlation_cache",
-            crate::enrich::EnrichConfig::default()
-                .correlation_cache
-                .to_string(),
+            crate::enrich::DEFAULT_CORRELATION_CACHE.to_string(),
         ),
         ("file_sensor", FileSensorMode::default().name().into()),
         (
@@ -119,14 +116,17 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
         ("min_level", detect.min_level.as_str().into()),
         (
             "stats_interval",
-            run::DEFAULT_STATS_INTERVAL_SECS.to_string(),
+            crate::telemetry::DEFAULT_STATS_INTERVAL_SECS.to_string(),
         ),
         (
             "cpu_policy",
             policy.map(|v| v.get_name().to_owned()).unwrap_or_default(),
         ),
         ("stream", NatsConfig::DEFAULT_STREAM.into()),
-        ("consumer", consume::DEFAULT_CONSUMER.into()),
+        (
+            "consumer",
+            crate::sources::jetstream::DEFAULT_CONSUMER.into(),
+        ),
         ("nats_stream", NatsConfig::DEFAULT_STREAM.into()),
         (
             "nats_stream_max_bytes",
@@ -194,80 +194,19 @@ fn is_zero(n: &u8) -> bool {
     *n == 0
 }
 
-#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
+/// What the live commands (the agent, `record`) collect with: each component's own flags.
+#[derive(Args, Debug, Clone, Default)]
 pub struct SensorArgs {
-    /// Size of the exec ring buffer (the exit, file and connect rings get a quarter): bytes,
-    /// K/M suffix or pages (p); a power of two ≥ one page. Ring memory is resident (twice the
-    /// size, mapped). Example: --ringbuf-size 4M
-    #[arg(long, value_name = "SIZE")]
-    pub ringbuf_size: Option<String>,
-    /// Report file creation only under this directory (repeatable). [default: everywhere]
-    /// Example: --watch-dir /etc --watch-dir /tmp
-    #[arg(long = "watch-dir", value_name = "DIR")]
-    pub watch_dir: Vec<PathBuf>,
-    /// Events buffered between the ring drains and enrichment; overflow is counted.
-    #[arg(long, value_name = "N")]
-    pub queue_size: Option<usize>,
-    /// Process table size for parent correlation (LRU).
-    #[arg(long, value_name = "N")]
-    pub correlation_cache: Option<usize>,
-    /// How file creation is observed: vfs (a hook in the VFS: sees io_uring, no cost to other
-    /// syscalls), tracepoint (openat-family syscall tracepoints), or auto (vfs, else
-    /// tracepoint, said at start), or off (no file events).
-    #[arg(long, value_name = "MODE")]
-    pub file_sensor: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR/metrics, with /healthz and /readyz (200 once
-    /// the sensors are attached and the rules loaded). [default: off]
-    /// Example: --metrics-listen 127.0.0.1:9464
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<std::net::SocketAddr>,
-    /// auditd's log to follow: a path, or off. auditd keeps the audit socket; Aurora reads
-    /// its log (with the rules in deploy/auditd/aurora.rules).
-    /// Example: --audit-log /var/log/audit/audit.log
-    #[arg(long, value_name = "PATH|off")]
-    pub audit_log: Option<String>,
-    /// A system log to follow (repeatable): journald, a syslog file, or off.
-    /// Example: --system-log /var/log/auth.log
-    #[arg(long = "system-log", value_name = "journald|PATH|off")]
-    pub system_log: Vec<String>,
-    /// Directory for state kept across restarts: the read position in each followed log, so
-    /// a restart neither loses nor repeats lines.
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Write a JSON document here once the sensors are attached (and, for the agent, the
-    /// rules loaded): pid, kernel, each program with its verifier instruction count. Removed
-    /// at exit. For scripts and service managers that wait for readiness.
-    /// Example: --ready-file /run/aurora/ready.json
-    #[arg(long, value_name = "FILE")]
-    pub ready_file: Option<PathBuf>,
-}
-
-#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, rename_all = "kebab-case")]
-pub struct DetectArgs {
-    /// Directory of Sigma rules, searched recursively for *.yml/*.yaml (repeatable).
-    /// Example: --rules rules --rules /opt/sigma/rules/linux
-    #[arg(long, value_name = "DIR")]
-    pub rules: Vec<PathBuf>,
-    /// Logsource → event kind mapping file. [default: logsources.yml in the first --rules dir
-    /// that has one, else the built-in mapping]
-    #[arg(long, value_name = "FILE")]
-    pub logsource_map: Option<PathBuf>,
-    /// Alerts per rule per second before throttling (0 disables).
-    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
-    pub throttle_rate: Option<f64>,
-    /// Alerts per rule allowed in a burst above the rate.
-    #[arg(long, value_name = "N")]
-    pub throttle_burst: Option<u32>,
-    /// Only alert for rules of at least this level
-    /// (informational|low|medium|high|critical).
-    #[arg(long, value_name = "LEVEL")]
-    pub min_level: Option<String>,
-    /// Ignore events whose Image or CommandLine contains this text (repeatable; counted).
-    /// Example: --process-exclude /usr/lib/snapd/
-    #[arg(long, value_name = "SUBSTR")]
-    pub process_exclude: Vec<String>,
+    #[command(flatten)]
+    pub ebpf: crate::sources::ebpf::config::EbpfArgs,
+    #[command(flatten)]
+    pub queue: crate::pipeline::QueueArgs,
+    #[command(flatten)]
+    pub enrich: crate::enrich::EnrichArgs,
+    #[command(flatten)]
+    pub telemetry: crate::telemetry::TelemetryArgs,
+    #[command(flatten)]
+    pub logs: crate::sources::logs::LogArgs,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -10,8 +10,17 @@ pub mod config;
 pub mod detect;
 pub mod enrich;
 pub mod event;
+pub mod nats;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;
 pub mod stats;
 pub mod telemetry;
+
+/// `0.1.0 (commit)`: what `--version`, the ready file and `aurora_build_info` report.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("AURORA_GIT_COMMIT"),
+    ")"
+);

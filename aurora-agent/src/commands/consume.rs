@@ -10,22 +10,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy};
-use futures_util::StreamExt;
 
-use super::settings::{detect_config, load_file, NATS_DRAIN_REPLAY};
+use super::settings::{detect_config, load_file};
 use crate::cli::ConsumeArgs;
+use crate::nats::NatsConfig;
 use crate::pipeline::alerting::AlertHandler;
 use crate::pipeline::builder::{close_sinks, Topology};
 use crate::pipeline::Pipeline;
-use crate::sinks::nats::{publish, NatsConfig};
-use crate::sources::replay::parse::parse_line;
+use crate::sources::jetstream::{self, Decoded, JetStreamSource, DEFAULT_CONSUMER};
 use crate::sources::RawEvent;
-
-pub const DEFAULT_CONSUMER: &str = "aurora-detect";
-const BATCH: usize = 256;
-/// Messages asked for per pull: small enough that instances sharing a consumer interleave.
-const PULL: usize = 64;
 
 /// Returns whether no message was rejected (empty ones are counted and said, as blank lines are
 /// skipped in `replay`).
@@ -35,7 +28,7 @@ pub fn run(args: ConsumeArgs) -> Result<bool> {
     let mut outputs = args.output.layered(&file)?;
     let mut nats = outputs
         .nats
-        .resolve(NATS_DRAIN_REPLAY)?
+        .resolve(NatsConfig::DRAIN_RECORDED)?
         .context("consume reads from NATS: give --nats-url URL")?;
     if let Some(s) = &args.stream {
         nats.stream = s.clone();
@@ -46,7 +39,8 @@ pub fn run(args: ConsumeArgs) -> Result<bool> {
         .unwrap_or_else(|| DEFAULT_CONSUMER.into());
     // Alerts go to the ordinary outputs; the NATS flags name where events come from.
     outputs.nats = Default::default();
-    let (rt, topology, stage) = Topology::build_recorded(detect, &outputs, NATS_DRAIN_REPLAY)?;
+    let (rt, topology, stage) =
+        Topology::build_recorded(detect, &outputs, NatsConfig::DRAIN_RECORDED)?;
     let (mut pipeline, _) = stage.load(topology.recorded_enricher())?;
     let idle = args.idle_exit.map(Duration::from_secs_f64);
     let counts = rt.block_on(async {
@@ -87,59 +81,27 @@ struct Counts {
     rejected: u64,
 }
 
-/// The durable pull consumer's message stream on `nats.stream`.
-async fn subscribe(nats: &NatsConfig, name: &str) -> Result<pull::Stream> {
-    let js = jetstream::new(publish::connect(nats, None).await?);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while let Err(e) = publish::ensure_stream(&js, nats).await {
-        anyhow::ensure!(Instant::now() < deadline, "NATS: {e}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let stream = js.get_stream(&nats.stream).await.context("stream")?;
-    stream
-        .get_or_create_consumer(
-            name,
-            pull::Config {
-                durable_name: Some(name.to_owned()),
-                filter_subject: "aurora.events.>".into(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                ..Default::default()
-            },
-        )
-        .await
-        .with_context(|| format!("consumer {name} on stream {}", nats.stream))?
-        .stream()
-        .max_messages_per_batch(PULL)
-        .messages()
-        .await
-        .context("pulling messages")
-}
-
-/// One message into the pipeline (or counted as rejected, with its stream sequence).
+/// One message into the pipeline (or counted as empty or rejected, with its stream sequence).
 fn push_message(
-    m: &jetstream::Message,
+    m: &async_nats::jetstream::Message,
     stream: &str,
     pipeline: &mut Pipeline<AlertHandler>,
     counts: &mut Counts,
 ) {
     counts.messages += 1;
-    match std::str::from_utf8(&m.payload)
-        .map_err(|e| e.to_string())
-        .and_then(parse_line)
-    {
-        Ok(Some(ev)) => {
+    match jetstream::decode(m) {
+        Decoded::Event(ev) => {
             counts.events += 1;
             pipeline.push(RawEvent::Recorded(ev));
         }
-        Ok(None) => {
+        Decoded::Empty => {
             counts.empty += 1;
-            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            let seq = jetstream::sequence(m);
             tracing::warn!("stream {stream} sequence {seq}: empty message (skipped)");
         }
-        Err(reason) => {
+        Decoded::Rejected(reason) => {
             counts.rejected += 1;
-            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            let seq = jetstream::sequence(m);
             tracing::warn!("stream {stream} sequence {seq}: {reason} (skipped)");
         }
     }
@@ -152,9 +114,8 @@ async fn consume(
     pipeline: &mut Pipeline<AlertHandler>,
     shutdown: super::signals::Shutdown,
 ) -> Result<Counts> {
-    let consumer = subscribe(nats, name).await?;
+    let mut source = JetStreamSource::subscribe(nats, name).await?;
     tracing::info!("consuming stream {} as {name}", nats.stream);
-    let mut consumer = consumer.ready_chunks(BATCH);
     let mut counts = Counts::default();
     let mut last = Instant::now();
     let mut stop = std::pin::pin!(shutdown.wait());
@@ -163,7 +124,7 @@ async fn consume(
         let batch = tokio::select! {
             _ = &mut stop => break,
             _ = tick => None,
-            b = consumer.next() => b,
+            b = source.next_batch() => b,
         };
         let Some(batch) = batch else {
             if idle.is_some_and(|i| last.elapsed() >= i) {
@@ -172,19 +133,12 @@ async fn consume(
             continue;
         };
         last = Instant::now();
-        let mut done = Vec::with_capacity(batch.len());
-        for m in batch {
-            match m {
-                Ok(m) => {
-                    push_message(&m, &nats.stream, pipeline, &mut counts);
-                    done.push(m);
-                }
-                Err(e) => tracing::warn!("NATS: {e}"),
-            }
+        for m in &batch {
+            push_message(m, &source.stream, pipeline, &mut counts);
         }
         // Alerts written before the events are acknowledged: a crash here redelivers them.
         pipeline.idle();
-        for m in done {
+        for m in batch {
             if let Err(e) = m.ack().await {
                 tracing::warn!("NATS: acknowledging: {e}");
             }

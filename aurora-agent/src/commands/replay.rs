@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::settings::{detect_config, load_file, NATS_DRAIN_REPLAY};
+use super::settings::{detect_config, load_file};
 use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::pipeline::alerting::AlertHandler;
 use crate::pipeline::builder::{close_sinks, Topology};
@@ -44,7 +44,8 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     // A replay pays only for the rule kinds its input has; `rules check` reports them all.
     detect.defer_compile = true;
     let outputs = args.output.layered(&file)?;
-    let (rt, topology, stage) = Topology::build_recorded(detect, &outputs, NATS_DRAIN_REPLAY)?;
+    let (rt, topology, stage) =
+        Topology::build_recorded(detect, &outputs, crate::nats::NatsConfig::DRAIN_RECORDED)?;
     // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
     let _reloader = {
         let _guard = rt.enter();

@@ -1,16 +1,14 @@
 //! `aurora` (no subcommand): the live agent.
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
 use super::live::LiveSession;
-use super::settings::{detect_config, Settings, NATS_DRAIN_LIVE};
+use super::settings::{detect_config, Settings};
 use crate::cli::{AgentArgs, CpuPolicy, RunArgs};
 use crate::detect::DetectConfig;
 use crate::enrich::Enricher;
 use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
-use crate::stats::Stats;
 use crate::telemetry::ready::ReadyFile;
 use crate::telemetry::Telemetry;
 
@@ -54,16 +52,6 @@ pub(super) fn apply_cpu_policy(policy: CpuPolicy) -> Result<()> {
     Ok(())
 }
 
-fn report(stats: &Stats, prev: crate::stats::Snapshot, secs: f64) {
-    tracing::info!("stats: {}", stats.line(prev, secs));
-    for l in stats.throttle_lines() {
-        tracing::info!("stats: {l}");
-    }
-}
-
-/// Seconds between the agent's stats log lines unless `--stats-interval` says otherwise.
-pub const DEFAULT_STATS_INTERVAL_SECS: u64 = 60;
-
 pub fn run(args: RunArgs) -> Result<()> {
     let settings = Settings::for_sensors(&args.global, &args.sensors)?;
     let file = &settings.file;
@@ -90,7 +78,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 detect,
                 outputs: &outputs,
                 trace: agent.trace,
-                nats_drain: NATS_DRAIN_LIVE,
+                nats_drain: crate::nats::NatsConfig::DRAIN_LIVE,
             },
             &tokio::runtime::Handle::current(),
         )?;
@@ -115,9 +103,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 
         let reloader = topology.spawn_reloader()?;
         let refresher = session.spawn_refresher(stats.clone());
-        let reporter = spawn_reporter(
+        let reporter = crate::telemetry::spawn_reporter(
             stats.clone(),
-            agent.stats_interval.unwrap_or(DEFAULT_STATS_INTERVAL_SECS),
+            agent
+                .stats_interval
+                .unwrap_or(crate::telemetry::DEFAULT_STATS_INTERVAL_SECS),
         );
 
         shutdown.wait().await;
@@ -140,24 +130,5 @@ pub fn run(args: RunArgs) -> Result<()> {
             tracing::info!("final: {l}");
         }
         Ok(())
-    })
-}
-
-/// The stats line every `secs` seconds (0: never).
-fn spawn_reporter(stats: Arc<Stats>, secs: u64) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        if secs == 0 {
-            return;
-        }
-        let mut tick = tokio::time::interval(Duration::from_secs(secs));
-        tick.tick().await;
-        let mut last = Instant::now();
-        let mut prev = stats.snapshot();
-        loop {
-            tick.tick().await;
-            report(&stats, prev, last.elapsed().as_secs_f64());
-            prev = stats.snapshot();
-            last = Instant::now();
-        }
     })
 }

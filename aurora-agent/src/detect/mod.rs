@@ -4,6 +4,7 @@
 //! prefilter (`prefilter/`).
 pub mod alert;
 pub mod check;
+pub mod config;
 pub mod logsource;
 mod parallel;
 pub mod prefilter;

@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use crate::event::names as f;
 use crate::event::text::{bytes_to_string, bytes_to_text};
+use crate::event::time::UtcTimeFormatter;
 use crate::event::{Event, EventKind, Value};
 use crate::sources::{DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
 use crate::stats::EnrichStats;
 use cgroup::{CgroupCache, CgroupInfo};
-use clock::{BootClock, UtcTimeFormatter};
+use clock::BootClock;
 use guid::GuidMaker;
 use proctable::{ProcInfo, ProcessTable};
 use users::UserCache;
@@ -51,10 +52,37 @@ pub struct EnrichConfig {
 impl Default for EnrichConfig {
     fn default() -> Self {
         EnrichConfig {
-            correlation_cache: 16384,
+            correlation_cache: DEFAULT_CORRELATION_CACHE,
             exit_grace: Duration::from_secs(5),
             watch_dirs: vec![],
         }
+    }
+}
+
+/// The process table's capacity when `--correlation-cache` is not given.
+pub const DEFAULT_CORRELATION_CACHE: usize = 16384;
+
+/// Enrichment's flags and config-file keys.
+#[derive(clap::Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct EnrichArgs {
+    /// Process table size for parent correlation (LRU).
+    #[arg(long, value_name = "N")]
+    pub correlation_cache: Option<usize>,
+}
+
+impl EnrichArgs {
+    /// Enrichment's config; `watch_dirs` are the sensors' (`--watch-dir`).
+    pub fn build(&self, watch_dirs: Vec<PathBuf>) -> anyhow::Result<EnrichConfig> {
+        let cache = self.correlation_cache.unwrap_or(DEFAULT_CORRELATION_CACHE);
+        if cache < 16 {
+            anyhow::bail!("--correlation-cache {cache}: must be at least 16");
+        }
+        Ok(EnrichConfig {
+            correlation_cache: cache,
+            watch_dirs,
+            ..EnrichConfig::default()
+        })
     }
 }
 

@@ -24,6 +24,30 @@ pub trait EventHandler: Send {
     fn poll_control(&mut self) {}
 }
 
+/// Records the queue between the live sources and enrichment holds unless `--queue-size`
+/// says otherwise.
+pub const DEFAULT_QUEUE: usize = 65536;
+
+/// The pipeline's flags and config-file keys.
+#[derive(clap::Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct QueueArgs {
+    /// Events buffered between the ring drains and enrichment; overflow is counted.
+    #[arg(long, value_name = "N")]
+    pub queue_size: Option<usize>,
+}
+
+impl QueueArgs {
+    /// The queue's capacity.
+    pub fn build(&self) -> anyhow::Result<usize> {
+        let n = self.queue_size.unwrap_or(DEFAULT_QUEUE);
+        if n == 0 {
+            anyhow::bail!("--queue-size 0: must be at least 1");
+        }
+        Ok(n)
+    }
+}
+
 /// Records between two control checks while the input stays busy (a check is a try_lock and
 /// an atomic load: far below the cost of one event's detection).
 pub const CONTROL_EVERY: u32 = 256;

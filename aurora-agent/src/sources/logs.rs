@@ -39,6 +39,40 @@ pub enum LogConfigError {
     BadAuditLog(String),
 }
 
+/// The followed logs' flags and config-file keys.
+#[derive(clap::Args, Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct LogArgs {
+    /// auditd's log to follow: a path, or off. auditd keeps the audit socket; Aurora reads
+    /// its log (with the rules in deploy/auditd/aurora.rules).
+    /// Example: --audit-log /var/log/audit/audit.log
+    #[arg(long, value_name = "PATH|off")]
+    pub audit_log: Option<String>,
+    /// A system log to follow (repeatable): journald, a syslog file, or off.
+    /// Example: --system-log /var/log/auth.log
+    #[arg(long = "system-log", value_name = "journald|PATH|off")]
+    pub system_log: Vec<String>,
+    /// Directory for state kept across restarts: the read position in each followed log, so
+    /// a restart neither loses nor repeats lines.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// The logs to follow, with the state directory defaulted.
+    pub fn build(&self) -> Result<LogSourcesConfig, LogConfigError> {
+        LogSourcesConfig::resolve(
+            self.audit_log.as_deref(),
+            &self.system_log,
+            Some(
+                self.state_dir
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_STATE_DIR.into()),
+            ),
+        )
+    }
+}
+
 impl LogSourcesConfig {
     /// From `--audit-log` and `--system-log` values (flags over the config file already).
     /// Unset: auditd's default log if it exists; the journal if journald runs, else the

@@ -3,6 +3,7 @@
 pub mod auditd;
 pub mod ebpf;
 pub mod follow;
+pub mod jetstream;
 pub mod logs;
 pub mod replay;
 pub mod syslog;

@@ -463,7 +463,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(stats: Arc<Stats>) -> Self {
         let info = Arc::new(std::sync::Mutex::new(BuildInfo {
-            version: crate::cli::VERSION.to_owned(),
+            version: crate::VERSION.to_owned(),
             ..Default::default()
         }));
         let mut registry = Registry::default();

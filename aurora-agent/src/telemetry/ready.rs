@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use crate::sources::ebpf::{FileSensorState, LoaderState};
-
 /// One kernel program as loaded on this kernel.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct ProgramStatus {
@@ -18,6 +16,26 @@ pub struct ProgramStatus {
     /// Instructions the verifier processed (kernel 5.16+; absent before).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verified_insns: Option<u32>,
+}
+
+/// The file sensor that is running, and why that one.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct FileSensorState {
+    /// "vfs", "tracepoint" or "off".
+    pub mode: String,
+    /// Why the VFS hook is not used (absent when it is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
+/// Where the programs were loaded, and why there.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct LoaderState {
+    /// "child" (the agent never holds the kernel's BTF) or "in-process".
+    pub mode: String,
+    /// Why not in the child (absent when there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -56,7 +74,7 @@ impl ReadyState {
     ) -> Self {
         ReadyState {
             pid: std::process::id(),
-            version: crate::cli::VERSION,
+            version: crate::VERSION,
             kernel: nix::sys::utsname::uname()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),

@@ -11,10 +11,8 @@ pub mod config;
 pub mod publish;
 pub mod spool;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tokio::sync::{watch, Notify};
@@ -23,38 +21,9 @@ use super::Sink;
 use crate::detect::alert::Alert;
 use crate::event::Event;
 use crate::stats::SinkStats;
+pub use crate::nats::NatsConfig;
 pub use config::NatsArgs;
 use spool::{Record, Spool, SpoolWriter};
-
-/// How to reach NATS and what to publish, resolved from `config::NatsArgs`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NatsConfig {
-    /// Server URLs (several: the client fails over between them).
-    pub urls: Vec<String>,
-    pub credentials: Option<PathBuf>,
-    /// A file holding an nkey seed.
-    pub nkey: Option<PathBuf>,
-    /// CA certificate for `tls://` servers.
-    pub tls_ca: Option<PathBuf>,
-    /// Publish every event too, not only alerts.
-    pub events: bool,
-    pub stream: String,
-    pub create_stream: bool,
-    pub stream_max_bytes: i64,
-    pub stream_max_age: Duration,
-    pub spool_dir: PathBuf,
-    pub spool_max_bytes: u64,
-    /// How long a stopping agent keeps delivering before it leaves the rest in the spool.
-    pub drain: Duration,
-}
-
-impl NatsConfig {
-    pub const DEFAULT_STREAM: &'static str = "AURORA";
-    pub const DEFAULT_SPOOL_DIR: &'static str = "/var/lib/aurora/spool";
-    pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
-    pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
-    pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-}
 
 /// `a.b c` → `a_b_c`: a host name as one subject token.
 pub fn subject_token(s: &str) -> String {

@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, message::PublishMessage, stream};
+use async_nats::jetstream::{self, message::PublishMessage};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use super::spool::Spool;
-use super::NatsConfig;
+use crate::nats::{connect, ensure_stream, unreachable_reason, NatsConfig};
 use crate::stats::SinkStats;
 
 /// Messages in flight (published, acknowledgement awaited) per loop.
@@ -21,139 +21,6 @@ const BATCH: usize = 256;
 /// Longest wait between delivery attempts while the server is away.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Connection options from the config (credentials, nkey, TLS) with reconnects forever. With
-/// `stats`, each outage is logged once when it starts (with the client's reason) and once when
-/// it ends, and the reconnection is counted.
-pub async fn connect(
-    cfg: &NatsConfig,
-    stats: Option<Arc<SinkStats>>,
-) -> anyhow::Result<async_nats::Client> {
-    use anyhow::Context as _;
-    let mut opts = async_nats::ConnectOptions::new()
-        .name("aurora")
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)));
-    if let Some(stats) = stats {
-        let outage = Arc::new(std::sync::Mutex::new(Outage::default()));
-        opts = opts.event_callback(move |event| {
-            let (stats, outage) = (stats.clone(), outage.clone());
-            async move {
-                if let Ok(mut o) = outage.lock() {
-                    o.on(&event, &stats);
-                }
-            }
-        });
-    }
-    if let Some(c) = &cfg.credentials {
-        opts = opts
-            .credentials_file(c)
-            .await
-            .with_context(|| format!("--nats-creds {}", c.display()))?;
-    }
-    if let Some(k) = &cfg.nkey {
-        let seed =
-            std::fs::read_to_string(k).with_context(|| format!("--nats-nkey {}", k.display()))?;
-        opts = opts.nkey(seed.trim().to_owned());
-    }
-    if let Some(ca) = &cfg.tls_ca {
-        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    let urls: Vec<async_nats::ServerAddr> = cfg
-        .urls
-        .iter()
-        .map(|u| u.parse().with_context(|| format!("--nats-url {u}")))
-        .collect::<anyhow::Result<_>>()?;
-    opts.connect(urls).await.context("connecting to NATS")
-}
-
-/// One connection's outages as the client reports them: the first event of an outage is
-/// logged with its reason, the reconnection with its length; each reconnection is counted.
-#[derive(Default)]
-struct Outage {
-    /// Connected once already (the first connection is not a reconnection).
-    was_connected: bool,
-    /// When the current outage began.
-    since: Option<std::time::Instant>,
-    /// The client's reason for it, once said.
-    said: bool,
-}
-
-impl Outage {
-    fn on(&mut self, event: &async_nats::Event, stats: &SinkStats) {
-        use async_nats::Event;
-        match event {
-            Event::Connected => {
-                if let Some(since) = self.since.take() {
-                    if self.was_connected {
-                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::info!(
-                        "nats: connected again after {:.1} s; delivering what was spooled",
-                        since.elapsed().as_secs_f64()
-                    );
-                }
-                self.was_connected = true;
-                self.said = false;
-            }
-            Event::Disconnected => {
-                self.since.get_or_insert_with(std::time::Instant::now);
-                tracing::warn!("nats: connection lost; spooling until the server is back");
-                self.said = true;
-            }
-            Event::ClientError(e) => {
-                self.since.get_or_insert_with(std::time::Instant::now);
-                if !self.said {
-                    tracing::warn!("nats: cannot connect ({e}); spooling and retrying");
-                    self.said = true;
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Why no server answers, in the operating system's words (the client retries quietly): the
-/// first URL's TCP connect error, or None when a server does accept connections.
-async fn unreachable_reason(cfg: &NatsConfig) -> Option<String> {
-    let url = cfg.urls.first()?;
-    let addr: async_nats::ServerAddr = url.parse().ok()?;
-    let target = (addr.host().to_owned(), addr.port());
-    match tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect(target),
-    )
-    .await
-    {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(format!("connecting to {url}: {e}")),
-        Err(_) => Some(format!("connecting to {url}: no answer within 1 s")),
-    }
-}
-
-/// The stream exists (created with the configured limits when allowed and missing).
-pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<(), String> {
-    match js.get_stream(&cfg.stream).await {
-        Ok(_) => Ok(()),
-        Err(e) if !cfg.create_stream => {
-            Err(format!("stream {}: {e} (--nats-no-create)", cfg.stream))
-        }
-        Err(_) => js
-            .create_stream(stream::Config {
-                name: cfg.stream.clone(),
-                subjects: vec!["aurora.>".into()],
-                storage: stream::StorageType::File,
-                max_bytes: cfg.stream_max_bytes,
-                max_age: cfg.stream_max_age,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map(|_| tracing::info!("nats: created stream {} (subjects aurora.>)", cfg.stream))
-            .map_err(|e| format!("creating stream {}: {e}", cfg.stream)),
-    }
-}
 
 pub async fn run(
     cfg: NatsConfig,

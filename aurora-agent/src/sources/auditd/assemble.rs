@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::parse::{is_arg_key, unhex, AuditRecord, EventId};
-use crate::enrich::clock::utc_time;
+use crate::event::time::utc_time;
 use crate::event::{names as f, Event, EventKind, Value};
 
 /// An event stays open this long after its last record once a later event was seen (live).

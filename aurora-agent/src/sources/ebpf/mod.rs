@@ -1,5 +1,6 @@
 //! Live telemetry: loads the embedded CO-RE object, attaches the programs and drains one ring
 //! per program into the pipeline queue.
+pub mod config;
 pub mod decode;
 pub mod drain;
 mod listeners;
@@ -19,7 +20,8 @@ use aya::{Btf, Ebpf, EbpfLoader};
 pub use decode::ShortRecord;
 
 use crate::telemetry::ready::ProgramStatus;
-pub use programs::{FileSensorMode, FileSensorState, LoaderState};
+pub use crate::telemetry::ready::{FileSensorState, LoaderState};
+pub use programs::FileSensorMode;
 
 /// The kernel object, built by aurora-agent/build.rs and embedded once.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/aurora"));

@@ -8,7 +8,7 @@ use aya::programs::{FExit, Program, TracePoint};
 use aya::{Btf, Ebpf};
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::ready::ProgramStatus;
+use crate::telemetry::ready::{FileSensorState, ProgramStatus};
 
 /// How file creation is observed (`--file-sensor`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,26 +91,6 @@ const FILE_TRACEPOINTS: &[Spec] = &[
     // Files created through io_uring (5.16+ tracepoint layout; absent without io_uring).
     tp("io_uring_complete", "io_uring", false),
 ];
-
-/// The file sensor that is running, and why that one.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FileSensorState {
-    /// "vfs", "tracepoint" or "off".
-    pub mode: String,
-    /// Why the VFS hook is not used (absent when it is).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_reason: Option<String>,
-}
-
-/// Where the programs were loaded, and why there.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LoaderState {
-    /// "child" (the agent never holds the kernel's BTF) or "in-process".
-    pub mode: String,
-    /// Why not in the child (absent when there).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
 
 fn load_one(ebpf: &mut Ebpf, spec: &Spec, btf: Option<&Btf>) -> Result<ProgramStatus> {
     let prog = ebpf

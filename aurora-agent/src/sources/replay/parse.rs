@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 use compact_str::CompactString;
 use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::enrich::clock::utc_time;
 use crate::event::names::{self as f, NUMERIC};
+use crate::event::time::utc_time;
 use crate::event::{Event, EventKind, Value};
 
 use crate::event::time::parse_utc_ns;

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value as Json;
 
-use crate::enrich::clock::utc_time;
+use crate::event::time::utc_time;
 use crate::event::{names as f, Event, EventKind, Value};
 
 pub const IDENTIFIER: &str = f::SYSLOG_IDENTIFIER;

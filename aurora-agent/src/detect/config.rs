@@ -1,0 +1,73 @@
+//! Detection's flags and config-file keys (one struct for both, like the sinks'), resolved
+//! into a `DetectConfig` with its defaults and validation.
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use super::rules::AlertLevel;
+use super::DetectConfig;
+
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct DetectArgs {
+    /// Directory of Sigma rules, searched recursively for *.yml/*.yaml (repeatable).
+    /// Example: --rules rules --rules /opt/sigma/rules/linux
+    #[arg(long, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+    /// Logsource → event kind mapping file. [default: logsources.yml in the first --rules dir
+    /// that has one, else the built-in mapping]
+    #[arg(long, value_name = "FILE")]
+    pub logsource_map: Option<PathBuf>,
+    /// Alerts per rule per second before throttling (0 disables).
+    #[arg(long, value_name = "RATE", allow_negative_numbers = true)]
+    pub throttle_rate: Option<f64>,
+    /// Alerts per rule allowed in a burst above the rate.
+    #[arg(long, value_name = "N")]
+    pub throttle_burst: Option<u32>,
+    /// Only alert for rules of at least this level
+    /// (informational|low|medium|high|critical).
+    #[arg(long, value_name = "LEVEL")]
+    pub min_level: Option<String>,
+    /// Ignore events whose Image or CommandLine contains this text (repeatable; counted).
+    /// Example: --process-exclude /usr/lib/snapd/
+    #[arg(long, value_name = "SUBSTR")]
+    pub process_exclude: Vec<String>,
+}
+
+impl DetectArgs {
+    /// Detection's config. `event_time_throttle`: throttle on the events' own times (replay,
+    /// consume) instead of the wall clock (live).
+    pub fn build(&self, event_time_throttle: bool) -> Result<DetectConfig> {
+        let rule_dirs = self.rules.clone();
+        if rule_dirs.is_empty() {
+            bail!("no rules: give --rules DIR (repeatable), e.g. --rules rules");
+        }
+        for dir in &rule_dirs {
+            // Fail fast with the directory named (the loader re-checks each file).
+            super::rules::rule_files(dir)?;
+        }
+        let defaults = DetectConfig::default();
+        let min_level = match self.min_level.clone() {
+            None => defaults.min_level,
+            Some(s) => AlertLevel::parse(&s).with_context(|| {
+                format!("--min-level {s}: expected informational, low, medium, high or critical")
+            })?,
+        };
+        let throttle_rate = self.throttle_rate.unwrap_or(defaults.throttle_rate);
+        let throttle_burst = self.throttle_burst.unwrap_or(defaults.throttle_burst);
+        // Validate now so a bad value is reported before sensors load.
+        super::throttle::Throttle::validate(throttle_rate, throttle_burst)?;
+        Ok(DetectConfig {
+            rule_dirs,
+            logsource_map: self.logsource_map.clone(),
+            min_level,
+            throttle_rate,
+            throttle_burst,
+            process_exclude: self.process_exclude.clone(),
+            event_time_throttle,
+            ..defaults
+        })
+    }
+}

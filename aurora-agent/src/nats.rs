@@ -1,0 +1,179 @@
+//! NATS plumbing shared by the NATS sink (publishing) and the JetStream source (`aurora
+//! consume`): where the servers are and how to authenticate (`NatsConfig`), the connection
+//! with its outage reporting, and the stream.
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+use crate::stats::SinkStats;
+
+/// How to reach NATS and what to publish, resolved from `config::NatsArgs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatsConfig {
+    /// Server URLs (several: the client fails over between them).
+    pub urls: Vec<String>,
+    pub credentials: Option<PathBuf>,
+    /// A file holding an nkey seed.
+    pub nkey: Option<PathBuf>,
+    /// CA certificate for `tls://` servers.
+    pub tls_ca: Option<PathBuf>,
+    /// Publish every event too, not only alerts.
+    pub events: bool,
+    pub stream: String,
+    pub create_stream: bool,
+    pub stream_max_bytes: i64,
+    pub stream_max_age: Duration,
+    pub spool_dir: PathBuf,
+    pub spool_max_bytes: u64,
+    /// How long a stopping agent keeps delivering before it leaves the rest in the spool.
+    pub drain: Duration,
+}
+
+impl NatsConfig {
+    pub const DEFAULT_STREAM: &'static str = "AURORA";
+    pub const DEFAULT_SPOOL_DIR: &'static str = "/var/lib/aurora/spool";
+    pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
+    pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
+    pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// How long a stopping agent keeps delivering (its shutdown budget is 1.5 s).
+    pub const DRAIN_LIVE: Duration = Duration::from_secs(1);
+    /// How long `replay` and `consume` wait for acknowledgements before leaving the rest in
+    /// the spool.
+    pub const DRAIN_RECORDED: Duration = Duration::from_secs(4);
+}
+
+/// Connection options from the config (credentials, nkey, TLS) with reconnects forever. With
+/// `stats`, each outage is logged once when it starts (with the client's reason) and once when
+/// it ends, and the reconnection is counted.
+pub async fn connect(
+    cfg: &NatsConfig,
+    stats: Option<Arc<SinkStats>>,
+) -> anyhow::Result<async_nats::Client> {
+    use anyhow::Context as _;
+    let mut opts = async_nats::ConnectOptions::new()
+        .name("aurora")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)));
+    if let Some(stats) = stats {
+        let outage = Arc::new(std::sync::Mutex::new(Outage::default()));
+        opts = opts.event_callback(move |event| {
+            let (stats, outage) = (stats.clone(), outage.clone());
+            async move {
+                if let Ok(mut o) = outage.lock() {
+                    o.on(&event, &stats);
+                }
+            }
+        });
+    }
+    if let Some(c) = &cfg.credentials {
+        opts = opts
+            .credentials_file(c)
+            .await
+            .with_context(|| format!("--nats-creds {}", c.display()))?;
+    }
+    if let Some(k) = &cfg.nkey {
+        let seed =
+            std::fs::read_to_string(k).with_context(|| format!("--nats-nkey {}", k.display()))?;
+        opts = opts.nkey(seed.trim().to_owned());
+    }
+    if let Some(ca) = &cfg.tls_ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    let urls: Vec<async_nats::ServerAddr> = cfg
+        .urls
+        .iter()
+        .map(|u| u.parse().with_context(|| format!("--nats-url {u}")))
+        .collect::<anyhow::Result<_>>()?;
+    opts.connect(urls).await.context("connecting to NATS")
+}
+
+/// One connection's outages as the client reports them: the first event of an outage is
+/// logged with its reason, the reconnection with its length; each reconnection is counted.
+#[derive(Default)]
+struct Outage {
+    /// Connected once already (the first connection is not a reconnection).
+    was_connected: bool,
+    /// When the current outage began.
+    since: Option<std::time::Instant>,
+    /// The client's reason for it, once said.
+    said: bool,
+}
+
+impl Outage {
+    fn on(&mut self, event: &async_nats::Event, stats: &SinkStats) {
+        use async_nats::Event;
+        match event {
+            Event::Connected => {
+                if let Some(since) = self.since.take() {
+                    if self.was_connected {
+                        stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::info!(
+                        "nats: connected again after {:.1} s; delivering what was spooled",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                self.was_connected = true;
+                self.said = false;
+            }
+            Event::Disconnected => {
+                self.since.get_or_insert_with(std::time::Instant::now);
+                tracing::warn!("nats: connection lost; spooling until the server is back");
+                self.said = true;
+            }
+            Event::ClientError(e) => {
+                self.since.get_or_insert_with(std::time::Instant::now);
+                if !self.said {
+                    tracing::warn!("nats: cannot connect ({e}); spooling and retrying");
+                    self.said = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why no server answers, in the operating system's words (the client retries quietly): the
+/// first URL's TCP connect error, or None when a server does accept connections.
+pub async fn unreachable_reason(cfg: &NatsConfig) -> Option<String> {
+    let url = cfg.urls.first()?;
+    let addr: async_nats::ServerAddr = url.parse().ok()?;
+    let target = (addr.host().to_owned(), addr.port());
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio::net::TcpStream::connect(target),
+    )
+    .await
+    {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("connecting to {url}: {e}")),
+        Err(_) => Some(format!("connecting to {url}: no answer within 1 s")),
+    }
+}
+
+/// The stream exists (created with the configured limits when allowed and missing).
+pub async fn ensure_stream(js: &jetstream::Context, cfg: &NatsConfig) -> Result<(), String> {
+    match js.get_stream(&cfg.stream).await {
+        Ok(_) => Ok(()),
+        Err(e) if !cfg.create_stream => {
+            Err(format!("stream {}: {e} (--nats-no-create)", cfg.stream))
+        }
+        Err(_) => js
+            .create_stream(stream::Config {
+                name: cfg.stream.clone(),
+                subjects: vec!["aurora.>".into()],
+                storage: stream::StorageType::File,
+                max_bytes: cfg.stream_max_bytes,
+                max_age: cfg.stream_max_age,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map(|_| tracing::info!("nats: created stream {} (subjects aurora.>)", cfg.stream))
+            .map_err(|e| format!("creating stream {}: {e}", cfg.stream)),
+    }
+}
