@@ -1,6 +1,6 @@
 //! `#[repr(C)]` records written by the kernel programs into ring buffers and read by the agent.
 //!
-//! Every record starts with a [`RecordHeader`]. Small records are reserved in the ring at their
+//! Every record starts with a [`RecordHeader`], whose [`RecordKind`] says what it is. Small records are reserved in the ring at their
 //! fixed size; exec and file records are built in per-CPU scratch and sent with their used
 //! bytes only (`exec_record_len`, `file_record_len`). Layout changes must be made on both sides
 //! at once: the agent checks each item's length against the lengths its head announces.
@@ -34,7 +34,8 @@ pub enum Ring {
     /// `FileRecord`s.
     File = 2,
     /// `NetRecord`s and `DnsRecord`s: one ring, so an answer is always read before the connect
-    /// that follows it (records of one ring keep their order). The two are told apart by size.
+    /// that follows it (records of one ring keep their order). The two are told apart by their
+    /// header's [`RecordKind`].
     Net = 3,
 }
 
@@ -111,12 +112,37 @@ pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
 pub const IPPROTO_TCP: u16 = 6;
 
-/// Common prefix of every record. `ts_boot_ns` is `bpf_ktime_get_boot_ns()`; the agent turns it
-/// into wall-clock time with an offset measured at startup.
+/// What a ring record is: the header's `kind`, set by the program that wrote it. The agent
+/// dispatches on it (the NET ring carries two kinds) and rejects an item of a kind its ring
+/// does not carry; lengths are only checked, never used to tell records apart.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Exec = 1,
+    Exit = 2,
+    File = 3,
+    Net = 4,
+    Dns = 5,
+}
+
+impl RecordKind {
+    pub const fn from_u32(v: u32) -> Option<RecordKind> {
+        match v {
+            1 => Some(RecordKind::Exec),
+            2 => Some(RecordKind::Exit),
+            3 => Some(RecordKind::File),
+            4 => Some(RecordKind::Net),
+            5 => Some(RecordKind::Dns),
+            _ => None,
+        }
+    }
+}
+
+/// The process a record is about, as the kernel saw it. The same struct is what the socket
+/// maps remember of a connecting or listening process for use later in softirq.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct RecordHeader {
-    pub ts_boot_ns: u64,
+pub struct TaskIdentity {
     /// Thread-group id (the process id user space sees).
     pub tgid: u32,
     /// Thread id.
@@ -131,6 +157,33 @@ pub struct RecordHeader {
     pub gid: u32,
     pub _pad: u32,
     pub comm: [u8; COMM_LEN],
+}
+
+impl TaskIdentity {
+    /// No process (an inbound connection whose listener is unknown).
+    pub const NONE: TaskIdentity = TaskIdentity {
+        tgid: 0,
+        pid: 0,
+        start_boottime_ns: 0,
+        parent_start_boottime_ns: 0,
+        ppid: 0,
+        uid: 0,
+        gid: 0,
+        _pad: 0,
+        comm: [0; COMM_LEN],
+    };
+}
+
+/// Common prefix of every record. `ts_boot_ns` is `bpf_ktime_get_boot_ns()`; the agent turns it
+/// into wall-clock time with an offset measured at startup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RecordHeader {
+    pub ts_boot_ns: u64,
+    /// A [`RecordKind`].
+    pub kind: u32,
+    pub _pad: u32,
+    pub task: TaskIdentity,
 }
 
 /// The fixed part of an [`ExecRecord`], which the agent reads by value before slicing the
@@ -305,21 +358,6 @@ pub struct DnsHead {
     pub flags: u32,
 }
 
-/// Who owns a socket, remembered in process context (connect/listen) for use later in softirq.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SockOwner {
-    pub tgid: u32,
-    pub pid: u32,
-    pub start_boottime_ns: u64,
-    pub parent_start_boottime_ns: u64,
-    pub ppid: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub _pad: u32,
-    pub comm: [u8; COMM_LEN],
-}
-
 /// Key of the listener map: (family, local port, local address).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,11 +396,34 @@ pub struct SockState {
     pub daddr: [u8; 16],
 }
 
+// The layout both halves compile against: sizes and alignments of every record shared with
+// the kernel, and no hidden padding before a record's tail.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<TaskIdentity>() == 56 && align_of::<TaskIdentity>() == 8);
+    assert!(size_of::<RecordHeader>() == 72 && align_of::<RecordHeader>() == 8);
+    assert!(offset_of!(RecordHeader, task) == 16);
+    assert!(size_of::<ExecHead>() == 112 && align_of::<ExecHead>() == 8);
+    assert!(offset_of!(ExecRecord, tail) == size_of::<ExecHead>());
+    assert!(size_of::<ExecRecord>() == 112 + EXEC_TAIL_LEN);
+    assert!(size_of::<ExitRecord>() == 80 && align_of::<ExitRecord>() == 8);
+    assert!(size_of::<FileHead>() == 104 && align_of::<FileHead>() == 8);
+    assert!(offset_of!(FileRecord, path) == size_of::<FileHead>());
+    assert!(size_of::<FileRecord>() == 104 + PATH_LEN);
+    assert!(size_of::<NetRecord>() == 120 && align_of::<NetRecord>() == 8);
+    assert!(size_of::<DnsHead>() == 80 && align_of::<DnsHead>() == 8);
+    assert!(offset_of!(DnsRecord, payload) == size_of::<DnsHead>());
+    assert!(size_of::<DnsRecord>() == 80 + DNS_PAYLOAD_LEN);
+    assert!(size_of::<ListenKey>() == 20 && align_of::<ListenKey>() == 2);
+    assert!(size_of::<PendingOpen>() == 24 && align_of::<PendingOpen>() == 8);
+    assert!(size_of::<SockState>() == 56 && align_of::<SockState>() == 8);
+};
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
     // SAFETY: plain-old-data records: repr(C), integer arrays only, every bit pattern valid.
-    unsafe impl aya::Pod for SockOwner {}
+    unsafe impl aya::Pod for TaskIdentity {}
     unsafe impl aya::Pod for ListenKey {}
     unsafe impl aya::Pod for PendingOpen {}
     unsafe impl aya::Pod for RecordHeader {}

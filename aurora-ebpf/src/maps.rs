@@ -1,8 +1,8 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    ExecRecord, FileRecord, ListenKey, PendingOpen, RecordHeader, SockOwner, COMM_LEN,
-    MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
+    ExecRecord, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind, TaskIdentity,
+    COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
     helpers::{
@@ -43,11 +43,11 @@ pub static PENDING_OPENS: HashMap<u64, PendingOpen> = HashMap::with_max_entries(
 
 /// Owner of a socket in SYN_SENT, keyed by the sock address (recorded in connect(2)'s context).
 #[map]
-pub static CONNECTING: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(16384, 0);
+pub static CONNECTING: LruHashMap<u64, TaskIdentity> = LruHashMap::with_max_entries(16384, 0);
 
 /// Owner of each listening socket, keyed by (family, port, address), for inbound attribution.
 #[map]
-pub static LISTENERS: LruHashMap<ListenKey, SockOwner> = LruHashMap::with_max_entries(8192, 0);
+pub static LISTENERS: LruHashMap<ListenKey, TaskIdentity> = LruHashMap::with_max_entries(8192, 0);
 
 /// Per-CPU scratch space where `aurora_path_walk` (created files, exe, cwd) builds a path
 /// backwards (too big for the 512-byte BPF stack).
@@ -113,10 +113,10 @@ pub fn is_agent(tgid: u32) -> bool {
 }
 
 #[inline(always)]
-pub fn current_owner(task: *const c_void) -> SockOwner {
+pub fn current_owner(task: *const c_void) -> TaskIdentity {
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    SockOwner {
+    TaskIdentity {
         tgid: (pid_tgid >> 32) as u32,
         pid: pid_tgid as u32,
         // SAFETY: task is the current task pointer.
@@ -130,30 +130,24 @@ pub fn current_owner(task: *const c_void) -> SockOwner {
     }
 }
 
-/// Fill a record header in place with the current task's identity.
+/// Fill a record header in place: the time, what the record is, and the current task.
 ///
 /// # Safety
 /// `header` must point to writable memory (a ring reservation); `task` is the current task.
 #[inline(always)]
-pub unsafe fn fill_header(header: *mut RecordHeader, task: *const c_void) {
+pub unsafe fn fill_header(header: *mut RecordHeader, task: *const c_void, kind: RecordKind) {
     let owner = current_owner(task);
-    unsafe { fill_header_from(header, &owner) };
+    unsafe { fill_header_from(header, &owner, kind) };
 }
 
 /// # Safety
 /// `header` must point to writable memory (a ring reservation).
 #[inline(always)]
-pub unsafe fn fill_header_from(header: *mut RecordHeader, owner: &SockOwner) {
+pub unsafe fn fill_header_from(header: *mut RecordHeader, owner: &TaskIdentity, kind: RecordKind) {
     unsafe {
         (*header).ts_boot_ns = bpf_ktime_get_boot_ns();
-        (*header).tgid = owner.tgid;
-        (*header).pid = owner.pid;
-        (*header).start_boottime_ns = owner.start_boottime_ns;
-        (*header).parent_start_boottime_ns = owner.parent_start_boottime_ns;
-        (*header).ppid = owner.ppid;
-        (*header).uid = owner.uid;
-        (*header).gid = owner.gid;
+        (*header).kind = kind as u32;
         (*header)._pad = 0;
-        (*header).comm = owner.comm;
+        (*header).task = *owner;
     }
 }

@@ -7,7 +7,7 @@
 //!   from 6.18 on UDP frees are deferred to softirq, so only the first source remains.
 //! Both parse only the IPv4/IPv6 + UDP headers before leaving; answers in page fragments are
 //! read from the linear part only; DNS over TCP, TLS or HTTPS is not seen.
-use aurora_common::{DnsRecord, DNS_SEEN_BY_PROCESS, RING_NET};
+use aurora_common::{DnsRecord, RecordKind, TaskIdentity, DNS_SEEN_BY_PROCESS, RING_NET};
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task},
     macros::tracepoint,
@@ -66,10 +66,14 @@ unsafe fn capture(skb: *const c_void, at_data: u32, by_process: bool) {
         }
         if by_process {
             let task = bpf_get_current_task() as *const c_void;
-            maps::fill_header(&raw mut (*rec).head.header, task);
+            maps::fill_header(&raw mut (*rec).head.header, task, RecordKind::Dns);
             (*rec).head.flags = DNS_SEEN_BY_PROCESS;
         } else {
-            core::ptr::write_bytes(&raw mut (*rec).head.header, 0, 1);
+            maps::fill_header_from(
+                &raw mut (*rec).head.header,
+                &TaskIdentity::NONE,
+                RecordKind::Dns,
+            );
             (*rec).head.flags = 0;
         }
         (*rec).head.len = len;

@@ -4,7 +4,7 @@
 //! process that exits (or execs again) before user space could read /proc keeps them, and user
 //! space needs no /proc read per exec.
 use aurora_common::{
-    ExecRecord, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
+    ExecRecord, RecordKind, ARGV_LEN, EXEC_ARGV_TRUNCATED, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_LEN,
     EXEC_FILENAME_TRUNCATED, EXEC_TAIL_LEN, PATH_LEN, RING_EXEC,
 };
 use aya_ebpf::{
@@ -42,7 +42,7 @@ unsafe fn handle(ctx: &TracePointContext) {
         return;
     };
     unsafe {
-        maps::fill_header(&raw mut (*rec).head.header, task);
+        maps::fill_header(&raw mut (*rec).head.header, task, RecordKind::Exec);
         (*rec).head.loginuid = co_re::aurora_task_loginuid(task);
         (*rec).head.sessionid = co_re::aurora_task_sessionid(task);
         (*rec).head.cgroup_id = bpf_get_current_cgroup_id();

@@ -1,5 +1,5 @@
 //! `sched/sched_process_exit`: one event per process (when its last thread exits).
-use aurora_common::{ExitRecord, RING_EXIT};
+use aurora_common::{ExitRecord, RecordKind, RING_EXIT};
 use aya_ebpf::{helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext};
 use core::ffi::c_void;
 
@@ -29,9 +29,9 @@ unsafe fn handle() {
             return;
         };
         let rec = entry.as_mut_ptr();
-        maps::fill_header(&raw mut (*rec).header, task);
+        maps::fill_header(&raw mut (*rec).header, task, RecordKind::Exit);
         // The last thread may not be the leader: report the process, not the thread.
-        (*rec).header.pid = tgid;
+        (*rec).header.task.pid = tgid;
         (*rec).exit_code = co_re::aurora_task_exit_code(task);
         entry.submit(maps::wakeup_flags(&maps::EXIT_RING));
     }

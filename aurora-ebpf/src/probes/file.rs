@@ -9,7 +9,8 @@
 //! applied), so it is right even when the process exits at once. `open.rs` holds the syscall
 //! tracepoint fallback, which emits through [`emit`] with the same semantics.
 use aurora_common::{
-    file_record_len, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN, RING_FILE,
+    file_record_len, RecordKind, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, PATH_LEN, PREFIX_LEN,
+    RING_FILE,
 };
 use aya_ebpf::{
     helpers::{
@@ -124,7 +125,7 @@ pub unsafe fn emit(o: &Opened) {
         if maps::FILTER_PREFIXES.load() != 0 && (*rec).path[0] == b'/' && !watched(&(*rec).path) {
             return;
         }
-        maps::fill_header(&raw mut (*rec).head.header, task);
+        maps::fill_header(&raw mut (*rec).head.header, task, RecordKind::File);
         (*rec).head.path_len = (n - 1) as u32;
         (*rec).head.flags = flags;
         (*rec).head.dfd = o.dfd;

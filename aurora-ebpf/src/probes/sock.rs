@@ -8,8 +8,8 @@
 //! - inbound: →LISTEN runs in listen(2)'s task: remember the owner by (family, port, address);
 //!   SYN_RECV→ESTABLISHED (softirq) is attributed to that listener, or to no process.
 use aurora_common::{
-    ListenKey, NetRecord, SockOwner, AF_INET, AF_INET6, IPPROTO_TCP, NET_INBOUND, NET_OUTBOUND,
-    RING_NET,
+    ListenKey, NetRecord, RecordKind, TaskIdentity, AF_INET, AF_INET6, IPPROTO_TCP, NET_INBOUND,
+    NET_OUTBOUND, RING_NET,
 };
 use aya_ebpf::{
     helpers::bpf_get_current_task, macros::tracepoint, programs::TracePointContext, EbpfContext,
@@ -96,7 +96,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
 /// The listener that accepted this connection: exact address, then wildcard; an IPv4
 /// connection may also have been accepted by a dual-stack IPv6 listener.
 #[inline(always)]
-fn listener(st: &SockState) -> Option<SockOwner> {
+fn listener(st: &SockState) -> Option<TaskIdentity> {
     let mut key = ListenKey {
         family: st.family,
         port: st.sport,
@@ -127,32 +127,25 @@ fn listener(st: &SockState) -> Option<SockOwner> {
 }
 
 #[inline(always)]
-fn lookup(key: &ListenKey) -> Option<SockOwner> {
+fn lookup(key: &ListenKey) -> Option<TaskIdentity> {
     // SAFETY: value copied out immediately.
     unsafe { maps::LISTENERS.get(key) }.copied()
 }
 
 #[inline(always)]
-fn emit(st: &SockState, owner: Option<&SockOwner>, direction: u8) {
+fn emit(st: &SockState, owner: Option<&TaskIdentity>, direction: u8) {
     let Some(mut entry) = maps::NET_RING.reserve::<NetRecord>(0) else {
         maps::count_lost(RING_NET);
         return;
     };
     let rec = entry.as_mut_ptr();
-    let nobody = SockOwner {
-        tgid: 0,
-        pid: 0,
-        start_boottime_ns: 0,
-        parent_start_boottime_ns: 0,
-        ppid: 0,
-        uid: 0,
-        gid: 0,
-        _pad: 0,
-        comm: [0; 16],
-    };
     // SAFETY: rec points into our ring reservation.
     unsafe {
-        maps::fill_header_from(&raw mut (*rec).header, owner.unwrap_or(&nobody));
+        maps::fill_header_from(
+            &raw mut (*rec).header,
+            owner.unwrap_or(&TaskIdentity::NONE),
+            RecordKind::Net,
+        );
         (*rec).has_owner = owner.is_some() as u8;
         (*rec).family = st.family;
         (*rec).protocol = st.protocol;

@@ -1,12 +1,14 @@
-//! Ring-buffer item → [`RawEvent`]. Reads only the used bytes of the fixed-size records and never
-//! trusts a length field past its buffer: a short or corrupt item is an error, not a panic.
+//! Ring-buffer item → [`RawEvent`]. Every item's header says what record it is
+//! ([`RecordKind`]); the decoder dispatches on that, checks it is a kind the ring carries, reads
+//! only the used bytes of the fixed-size records and never trusts a length field past its
+//! buffer: a short, corrupt or misplaced item is an error, not a panic.
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::{
     exec_record_len, exec_tail_parts, file_record_len, read_record, DnsHead, DnsRecord, ExecHead,
-    ExecRecord, ExitRecord, FileHead, FileRecord, NetRecord, RecordHeader, Ring, AF_INET,
-    EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    ExecRecord, ExitRecord, FileHead, FileRecord, NetRecord, RecordHeader, RecordKind, Ring,
+    AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
@@ -18,6 +20,15 @@ pub struct ShortRecord {
     pub ring: &'static str,
     pub got: usize,
     pub want: usize,
+}
+
+/// Why a ring item could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Short(#[from] ShortRecord),
+    #[error("{ring} item of kind {kind}, which that ring does not carry")]
+    Kind { ring: &'static str, kind: u32 },
 }
 
 fn check<T>(ring: &'static str, item: &[u8]) -> Result<(), ShortRecord> {
@@ -52,16 +63,17 @@ fn sized_head<H: aya::Pod>(
 }
 
 fn task(h: &RecordHeader) -> TaskIdent {
+    let t = &h.task;
     TaskIdent {
         ts_boot_ns: h.ts_boot_ns,
-        tgid: h.tgid,
-        pid: h.pid,
-        start_boottime_ns: h.start_boottime_ns,
-        ppid: h.ppid,
-        parent_start_boottime_ns: h.parent_start_boottime_ns,
-        uid: h.uid,
-        gid: h.gid,
-        comm: c_str(&h.comm).to_vec(),
+        tgid: t.tgid,
+        pid: t.pid,
+        start_boottime_ns: t.start_boottime_ns,
+        ppid: t.ppid,
+        parent_start_boottime_ns: t.parent_start_boottime_ns,
+        uid: t.uid,
+        gid: t.gid,
+        comm: c_str(&t.comm).to_vec(),
     }
 }
 
@@ -73,14 +85,29 @@ fn bytes_at(item: &[u8], off: usize, len: u32, cap: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// One item of `ring` (each ring's records, stated with the ring in `aurora_common::Ring`).
-pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    match ring {
-        Ring::Exec => exec(item),
-        Ring::Exit => exit(item),
-        Ring::File => file(item),
-        Ring::Net => net_or_dns(item),
-    }
+/// One item of `ring`, by the kind its header names (each ring's kinds are stated with the
+/// ring in `aurora_common::Ring`).
+pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, DecodeError> {
+    let header: RecordHeader = read_record(item).ok_or(ShortRecord {
+        ring: ring.map_name(),
+        got: item.len(),
+        want: size_of::<RecordHeader>(),
+    })?;
+    let wrong = DecodeError::Kind {
+        ring: ring.map_name(),
+        kind: header.kind,
+    };
+    let Some(kind) = RecordKind::from_u32(header.kind) else {
+        return Err(wrong);
+    };
+    Ok(match (ring, kind) {
+        (Ring::Exec, RecordKind::Exec) => exec(item)?,
+        (Ring::Exit, RecordKind::Exit) => exit(item)?,
+        (Ring::File, RecordKind::File) => file(item)?,
+        (Ring::Net, RecordKind::Net) => net(item)?,
+        (Ring::Net, RecordKind::Dns) => dns(item)?,
+        _ => return Err(wrong),
+    })
 }
 
 /// An EXEC ring item: the head, then filename, exe, cwd and argv packed back to back (the
@@ -118,17 +145,7 @@ pub fn exit(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     }))
 }
 
-/// A NET ring item: a DnsRecord or a NetRecord, told apart by size.
-pub fn net_or_dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
-    const _: () = assert!(size_of::<DnsRecord>() > size_of::<NetRecord>());
-    if item.len() >= size_of::<DnsRecord>() {
-        dns(item)
-    } else {
-        net(item)
-    }
-}
-
-fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+pub fn dns(item: &[u8]) -> Result<RawEvent, ShortRecord> {
     check::<DnsRecord>(Ring::Net.map_name(), item)?;
     let f: DnsHead = read_record(item).ok_or(ShortRecord {
         ring: Ring::Net.map_name(),
@@ -218,15 +235,19 @@ mod tests {
         comm[..4].copy_from_slice(b"bash");
         RecordHeader {
             ts_boot_ns: 5,
-            tgid: 100,
-            pid: 101,
-            start_boottime_ns: 7,
-            parent_start_boottime_ns: 3,
-            ppid: 1,
-            uid: 1000,
-            gid: 1000,
+            kind: 0,
             _pad: 0,
-            comm,
+            task: aurora_common::TaskIdentity {
+                tgid: 100,
+                pid: 101,
+                start_boottime_ns: 7,
+                parent_start_boottime_ns: 3,
+                ppid: 1,
+                uid: 1000,
+                gid: 1000,
+                _pad: 0,
+                comm,
+            },
         }
     }
 
@@ -335,6 +356,45 @@ mod tests {
         assert!(exit(&[]).is_err());
         assert!(file(&[1, 2, 3]).is_err());
         assert!(net(&[0u8; 20]).is_err());
+    }
+
+    #[test]
+    fn the_header_kind_decides_not_the_length() {
+        let mut n: NetRecord = unsafe { std::mem::zeroed() };
+        n.header = header();
+        n.header.kind = RecordKind::Net as u32;
+        n.family = AF_INET6;
+        let mut d: Box<DnsRecord> = Box::new(unsafe { std::mem::zeroed() });
+        d.head.header = header();
+        d.head.header.kind = RecordKind::Dns as u32;
+        d.head.len = 12;
+        assert!(matches!(
+            decode(Ring::Net, &as_bytes(&n)),
+            Ok(RawEvent::Net(_))
+        ));
+        assert!(matches!(
+            decode(Ring::Net, &as_bytes(&*d)),
+            Ok(RawEvent::Dns(_))
+        ));
+        // A connect record padded to a DNS record's size is still a connect.
+        let mut padded = as_bytes(&n);
+        padded.resize(size_of::<DnsRecord>(), 0);
+        assert!(matches!(decode(Ring::Net, &padded), Ok(RawEvent::Net(_))));
+        // A kind the ring does not carry, or no kind at all, is an error.
+        n.header.kind = RecordKind::Exec as u32;
+        assert_eq!(
+            decode(Ring::Net, &as_bytes(&n)).unwrap_err(),
+            DecodeError::Kind {
+                ring: "NET_RING",
+                kind: 1
+            }
+        );
+        n.header.kind = 77;
+        assert!(decode(Ring::Net, &as_bytes(&n)).is_err());
+        assert!(matches!(
+            decode(Ring::Exit, &[0u8; 8]),
+            Err(DecodeError::Short(_))
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use aurora_common::{ListenKey, SockOwner, AF_INET, AF_INET6, COMM_LEN};
+use aurora_common::{ListenKey, TaskIdentity, AF_INET, AF_INET6, COMM_LEN};
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use procfs::net::TcpState;
 use procfs::process::FDTarget;
@@ -26,7 +26,7 @@ fn key(addr: &SocketAddr) -> ListenKey {
 }
 
 /// Socket inode → owning process (the first process found holding it).
-fn socket_owners(ns_per_tick: u64) -> HashMap<u64, SockOwner> {
+fn socket_owners(ns_per_tick: u64) -> HashMap<u64, TaskIdentity> {
     let mut out = HashMap::new();
     let Ok(procs) = procfs::process::all_processes() else {
         return out;
@@ -47,7 +47,7 @@ fn socket_owners(ns_per_tick: u64) -> HashMap<u64, SockOwner> {
         let mut comm = [0u8; COMM_LEN];
         let n = stat.comm.len().min(COMM_LEN - 1);
         comm[..n].copy_from_slice(&stat.comm.as_bytes()[..n]);
-        let owner = SockOwner {
+        let owner = TaskIdentity {
             tgid: p.pid as u32,
             pid: p.pid as u32,
             // Ticks back to ns: converts to the same ticks the process table uses.
@@ -67,7 +67,7 @@ fn socket_owners(ns_per_tick: u64) -> HashMap<u64, SockOwner> {
 }
 
 /// Fill LISTENERS from /proc/net/tcp{,6}. Returns how many listeners were recorded.
-pub fn seed(map: &mut BpfHashMap<&mut MapData, ListenKey, SockOwner>) -> usize {
+pub fn seed(map: &mut BpfHashMap<&mut MapData, ListenKey, TaskIdentity>) -> usize {
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
