@@ -4,8 +4,8 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -215,17 +215,31 @@ fn event(cmd: &str) -> String {
     format!(r#"{{"EventID":1,"Image":"/usr/bin/true","CommandLine":"{cmd}","ProcessId":7}}"#)
 }
 
+/// A replay reading stdin with the project's rules plus `SENTINEL_RULE`: each `send` is
+/// followed by a sentinel event, and its alert marks the end of what that send raised (one
+/// pipeline keeps their order), so no test waits a fixed time for "nothing more".
 struct Stdin {
-    child: Child,
+    child: KillOnDrop,
     stdin: std::process::ChildStdin,
     out: std::sync::mpsc::Receiver<String>,
+    metrics: Option<PathBuf>,
 }
 
+const SENTINEL: &str = "aurora-test-sentinel";
+
 impl Stdin {
-    fn start(args: &[&str]) -> Stdin {
-        let mut child = Command::new(aurora())
-            .args(["replay", "--json", "--throttle-rate", "0"])
-            .args(args)
+    /// `rules` gets the sentinel rule too; `stdout` says whether alerts go to stdout (the
+    /// sentinel then marks each send's end).
+    fn start(rules: &Path, args: &[&str], metrics: Option<&Path>) -> Stdin {
+        std::fs::write(rules.join("zz-sentinel.yml"), rule("Sentinel", SENTINEL)).unwrap();
+        let mut cmd = Command::new(aurora());
+        cmd.args(["replay", "--json", "--throttle-rate", "0", "--rules"])
+            .arg(rules)
+            .args(args);
+        if let Some(m) = metrics {
+            cmd.arg("--metrics-file").arg(m);
+        }
+        let mut child = cmd
             .arg("-")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -244,33 +258,58 @@ impl Stdin {
                 let _ = tx.send(l);
             }
         });
-        std::thread::sleep(Duration::from_millis(500));
-        Stdin { child, stdin, out }
+        Stdin {
+            child: KillOnDrop(child),
+            stdin,
+            out,
+            metrics: metrics.map(Path::to_path_buf),
+        }
     }
 
+    /// The alerts `line` raised (up to its sentinel's).
     fn send(&mut self, line: &str) -> Vec<String> {
-        writeln!(self.stdin, "{line}").unwrap();
+        writeln!(self.stdin, "{line}\n{}", event(SENTINEL)).unwrap();
         self.stdin.flush().unwrap();
         let mut got = Vec::new();
-        let deadline = Instant::now() + Duration::from_millis(800);
-        while let Ok(l) = self
-            .out
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        loop {
+            let l = self
+                .out
+                .recv_timeout(Duration::from_secs(10))
+                .expect("the sentinel's alert within 10 s");
+            if l.contains("\"Sentinel\"") {
+                return got;
+            }
             got.push(l);
         }
-        got
     }
 
+    /// SIGHUP, then wait until the reload was tried (the metrics file is rewritten after each,
+    /// counting reloads by result).
     fn hup(&self) {
-        nix_kill(self.child.id(), 1);
-        std::thread::sleep(Duration::from_millis(700));
+        let m = self.metrics.as_ref().expect("hup needs --metrics-file");
+        let tried = || {
+            family_sum(
+                &std::fs::read_to_string(m).unwrap_or_default(),
+                "aurora_rules_reloads_total",
+            )
+        };
+        let before = tried();
+        nix_kill(self.child.0.id(), 1);
+        common::daemons::poll_until("the reload to be tried", 10, || {
+            (tried() > before).then_some(())
+        });
     }
 
-    fn finish(self) -> String {
+    fn finish(mut self) -> String {
         drop(self.stdin);
-        let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let status = self.child.0.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.0.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(status.success() || !err.is_empty(), "{status}");
+        err
     }
 }
 
@@ -281,12 +320,7 @@ fn sighup_swaps_rules_atomically_and_keeps_the_old_set_when_the_new_one_is_broke
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("a.yml"), rule("Rule A", "hup-one")).unwrap();
     let prom = dir.path().join("replay.prom");
-    let mut r = Stdin::start(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "--metrics-file",
-        prom.to_str().unwrap(),
-    ]);
+    let mut r = Stdin::start(&rules, &[], Some(&prom));
     assert_eq!(r.send(&event("x hup-one")).len(), 1, "rule A active");
 
     std::fs::write(rules.join("a.yml"), rule("Rule B", "hup-two-b")).unwrap();
@@ -326,13 +360,8 @@ fn sighup_reopens_the_logfile_after_logrotate_renamed_it() {
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("a.yml"), rule("Rule A", "rotate-me")).unwrap();
     let log = dir.path().join("alerts.log");
-    let mut r = Stdin::start(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "--no-stdout",
-        "--logfile",
-        log.to_str().unwrap(),
-    ]);
+    let prom = dir.path().join("replay.prom");
+    let mut r = Stdin::start(&rules, &["--logfile", log.to_str().unwrap()], Some(&prom));
     r.send(&event("first rotate-me"));
     std::fs::rename(&log, dir.path().join("alerts.log.1")).unwrap();
     r.hup();
@@ -362,20 +391,22 @@ fn sighup_reload_applies_within_a_second_while_events_keep_coming() {
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("a.yml"), rule("Rule A", "not-in-the-storm")).unwrap();
     let prom = dir.path().join("replay.prom");
-    let mut child = Command::new(aurora())
-        .args(["replay", "--json", "--throttle-rate", "0", "--rules"])
-        .arg(&rules)
-        .arg("--rules")
-        .arg(sigmahq())
-        .arg("--metrics-file")
-        .arg(&prom)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut child = KillOnDrop(
+        Command::new(aurora())
+            .args(["replay", "--json", "--throttle-rate", "0", "--rules"])
+            .arg(&rules)
+            .arg("--rules")
+            .arg(sigmahq())
+            .arg("--metrics-file")
+            .arg(&prom)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.0.stdin.take().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let writer = {
@@ -392,7 +423,7 @@ fn sighup_reload_applies_within_a_second_while_events_keep_coming() {
             }
         })
     };
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, first_b) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -412,12 +443,12 @@ fn sighup_reload_applies_within_a_second_while_events_keep_coming() {
     let before = written.load(Ordering::Relaxed);
     std::fs::write(rules.join("a.yml"), rule("Rule B", "sustained-b")).unwrap();
     let hup_at = Instant::now();
-    nix_kill(child.id(), 1);
+    nix_kill(child.0.id(), 1);
     let got = first_b.recv_timeout(Duration::from_secs(10));
     let after = written.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     let (seen_at, seen_wall) = got.expect("rule B never alerted after SIGHUP");
     assert!(status.success());
     assert!(

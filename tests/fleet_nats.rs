@@ -61,15 +61,17 @@ fn alerts_arrive_once_each_across_a_server_outage_and_no_counter_calls_them_drop
     let server = NatsServer::start(free_port(), &dir.path().join("store"));
     let url = server.url();
     let metrics = dir.path().join("replay.prom");
-    let mut replay = replay_cmd(&url, &dir.path().join("spool"))
-        .arg("--metrics-file")
-        .arg(&metrics)
-        .arg("-")
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = replay.stdin.take().unwrap();
+    let mut replay = Guarded::new(
+        replay_cmd(&url, &dir.path().join("spool"))
+            .arg("--metrics-file")
+            .arg(&metrics)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = replay.child().stdin.take().unwrap();
     for pid in 1..=100 {
         stdin.write_all(recon_line(pid).as_bytes()).unwrap();
     }
@@ -89,7 +91,7 @@ fn alerts_arrive_once_each_across_a_server_outage_and_no_counter_calls_them_drop
     let server = NatsServer::start(port, &store);
     let all = wait_count(&url, "aurora.alerts.>", 200, 30);
     drop(stdin);
-    let out = replay.wait_with_output().unwrap();
+    let out = replay.wait_with_output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let pids = pids_once(&all);
@@ -178,7 +180,7 @@ fn split_between_two(
     input: &Path,
 ) -> [(std::process::Output, Vec<i64>); 2] {
     let consume = |log: &Path| {
-        Command::new(aurora())
+        let child = Command::new(aurora())
             .arg("consume")
             .arg("--rules")
             .arg(repo().join("rules"))
@@ -196,7 +198,8 @@ fn split_between_two(
             .arg(log)
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        Guarded::new(child)
     };
     let (la, lb) = (
         dir.join(format!("{name}-a.log")),
@@ -251,7 +254,7 @@ fn split_between_two(
             })
             .collect()
     };
-    let (oa, ob) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (oa, ob) = (a.wait_with_output(), b.wait_with_output());
     for o in [&oa, &ob] {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }

@@ -15,25 +15,27 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
     let log = dir.path().join("alerts.log");
     let m = marker("b64");
     let ready = dir.path().join("ready.json");
-    let mut agent = Command::new(aurora())
-        .arg("--rules")
-        .arg(sigmahq())
-        .arg("--rules")
-        .arg(repo().join("rules"))
-        .args(["--no-stdout", "--throttle-rate", "0", "--logfile"])
-        .arg(&log)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let rx = stderr_lines(&mut agent);
-    let state = wait_ready(&mut agent, &ready, &rx);
+    let mut agent = KillOnDrop(
+        Command::new(aurora())
+            .arg("--rules")
+            .arg(sigmahq())
+            .arg("--rules")
+            .arg(repo().join("rules"))
+            .args(["--no-stdout", "--throttle-rate", "0", "--logfile"])
+            .arg(&log)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = stderr_lines(&mut agent.0);
+    let state = wait_ready(&mut agent.0, &ready, &rx);
     assert!(
         state["rules_active"].as_u64().unwrap() > 100,
         "the agent is ready only with its rules loaded: {state}"
     );
-    let policies = thread_policies(agent.id());
+    let policies = thread_policies(agent.0.id());
     assert!(
         policies.len() >= 2 && policies.iter().all(|(_, p)| *p == SCHED_BATCH),
         "every agent thread runs SCHED_BATCH by default: {policies:?}"
@@ -51,8 +53,8 @@ fn base64_decode_alerts_and_sigterm_drains_every_matched_alert() {
     }
     // Stop at once: alerts already matched (or still in the rings) must still be written.
     let stop = Instant::now();
-    nix_kill(agent.id(), 15);
-    let status = agent.wait().unwrap();
+    nix_kill(agent.0.id(), 15);
+    let status = agent.0.wait().unwrap();
     assert!(status.success(), "exit 0 on SIGTERM");
     assert!(
         stop.elapsed() < Duration::from_secs(2),

@@ -170,7 +170,14 @@ fn auditd_records_alert_live_and_a_restart_neither_loses_nor_repeats() {
     let second = work.join(format!("{m}-second"));
     std::fs::write(&second, "x").unwrap();
     run("chmod", &["600", second.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let log = dir.path().join("audit.log");
+    // auditd has written it (the file is the typed answer, not a delay).
+    common::daemons::poll_until("auditd to log the chmod", 10, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&format!("{m}-second"))
+            .then_some(())
+    });
     let agent = Agent::start(&agent_dir, &args);
     let again = agent.wait_for(10, 1, |a| {
         a["rule"]["id"] == PERMISSIONS_CHANGE
@@ -181,12 +188,22 @@ fn auditd_records_alert_live_and_a_restart_neither_loses_nor_repeats() {
         1,
         "the chmod made while the agent was down alerts once"
     );
-    std::thread::sleep(Duration::from_millis(1000));
-    let all = agent.alerts();
+    // A later chmod's alert marks the end of everything before it in the log (read in order).
+    let third = work.join(format!("{m}-third"));
+    std::fs::write(&third, "x").unwrap();
+    run("chmod", &["600", third.to_str().unwrap()]);
+    let all = agent.wait_until(10, |all| {
+        !ours(all, PERMISSIONS_CHANGE, &format!("{m}-third")).is_empty()
+    });
     assert_eq!(
         ours(&all, PERMISSIONS_CHANGE, &format!("{m}-first")).len(),
         1,
         "nothing before the saved position is read again"
+    );
+    assert_eq!(
+        ours(&all, PERMISSIONS_CHANGE, &format!("{m}-second")).len(),
+        1,
+        "nor the chmod made while the agent was down"
     );
     let metrics = agent.metrics();
     let series = format!(

@@ -6,9 +6,10 @@ mod common;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::daemons::{poll_until, Rsyslogd};
 use common::*;
 use serde_json::Value;
 
@@ -20,8 +21,10 @@ const SUSP_LOG_ENTRIES: &str = "f64b6e9a-5d9d-48a5-8289-e1dd2b3876e1";
 const NETWORKD_DISPATCHER: &str = "7ba05b43-adad-4c02-b5e9-c8c35cdf9fa8";
 const JEXBOSS: &str = "8ec2c8b4-557a-4121-b87c-5dfb3a602fae";
 
+/// A private rsyslogd: its own socket; auth,authpriv to auth.log in its file format and every
+/// message to syslog5424 in RFC 5424.
 struct Rsyslog {
-    child: Child,
+    daemon: Rsyslogd,
     socket: PathBuf,
 }
 
@@ -29,29 +32,14 @@ impl Rsyslog {
     fn start(dir: &Path) -> Rsyslog {
         let d = dir.display();
         let conf = format!(
-            "global(workDirectory=\"{d}\")\n\
-             module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+            "module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
              input(type=\"imuxsock\" Socket=\"{d}/log.sock\" RateLimit.Interval=\"0\")\n\
              auth,authpriv.* action(type=\"omfile\" file=\"{d}/auth.log\")\n\
              *.* action(type=\"omfile\" file=\"{d}/syslog5424\" template=\"RSYSLOG_SyslogProtocol23Format\")\n"
         );
-        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
-        let child = Command::new("/usr/sbin/rsyslogd")
-            .args(["-n", "-f"])
-            .arg(dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rsyslogd (apt package rsyslog; `cargo xtask setup --test-deps` installs it)");
         let socket = dir.join("log.sock");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "rsyslogd made no socket in 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Rsyslog { child, socket }
+        let daemon = Rsyslogd::start(dir, &conf, || socket.exists());
+        Rsyslog { daemon, socket }
     }
 
     fn log(&self, priority: &str, tag: &str, msg: &str) {
@@ -62,13 +50,6 @@ impl Rsyslog {
             .status()
             .unwrap();
         assert!(st.success(), "logger -p {priority} -t {tag}");
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        nix_kill(self.child.id(), 15);
-        let _ = self.child.wait();
     }
 }
 
@@ -220,8 +201,13 @@ fn syslog_files_alert_by_program_and_facility_and_follow_rotation() {
 
     // Rotation: auth.log renamed, rsyslog told to reopen (as logrotate does).
     std::fs::rename(dir.path().join("auth.log"), dir.path().join("auth.log.1")).unwrap();
-    nix_kill(rs.child.id(), 1);
-    std::thread::sleep(Duration::from_millis(300));
+    nix_kill(rs.daemon.child.id(), 1);
+    // rsyslogd reopens on its next message after the HUP: probe until a new auth.log exists.
+    poll_until("rsyslogd reopened auth.log", 10, || {
+        rs.log("auth.info", "probe", &format!("{m} reopen probe"));
+        std::thread::sleep(Duration::from_millis(20));
+        dir.path().join("auth.log").exists().then_some(())
+    });
     rs.log(
         "auth.info",
         "sshd",

@@ -5,97 +5,44 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{ChildStdin, Command, Stdio};
+use std::time::Duration;
 
+use common::daemons::Rsyslogd;
 use common::*;
 
 const BASE64_RULE: &str = "e2072cab-8c9a-459b-b63c-40ae79e27031";
 
-struct Rsyslog {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Rsyslog {
-    /// rsyslogd in the foreground with one input per transport, each written raw to its file.
-    fn start(dir: &Path, udp: u16, tcp: u16, tls: Option<u16>) -> Rsyslog {
-        let mut conf = format!(
-            "global(workDirectory=\"{d}\" maxMessageSize=\"64k\"{tlsglobal})\n\
-             module(load=\"imudp\")\nmodule(load=\"imtcp\" maxSessions=\"50\")\n\
-             template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
-             ruleset(name=\"udp\") {{ action(type=\"omfile\" file=\"{d}/udp.log\" template=\"raw\") }}\n\
-             ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"raw\") }}\n\
-             ruleset(name=\"tls\") {{ action(type=\"omfile\" file=\"{d}/tls.log\" template=\"raw\") }}\n\
-             input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\" ruleset=\"udp\")\n\
-             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\" ruleset=\"tcp\")\n",
-            d = dir.display(),
-            tlsglobal = if tls.is_some() {
-                format!(
-                    " defaultNetstreamDriverCAFile=\"{d}/ca.pem\" defaultNetstreamDriverCertFile=\"{d}/server.pem\" defaultNetstreamDriverKeyFile=\"{d}/server.key\"",
-                    d = dir.display()
-                )
-            } else {
-                String::new()
-            },
+/// rsyslogd with one input per transport, each written raw to its file.
+fn rsyslog(dir: &Path, udp: u16, tcp: u16, tls: Option<u16>) -> Rsyslogd {
+    let d = dir.display();
+    let mut conf = String::new();
+    if tls.is_some() {
+        conf += &format!(
+            "global(maxMessageSize=\"64k\" defaultNetstreamDriverCAFile=\"{d}/ca.pem\" defaultNetstreamDriverCertFile=\"{d}/server.pem\" defaultNetstreamDriverKeyFile=\"{d}/server.key\")\n"
         );
-        if let Some(p) = tls {
-            conf += &format!(
-                "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{p}\" ruleset=\"tls\" \
-                 streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n"
-            );
-        }
-        std::fs::write(dir.join("rsyslog.conf"), conf).unwrap();
-        let child = Command::new("/usr/sbin/rsyslogd")
-            .args(["-n", "-f"])
-            .arg(dir.join("rsyslog.conf"))
-            .arg("-i")
-            .arg(dir.join("rsyslog.pid"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rsyslogd (apt package rsyslog; `cargo xtask setup --test-deps` installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", tcp)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "rsyslogd did not listen on {tcp}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Rsyslog {
-            child,
-            dir: dir.to_path_buf(),
-        }
+    } else {
+        conf += "global(maxMessageSize=\"64k\")\n";
     }
-
-    fn stop(mut self) {
-        nix_kill(self.child.id(), 15);
-        let _ = self.child.wait();
+    conf += &format!(
+        "module(load=\"imudp\")\nmodule(load=\"imtcp\" maxSessions=\"50\")\n\
+         template(name=\"raw\" type=\"string\" string=\"%rawmsg%\\n\")\n\
+         ruleset(name=\"udp\") {{ action(type=\"omfile\" file=\"{d}/udp.log\" template=\"raw\") }}\n\
+         ruleset(name=\"tcp\") {{ action(type=\"omfile\" file=\"{d}/tcp.log\" template=\"raw\") }}\n\
+         ruleset(name=\"tls\") {{ action(type=\"omfile\" file=\"{d}/tls.log\" template=\"raw\") }}\n\
+         input(type=\"imudp\" address=\"127.0.0.1\" port=\"{udp}\" ruleset=\"udp\")\n\
+         input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{tcp}\" ruleset=\"tcp\")\n"
+    );
+    if let Some(p) = tls {
+        conf += &format!(
+            "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{p}\" ruleset=\"tls\" \
+             streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n"
+        );
     }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
-    }
-
-    /// Wait until `name` holds `n` lines (or time out) and return them.
-    fn wait_lines(&self, name: &str, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let lines: Vec<String> = self.read(name).lines().map(str::to_owned).collect();
-            if lines.len() >= n || Instant::now() > deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Rsyslog {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+    Rsyslogd::start(dir, &conf, || {
+        TcpStream::connect(("127.0.0.1", tcp)).is_ok()
+    })
 }
 
 fn gen_certs(dir: &Path) {
@@ -127,7 +74,7 @@ fn hostile_event(i: usize) -> String {
 }
 
 /// `aurora replay -` with `args`, writing its counters to `metrics` at exit.
-fn replay_stdin(args: &[String], metrics: &Path) -> (Child, ChildStdin) {
+fn replay_stdin(args: &[String], metrics: &Path) -> (Guarded, ChildStdin) {
     let mut child = Command::new(aurora())
         .args(["replay", "--no-stdout", "--throttle-rate", "0", "--rules"])
         .arg(sigmahq())
@@ -141,12 +88,12 @@ fn replay_stdin(args: &[String], metrics: &Path) -> (Child, ChildStdin) {
         .spawn()
         .unwrap();
     let stdin = child.stdin.take().unwrap();
-    (child, stdin)
+    (Guarded::new(child), stdin)
 }
 
-fn finish(child: Child, stdin: ChildStdin) -> String {
+fn finish(child: Guarded, stdin: ChildStdin) -> String {
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     err
@@ -158,7 +105,7 @@ fn udp_tcp_and_tls_each_deliver_every_alert_once_with_exact_fields() {
     let dir = tempfile::tempdir().unwrap();
     gen_certs(dir.path());
     let (udp, tcp, tls) = (free_port(), free_port(), free_port());
-    let rs = Rsyslog::start(dir.path(), udp, tcp, Some(tls));
+    let rs = rsyslog(dir.path(), udp, tcp, Some(tls));
     let ca = dir.path().join("ca.pem").display().to_string();
     for (target, file, args) in [
         (
@@ -239,7 +186,7 @@ fn udp_tcp_and_tls_each_deliver_every_alert_once_with_exact_fields() {
 fn dead_collector_queues_then_delivers_and_counts_overflow() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (free_port(), free_port());
-    let rs = Rsyslog::start(dir.path(), udp, tcp, None);
+    let rs = rsyslog(dir.path(), udp, tcp, None);
     let metrics_file = dir.path().join("replay.prom");
     let (child, mut stdin) = replay_stdin(
         &[
@@ -263,7 +210,7 @@ fn dead_collector_queues_then_delivers_and_counts_overflow() {
     }
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let rs = Rsyslog::start(dir.path(), udp, tcp, None);
+    let rs = rsyslog(dir.path(), udp, tcp, None);
     finish(child, stdin);
     let metrics = std::fs::read_to_string(&metrics_file).unwrap();
     let num = |k: &str| {

@@ -260,9 +260,9 @@ pub struct ReplayArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// At exit, write every counter here in the Prometheus text format (the same metrics as
-    /// --metrics-listen; node_exporter's textfile collector reads this format).
-    /// Example: --metrics-file /var/lib/node_exporter/aurora_replay.prom
+    /// At exit (and after each SIGHUP reload), write every counter here in the Prometheus text
+    /// format (the same metrics as --metrics-listen; node_exporter's textfile collector reads
+    /// this format). Example: --metrics-file /var/lib/node_exporter/aurora_replay.prom
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
     /// What the files hold: jsonl (events as `aurora record` writes them, or Nextron

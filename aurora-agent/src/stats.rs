@@ -75,6 +75,9 @@ pub struct DetectStats {
     pub rules: Mutex<BTreeMap<String, Arc<RuleCounters>>>,
     pub rule_states: Mutex<RuleStates>,
     pub last_reload: Mutex<Option<ReloadResult>>,
+    /// SIGHUP reloads that replaced the rules, and those refused.
+    pub reloads_ok: AtomicU64,
+    pub reloads_refused: AtomicU64,
 }
 
 impl DetectStats {
@@ -121,6 +124,12 @@ impl DetectStats {
     }
 
     pub fn record_reload(&self, ok: bool) {
+        let counter = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_refused
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let unix_seconds = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod daemons;
 pub mod nats;
 pub mod testdata;
 
@@ -53,6 +54,15 @@ pub struct Recorder {
     stderr_lines: mpsc::Receiver<String>,
     pub stderr: Vec<String>,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// Wait until `child` has written its ready file; returns it parsed. Panics (the test fails)
@@ -287,6 +297,37 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A child that is killed and reaped if the test ends (an assertion fails) before it was waited
+/// for; `wait_with_output` hands its output over as `Child`'s does.
+pub struct Guarded(Option<Child>);
+
+impl Guarded {
+    pub fn new(child: Child) -> Guarded {
+        Guarded(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("not waited for yet")
+    }
+
+    pub fn wait_with_output(mut self) -> std::process::Output {
+        self.0
+            .take()
+            .expect("not waited for yet")
+            .wait_with_output()
+            .unwrap()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

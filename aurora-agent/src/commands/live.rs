@@ -1,4 +1,6 @@
-//! Starting and stopping the live sensors (shared by `aurora` and `aurora record`).
+//! Starting and stopping a live run, once for `aurora` and `aurora record`: telemetry, the
+//! enricher seeded from /proc, the sensors and followed logs with their queue, the ready file,
+//! and the stop in the reverse order.
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -6,11 +8,69 @@ use anyhow::Result;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::settings::Settings;
+use crate::enrich::Enricher;
 use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
 use crate::sources::logs::{LogSources, LogSourcesConfig};
 use crate::sources::RawEvent;
 use crate::stats::Stats;
-use crate::telemetry::ready::{LogSourceState, ReadyState};
+use crate::telemetry::ready::{LogSourceState, ReadyFile, ReadyState};
+use crate::telemetry::Telemetry;
+
+/// A live run: what `aurora` and `aurora record` both start and stop.
+pub struct Live {
+    session: LiveSession,
+    telemetry: Telemetry,
+    refresher: Option<JoinHandle<()>>,
+    ready_file: Option<std::path::PathBuf>,
+    ready: Option<ReadyFile>,
+    stats: Arc<Stats>,
+}
+
+impl Live {
+    /// Serve telemetry (503 until ready), load the sensors, start the drains and the logs,
+    /// seed an enricher from /proc. Returns the run, the enricher and the queue of events.
+    pub async fn start(
+        settings: &Settings,
+        stats: Arc<Stats>,
+    ) -> Result<(Live, Enricher, mpsc::Receiver<RawEvent>)> {
+        let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
+        let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
+        let (session, rx) =
+            LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
+        let seeded = enricher.seed_from_proc();
+        tracing::info!(processes = seeded, "sensors attached");
+        let refresher = Some(session.spawn_refresher(stats.clone()));
+        let live = Live {
+            session,
+            telemetry,
+            refresher,
+            ready_file: settings.ready_file.clone(),
+            ready: None,
+            stats,
+        };
+        Ok((live, enricher, rx))
+    }
+
+    /// Everything is up: write the ready file and answer /readyz with 200.
+    pub fn ready(&mut self, rules_active: Option<usize>) -> Result<()> {
+        let mut state = self.session.ready_state(rules_active);
+        state.metrics = self.telemetry.addr;
+        self.ready = Some(ReadyFile::publish(self.ready_file.as_deref(), &state)?);
+        self.telemetry.ready(&state);
+        Ok(())
+    }
+
+    /// Detach, drain what the rings and logs still hold, close the queue (the pipeline then
+    /// ends); the ready file goes when the run is dropped.
+    pub async fn stop(mut self) -> Option<ReadyFile> {
+        if let Some(r) = self.refresher.take() {
+            r.abort();
+        }
+        self.session.shutdown(&self.stats).await;
+        self.ready.take()
+    }
+}
 
 pub struct LiveSession {
     pub sensors: Arc<Mutex<Sensors>>,

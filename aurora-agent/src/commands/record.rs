@@ -6,15 +6,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::live::LiveSession;
+use super::live::Live;
 use super::settings::Settings;
 use crate::cli::RecordArgs;
-use crate::enrich::Enricher;
 use crate::event::{Event, EventKind};
 use crate::pipeline::{consume, EventHandler, Pipeline};
 use crate::stats::Stats;
-use crate::telemetry::ready::ReadyFile;
-use crate::telemetry::Telemetry;
 
 struct Recorder {
     out: BufWriter<Box<dyn Write + Send>>,
@@ -76,16 +73,9 @@ pub fn run(args: RecordArgs) -> Result<()> {
     rt.block_on(async move {
         let shutdown = super::signals::Shutdown::install()?;
         let stats = Arc::new(Stats::default());
-        let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
-        let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) =
-            LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
-        let seeded = enricher.seed_from_proc();
-        let mut state = session.ready_state(None);
-        state.metrics = telemetry.addr;
-        let _ready = ReadyFile::publish(settings.ready_file.as_deref(), &state)?;
-        telemetry.ready(&state);
-        tracing::info!(processes = seeded, "sensors attached; recording");
+        let (mut live, enricher, rx) = Live::start(&settings, stats.clone()).await?;
+        live.ready(None)?;
+        tracing::info!("recording");
         let recorder = Recorder {
             out: BufWriter::new(out),
             kinds,
@@ -93,7 +83,6 @@ pub fn run(args: RecordArgs) -> Result<()> {
             failed: None,
         };
         let consumer = std::thread::spawn(move || consume(rx, Pipeline::new(enricher, recorder)));
-        let refresher = session.spawn_refresher(stats.clone());
         let stop = shutdown.wait();
         match args.duration {
             Some(d) => {
@@ -104,8 +93,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
             }
             None => stop.await,
         }
-        refresher.abort();
-        session.shutdown(&stats).await;
+        let _ready = live.stop().await;
         let recorder = tokio::task::spawn_blocking(move || consumer.join())
             .await?
             .map_err(|_| anyhow::anyhow!("event consumer panicked"))?;

@@ -49,7 +49,17 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
     // SIGHUP reloads rules here too (replay from a pipe is how it is tested without root).
     let _reloader = {
         let _guard = rt.enter();
-        topology.spawn_reloader()?
+        // With --metrics-file the counters are also written after each reload, so a script
+        // feeding stdin sees whether its SIGHUP was taken.
+        let after = args.metrics_file.clone().map(|path| {
+            let stats = topology.stats.clone();
+            Box::new(move || {
+                if let Err(e) = crate::telemetry::metrics::write_file(&path, stats.clone()) {
+                    tracing::warn!("{e:#}");
+                }
+            }) as Box<dyn Fn() + Send>
+        });
+        topology.spawn_reloader_then(after)?
     };
     let (mut pipeline, _) = stage.load(topology.recorded_enricher())?;
     for path in &args.files {

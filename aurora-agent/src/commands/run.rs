@@ -3,14 +3,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::live::LiveSession;
+use super::live::Live;
 use super::settings::{detect_config, Settings};
 use crate::cli::{AgentArgs, CpuPolicy, RunArgs};
 use crate::detect::DetectConfig;
-use crate::enrich::Enricher;
 use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
-use crate::telemetry::ready::ReadyFile;
-use crate::telemetry::Telemetry;
 
 /// nice 10 and the idle I/O class, so the agent yields to the workload it watches.
 fn lower_priority() -> Result<()> {
@@ -83,11 +80,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             &tokio::runtime::Handle::current(),
         )?;
         let stats = topology.stats.clone();
-        let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
-        let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) =
-            LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
-        let seeded = enricher.seed_from_proc();
+        let (mut live, enricher, rx) = Live::start(&settings, stats.clone()).await?;
         // Rules load after the sensors (loading the sensors parses the kernel's BTF; not holding
         // both at once lowers the agent's peak memory), on the pipeline thread; the runtime
         // keeps serving /readyz meanwhile and events wait in the queue.
@@ -95,14 +88,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         let loaded = loaded
             .await
             .map_err(|_| anyhow::anyhow!("pipeline thread ended while loading the rules"))??;
-        let mut state = session.ready_state(Some(loaded.rule_count));
-        state.metrics = telemetry.addr;
-        let _ready = ReadyFile::publish(settings.ready_file.as_deref(), &state)?;
-        tracing::info!(processes = seeded, "sensors attached; watching");
-        telemetry.ready(&state);
+        live.ready(Some(loaded.rule_count))?;
+        tracing::info!("watching");
 
         let reloader = topology.spawn_reloader()?;
-        let refresher = session.spawn_refresher(stats.clone());
         let reporter = crate::telemetry::spawn_reporter(
             stats.clone(),
             agent
@@ -113,9 +102,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         shutdown.wait().await;
         let started = Instant::now();
         reporter.abort();
-        refresher.abort();
         reloader.abort();
-        session.shutdown(&stats).await;
+        let _ready = live.stop().await;
         let mut handler = tokio::task::spawn_blocking(move || consumer.join())
             .await?
             .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?

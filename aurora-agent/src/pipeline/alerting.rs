@@ -17,12 +17,14 @@ pub struct Control {
 }
 
 /// SIGHUP: reload the rules atomically (a set that fails to load, or has an invalid rule, is
-/// refused and the running rules stay) and ask the sinks to reopen their files. Must be called
+/// refused and the running rules stay) and ask the sinks to reopen their files; then `after`
+/// (replay rewrites its `--metrics-file`, so a script sees each reload's outcome). Must be called
 /// inside a tokio runtime; the handler is installed before it returns.
 pub fn spawn_reloader(
     cfg: DetectConfig,
     stats: Arc<DetectStats>,
     control: Arc<Control>,
+    after: Option<Box<dyn Fn() + Send>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
@@ -40,6 +42,9 @@ pub fn spawn_reloader(
                 }
             }
             control.reopen.store(true, Ordering::Relaxed);
+            if let Some(after) = &after {
+                after();
+            }
         }
     }))
 }

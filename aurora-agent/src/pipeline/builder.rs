@@ -101,10 +101,19 @@ impl Topology {
 
     /// SIGHUP reloads the rules and reopens the sinks' files. Call inside the runtime.
     pub fn spawn_reloader(&self) -> Result<tokio::task::JoinHandle<()>> {
+        self.spawn_reloader_then(None)
+    }
+
+    /// `spawn_reloader`, calling `after` once each reload was tried.
+    pub fn spawn_reloader_then(
+        &self,
+        after: Option<Box<dyn Fn() + Send>>,
+    ) -> Result<tokio::task::JoinHandle<()>> {
         Ok(spawn_reloader(
             self.detect.clone(),
             self.stats.detect.clone(),
             self.control.clone(),
+            after,
         )?)
     }
 

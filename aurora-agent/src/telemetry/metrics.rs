@@ -198,6 +198,16 @@ impl StatsCollector {
                 (label("state", "invalid"), st.invalid),
             ],
         )?;
+        family(
+            enc,
+            "aurora_rules_reloads",
+            "SIGHUP rule reloads, by result (ok: the rules were replaced; refused: kept).",
+            Counter,
+            [
+                (label("result", "ok"), v(&d.reloads_ok)),
+                (label("result", "refused"), v(&d.reloads_refused)),
+            ],
+        )?;
         if let Some(r) = d.last_reload.lock().ok().and_then(|g| *g) {
             family(
                 enc,

@@ -17,7 +17,7 @@ use aurora_common::{Ring, PREFIX_LEN, RING_COUNT};
 use aya::maps::{lpm_trie::Key, LpmTrie, Map, MapData, PerCpuArray, RingBuf};
 use aya::{Btf, Ebpf, EbpfLoader};
 
-pub use decode::ShortRecord;
+pub use decode::{DecodeError, ShortRecord};
 
 use crate::telemetry::ready::ProgramStatus;
 pub use crate::telemetry::ready::{FileSensorState, LoaderState};
