@@ -1,7 +1,7 @@
 //! `aurora replay`: recorded events or raw logs through the same pipeline as live events, with
-//! no kernel and no root. A file is read on this thread straight into the pipeline; stdin is
-//! read on a thread of its own into the pipeline's queue, so alerts show as lines arrive and
-//! SIGHUP applies between events. Rejected lines are reported as FILE:LINE: reason and
+//! no kernel and no root. A file is the pipeline's input on this thread (`ReplayInput`); stdin
+//! is read by a thread of its own into a queue that is the input, so alerts show as lines
+//! arrive and SIGHUP applies between events. Rejected lines are reported as FILE:LINE: reason and
 //! counted; the exit status is non-zero when any line was rejected.
 use std::fs::File;
 use std::io::{BufReader, Write as _};
@@ -16,8 +16,8 @@ use super::settings::{detect_config, load_file};
 use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::pipeline::alerting::AlertHandler;
 use crate::pipeline::builder::{close_sinks, Topology};
-use crate::pipeline::{drain, Pipeline};
-use crate::sources::replay;
+use crate::pipeline::Pipeline;
+use crate::sources::replay::ReplayInput;
 use crate::stats::{LogSourceStats, Stats};
 
 /// Records a stdin replay holds between its reader and the pipeline.
@@ -69,9 +69,12 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
             replay_stdin(&mut pipeline, args.format, counters)?;
         } else {
             let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let input = BufReader::with_capacity(1 << 16, f);
-            replay::read(input, args.format, path, &counters, |r| pipeline.push(r))
-                .with_context(|| format!("reading {}", path.display()))?;
+            let reader = BufReader::with_capacity(1 << 16, f);
+            let mut input = ReplayInput::new(reader, args.format, path, counters);
+            pipeline.run(&mut input);
+            if let Some(e) = input.take_error() {
+                return Err(e).with_context(|| format!("reading {}", path.display()));
+            }
         }
     }
     let mut handler = pipeline.finish();
@@ -92,17 +95,23 @@ fn replay_stdin(
     let reader = std::thread::Builder::new()
         .name("aurora-stdin".into())
         .spawn(move || {
-            let stdin = std::io::stdin().lock();
-            replay::read(stdin, format, Path::new("-"), &counters, |r| {
+            let mut input =
+                ReplayInput::new(std::io::stdin().lock(), format, Path::new("-"), counters);
+            for r in &mut input {
                 // The pipeline is gone only when this process is ending.
                 let _ = tx.blocking_send(r);
-            })
+            }
+            input.take_error()
         })?;
-    drain(rx, pipeline);
-    reader
+    let mut rx = rx;
+    pipeline.run(&mut rx);
+    match reader
         .join()
         .map_err(|_| anyhow::anyhow!("stdin reader panicked"))?
-        .context("reading stdin")
+    {
+        Some(e) => Err(e).context("reading stdin"),
+        None => Ok(()),
+    }
 }
 
 /// The closing report on stderr. Returns whether every line was accepted.

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::enrich::Enricher;
 use crate::event::Event;
-use crate::sources::RawEvent;
+use crate::sources::{Input, Next, RawEvent};
 
 /// What consumes enriched events.
 pub trait EventHandler: Send {
@@ -100,33 +100,37 @@ impl<H: EventHandler> Pipeline<H> {
     }
 }
 
-/// Drain a queue into the pipeline until every sender is gone. Returns the handler.
-pub fn consume<H: EventHandler>(rx: mpsc::Receiver<RawEvent>, mut pipeline: Pipeline<H>) -> H {
-    drain(rx, &mut pipeline);
-    pipeline.finish()
+impl<H: EventHandler> Pipeline<H> {
+    /// Drive the pipeline from `input` until it ends: flushing whenever it runs dry, applying
+    /// control between records, and flushing at the end.
+    pub fn run(&mut self, input: &mut impl Input) {
+        loop {
+            let raw = match input.next() {
+                Next::Record(raw) => raw,
+                Next::End => break,
+                Next::Empty => {
+                    self.idle();
+                    match input.wait() {
+                        // A reload may have come in while waiting: it applies to this record.
+                        Next::Record(raw) => {
+                            self.poll_control();
+                            raw
+                        }
+                        Next::Empty => continue,
+                        Next::End => break,
+                    }
+                }
+            };
+            self.push(raw);
+        }
+        self.idle();
+    }
 }
 
-/// Drain a queue into the pipeline until every sender is gone, flushing whenever it runs dry.
-pub fn drain<H: EventHandler>(mut rx: mpsc::Receiver<RawEvent>, pipeline: &mut Pipeline<H>) {
-    loop {
-        let raw = match rx.try_recv() {
-            Ok(raw) => raw,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                pipeline.idle();
-                match rx.blocking_recv() {
-                    // A reload may have come in while waiting: it applies to this record.
-                    Some(raw) => {
-                        pipeline.poll_control();
-                        raw
-                    }
-                    None => break,
-                }
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
-        pipeline.push(raw);
-    }
-    pipeline.idle();
+/// Run a queue into the pipeline until every sender is gone. Returns the handler.
+pub fn consume<H: EventHandler>(mut rx: mpsc::Receiver<RawEvent>, mut pipeline: Pipeline<H>) -> H {
+    pipeline.run(&mut rx);
+    pipeline.finish()
 }
 
 #[cfg(test)]

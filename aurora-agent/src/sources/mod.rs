@@ -94,3 +94,39 @@ pub enum RawEvent {
     /// for correlation with the processes recorded before it.
     Recorded(crate::event::Event),
 }
+
+/// What the pipeline reads: the one way every mode drives it (the live queue, a replayed file,
+/// stdin through its reader thread, a JetStream consumer).
+pub trait Input {
+    /// The next record, `Empty` when none is ready yet, `End` when there will be none.
+    fn next(&mut self) -> Next;
+    /// After `Empty` (and the pipeline's flush): block until a record is ready or the input
+    /// ends. An input that acknowledges what it read (JetStream) does so here: everything
+    /// before was written out by the flush.
+    fn wait(&mut self) -> Next;
+}
+
+pub enum Next {
+    Record(RawEvent),
+    Empty,
+    End,
+}
+
+/// The live sources' queue (and stdin's): empty is "not ready yet"; every sender gone is the
+/// end.
+impl Input for tokio::sync::mpsc::Receiver<RawEvent> {
+    fn next(&mut self) -> Next {
+        match self.try_recv() {
+            Ok(raw) => Next::Record(raw),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => Next::Empty,
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => Next::End,
+        }
+    }
+
+    fn wait(&mut self) -> Next {
+        match self.blocking_recv() {
+            Some(raw) => Next::Record(raw),
+            None => Next::End,
+        }
+    }
+}

@@ -3,15 +3,17 @@
 pub mod parse;
 pub mod reader;
 
+use std::collections::VecDeque;
 use std::io::{BufRead, Write as _};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use crate::event::Event;
 use crate::sources::auditd::AuditParser;
 use crate::sources::follow::LineParser;
 use crate::sources::syslog::{self, JournalParser, SyslogParser};
-use crate::sources::RawEvent;
+use crate::sources::{Input, Next, RawEvent};
 use crate::stats::LogSourceStats;
 use reader::{Line, LineReader};
 
@@ -22,13 +24,6 @@ pub enum ReplayFormat {
     Auditd,
     Syslog,
     Journal,
-}
-
-/// A rejected line: `FILE:LINE: reason`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    pub line: u64,
-    pub reason: String,
 }
 
 /// A line's text, or why it is rejected before any parser sees it.
@@ -43,94 +38,137 @@ fn text_of<'a>(l: &Line<'a>) -> Result<&'a str, String> {
     }
 }
 
-/// Read every line of `input`, giving each event to `on_event` and each rejected line to
-/// `on_reject`. Returns the number of lines read.
-pub fn replay<R: BufRead>(
-    input: R,
-    mut on_event: impl FnMut(Event),
-    mut on_reject: impl FnMut(Rejected),
-) -> std::io::Result<u64> {
-    let mut r = LineReader::new(input);
-    while let Some((line, l)) = r.next_line()? {
-        let result = text_of(&l).and_then(parse::parse_line);
-        match result {
-            Ok(Some(ev)) => on_event(ev),
-            Ok(None) => {}
-            Err(reason) => on_reject(Rejected { line, reason }),
-        }
-    }
-    Ok(r.lines_read())
+/// A replayed input as the pipeline reads it: lines parsed on demand, each rejected line
+/// reported on stderr as `NAME:LINE: reason`, lines, events and rejections counted in
+/// `counters` (the `aurora_log_*` metrics with `source="replay"`). Recorded events (JSONL) may
+/// get their parents from processes recorded before them; raw log lines go through the same
+/// parser as the live source, with its `finish` at the end of input.
+pub struct ReplayInput<R> {
+    lines: LineReader<R>,
+    /// None: JSONL.
+    parser: Option<Box<dyn LineParser>>,
+    pending: VecDeque<RawEvent>,
+    out: Vec<Event>,
+    counters: Arc<LogSourceStats>,
+    label: String,
+    events: u64,
+    done: bool,
+    error: Option<std::io::Error>,
 }
 
-/// Raw log lines through a source's parser (the same one the live source uses), then its
-/// `finish` at end of input. Returns the number of lines read.
-pub fn replay_lines<R: BufRead, P: LineParser>(
-    input: R,
-    mut parser: P,
-    mut on_event: impl FnMut(Event),
-    mut on_reject: impl FnMut(Rejected),
-) -> std::io::Result<u64> {
-    let mut r = LineReader::new(input);
-    let mut out = Vec::new();
-    while let Some((line, l)) = r.next_line()? {
-        let result = text_of(&l).and_then(|s| parser.line(s, &mut out));
-        if let Err(reason) = result {
-            on_reject(Rejected { line, reason });
+impl<R: BufRead> ReplayInput<R> {
+    pub fn new(
+        input: R,
+        format: ReplayFormat,
+        name: &Path,
+        counters: Arc<LogSourceStats>,
+    ) -> ReplayInput<R> {
+        let parser: Option<Box<dyn LineParser>> = match format {
+            ReplayFormat::Jsonl => None,
+            ReplayFormat::Auditd => Some(Box::new(AuditParser::replay())),
+            ReplayFormat::Syslog => Some(Box::new(SyslogParser {
+                default_facility: syslog::default_facility(name),
+            })),
+            ReplayFormat::Journal => Some(Box::new(JournalParser)),
+        };
+        ReplayInput {
+            lines: LineReader::new(input),
+            parser,
+            pending: VecDeque::new(),
+            out: Vec::new(),
+            counters,
+            label: name.display().to_string(),
+            events: 0,
+            done: false,
+            error: None,
         }
-        out.drain(..).for_each(&mut on_event);
     }
-    parser.finish(&mut out);
-    out.drain(..).for_each(&mut on_event);
-    Ok(r.lines_read())
-}
 
-/// The replay source: one input in `format` to records, each rejected line reported on stderr
-/// as `NAME:LINE: reason`, everything counted in `counters` (the `aurora_log_*` metrics with
-/// `source="replay"`).
-pub fn read<R: BufRead>(
-    input: R,
-    format: ReplayFormat,
-    name: &Path,
-    counters: &LogSourceStats,
-    mut emit: impl FnMut(RawEvent),
-) -> std::io::Result<()> {
-    let stderr = std::io::stderr();
-    let label = name.display().to_string();
-    let on_reject = |r: Rejected| {
-        counters.rejected.fetch_add(1, Ordering::Relaxed);
-        let _ = writeln!(stderr.lock(), "{label}:{}: {}", r.line, r.reason);
-    };
-    let mut events = 0u64;
-    let lines = match format {
-        // Recorded events: parents may be completed from processes recorded before them.
-        ReplayFormat::Jsonl => replay(
-            input,
-            |ev| {
-                events += 1;
-                emit(RawEvent::Recorded(ev))
+    /// The read error that ended the input early, if one did.
+    pub fn take_error(&mut self) -> Option<std::io::Error> {
+        self.error.take()
+    }
+
+    /// Read and parse one line (or close the parser at the end); false once nothing more will
+    /// come.
+    fn advance(&mut self) -> bool {
+        if self.done {
+            return false;
+        }
+        let (line, l) = match self.lines.next_line() {
+            Ok(Some(next)) => next,
+            Ok(None) => {
+                self.finish();
+                return true;
+            }
+            Err(e) => {
+                self.error = Some(e);
+                self.finish();
+                return true;
+            }
+        };
+        let text = text_of(&l);
+        let result = match self.parser.as_mut() {
+            None => match text.and_then(parse::parse_line) {
+                Ok(Some(ev)) => {
+                    self.pending.push_back(RawEvent::Recorded(ev));
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(reason) => Err(reason),
             },
-            on_reject,
-        )?,
-        _ => {
-            let on_event = |ev| {
-                events += 1;
-                emit(RawEvent::Log(ev))
-            };
-            match format {
-                ReplayFormat::Auditd => {
-                    replay_lines(input, AuditParser::replay(), on_event, on_reject)?
-                }
-                ReplayFormat::Syslog => {
-                    let parser = SyslogParser {
-                        default_facility: syslog::default_facility(name),
-                    };
-                    replay_lines(input, parser, on_event, on_reject)?
-                }
-                _ => replay_lines(input, JournalParser, on_event, on_reject)?,
+            Some(p) => text.and_then(|s| p.line(s, &mut self.out)),
+        };
+        if let Err(reason) = result {
+            self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            let _ = writeln!(std::io::stderr().lock(), "{}:{line}: {reason}", self.label);
+        }
+        self.pending.extend(self.out.drain(..).map(RawEvent::Log));
+        true
+    }
+
+    fn finish(&mut self) {
+        if let Some(p) = self.parser.as_mut() {
+            p.finish(&mut self.out);
+            self.pending.extend(self.out.drain(..).map(RawEvent::Log));
+        }
+        self.done = true;
+        self.counters
+            .lines
+            .fetch_add(self.lines.lines_read(), Ordering::Relaxed);
+    }
+}
+
+impl<R: BufRead> Iterator for ReplayInput<R> {
+    type Item = RawEvent;
+
+    fn next(&mut self) -> Option<RawEvent> {
+        loop {
+            if let Some(r) = self.pending.pop_front() {
+                self.events += 1;
+                return Some(r);
+            }
+            if !self.advance() {
+                self.counters
+                    .events
+                    .fetch_add(self.events, Ordering::Relaxed);
+                self.events = 0;
+                return None;
             }
         }
-    };
-    counters.lines.fetch_add(lines, Ordering::Relaxed);
-    counters.events.fetch_add(events, Ordering::Relaxed);
-    Ok(())
+    }
+}
+
+/// A file never makes the pipeline wait: reading is the next record or the end.
+impl<R: BufRead> Input for ReplayInput<R> {
+    fn next(&mut self) -> Next {
+        match Iterator::next(self) {
+            Some(r) => Next::Record(r),
+            None => Next::End,
+        }
+    }
+
+    fn wait(&mut self) -> Next {
+        Input::next(self)
+    }
 }
