@@ -155,22 +155,7 @@ fn record_follows_the_cpu_policy() {
 #[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn sensors_load_in_a_child_and_the_agent_holds_the_programs() {
     let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready.json");
-    let mut agent = KillOnDrop(
-        Command::new(aurora())
-            .arg("--rules")
-            .arg(repo().join("rules"))
-            .args(["--no-stdout", "--logfile"])
-            .arg(dir.path().join("alerts.log"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .args(["--cpu-policy", "normal"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let rx = stderr_lines(&mut agent.0);
-    let state = wait_ready(&mut agent.0, &ready, &rx);
+    let (mut agent, state) = start_agent(dir.path(), &["--cpu-policy", "normal"]);
     let pid = agent.0.id();
     let policies = thread_policies(pid);
     assert!(
@@ -213,21 +198,7 @@ fn sensors_load_in_a_child_and_the_agent_holds_the_programs() {
 #[ignore = "root and BPF (the live sensors): run by `cargo xtask test`"]
 fn verbose_loads_in_process_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let ready = dir.path().join("ready.json");
-    let mut agent = KillOnDrop(
-        Command::new(aurora())
-            .arg("--rules")
-            .arg(repo().join("rules"))
-            .args(["-v", "--no-stdout", "--logfile"])
-            .arg(dir.path().join("alerts.log"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let rx = stderr_lines(&mut agent.0);
-    let state = wait_ready(&mut agent.0, &ready, &rx);
+    let (mut agent, state) = start_agent(dir.path(), &["-v"]);
     assert_eq!(state["loader"]["mode"], "in-process", "{state}");
     assert!(
         state["loader"]["reason"]
@@ -237,4 +208,26 @@ fn verbose_loads_in_process_and_says_why() {
     );
     nix_kill(agent.0.id(), 15);
     assert!(agent.0.wait().unwrap().success(), "exit 0 on SIGTERM");
+}
+
+/// The agent with the project's rules, alerts to a logfile in `dir` and `extra` flags, once
+/// ready: the process (killed when dropped) and its ready file.
+fn start_agent(dir: &std::path::Path, extra: &[&str]) -> (KillOnDrop, serde_json::Value) {
+    let ready = dir.join("ready.json");
+    let mut agent = KillOnDrop(
+        Command::new(aurora())
+            .arg("--rules")
+            .arg(repo().join("rules"))
+            .args(["--no-stdout", "--logfile"])
+            .arg(dir.join("alerts.log"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let rx = stderr_lines(&mut agent.0);
+    let state = wait_ready(&mut agent.0, &ready, &rx);
+    (agent, state)
 }
