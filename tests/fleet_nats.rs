@@ -357,3 +357,69 @@ fn with_throttling_each_consumer_spends_its_own_budget() {
     assert_eq!(local.lines().count() as u64, budget);
     drop(server);
 }
+
+/// What is on the bus but is not an event — an empty message, a line that is not JSON — is
+/// counted apart and said with its stream sequence; the events around it still alert, and
+/// `consume --metrics-file` writes the counters.
+#[test]
+#[ignore = "a nats-server it starts: run by `cargo xtask test`"]
+fn consume_counts_empty_and_rejected_messages_with_their_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(free_port(), &dir.path().join("store"));
+    let url = server.url();
+    // The stream and three messages: an event, an empty one, a non-event.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+        let _ = js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "AURORA".into(),
+                subjects: vec!["aurora.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for payload in [recon_line(7), String::new(), "not json".into()] {
+            js.publish("aurora.events.h.process_creation", payload.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    let metrics = dir.path().join("consume.prom");
+    let out = Command::new(aurora())
+        .arg("consume")
+        .arg("--rules")
+        .arg(repo().join("rules"))
+        .args(["--json", "--throttle-rate", "0", "--idle-exit", "2"])
+        .args(["--nats-url", &url, "--metrics-file"])
+        .arg(&metrics)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a rejected message makes the exit non-zero: {err}"
+    );
+    assert!(
+        err.contains("consume: 3 messages = 1 events + 1 empty + 1 rejected; 1 alerts"),
+        "{err}"
+    );
+    assert!(err.contains("sequence 2: empty message"), "{err}");
+    assert!(err.contains("sequence 3: not JSON"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        sample(
+            &m,
+            "aurora_events_processed_total{kind=\"process_creation\"}"
+        ),
+        1,
+        "{m}"
+    );
+    drop(server);
+}

@@ -488,3 +488,36 @@ fn replay_of_syslog_files_and_journal_exports() {
         "{err}"
     );
 }
+
+/// Any readable file replays: a FIFO a writer feeds (as process substitution gives one) and a
+/// character device (`/dev/null`: nothing to read, not an error).
+#[test]
+fn a_fifo_and_a_character_device_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let line = std::fs::read_to_string(fixtures().join("attack_base64.jsonl")).unwrap();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(&fifo, line).unwrap())
+    };
+    let out = replay(&[&fifo], &[]);
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        alert_counts(&out),
+        expected(&golden("attack_base64")),
+        "the FIFO's events alert as the file's do"
+    );
+    let out = replay(&[Path::new("/dev/null")], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(alert_counts(&out).is_empty());
+}
