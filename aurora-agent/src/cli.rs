@@ -207,6 +207,18 @@ pub struct SensorArgs {
     pub telemetry: crate::telemetry::TelemetryArgs,
     #[command(flatten)]
     pub logs: crate::sources::logs::LogArgs,
+    #[command(flatten)]
+    pub scheduling: SchedulingArgs,
+}
+
+/// How a live command's threads are scheduled (the agent and `record` alike).
+#[derive(Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct SchedulingArgs {
+    /// How the threads are scheduled: batch (SCHED_BATCH: wakeups never preempt the workload
+    /// being watched, yet the agent keeps its fair share of CPU, so it keeps up) or normal.
+    #[arg(long, value_name = "POLICY")]
+    pub cpu_policy: Option<CpuPolicy>,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -242,11 +254,6 @@ pub struct AgentArgs {
     /// Run at low priority: nice 10 and idle I/O class.
     #[arg(long)]
     pub low_prio: bool,
-    /// How the agent's threads are scheduled: batch (SCHED_BATCH: the agent's wakeups never
-    /// preempt the workload it watches, yet it keeps its fair share of CPU, so it keeps up) or
-    /// normal.
-    #[arg(long, value_name = "POLICY")]
-    pub cpu_policy: Option<CpuPolicy>,
     /// Log every event on stderr (debugging only: expensive).
     #[arg(long)]
     pub trace: bool,
@@ -315,9 +322,6 @@ pub struct RecordArgs {
     /// process_creation|process_termination|file_event|network_connection. [default: all]
     #[arg(long, value_name = "KIND")]
     pub kind: Vec<String>,
-    /// How the recorder's threads are scheduled, as for the agent: batch or normal.
-    #[arg(long, value_name = "POLICY")]
-    pub cpu_policy: Option<CpuPolicy>,
 }
 
 #[derive(Args, Debug, Clone)]

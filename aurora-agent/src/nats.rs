@@ -38,10 +38,10 @@ impl NatsConfig {
     pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
     pub const DEFAULT_STREAM_MAX_BYTES: i64 = 1 << 30;
     pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-    /// How long a stopping agent keeps delivering (its shutdown budget is 1.5 s).
+    /// How long a stopping agent keeps delivering (below `SHUTDOWN_BUDGET_LIVE`).
     pub const DRAIN_LIVE: Duration = Duration::from_secs(1);
     /// How long `replay` and `consume` wait for acknowledgements before leaving the rest in
-    /// the spool.
+    /// the spool (below `CLOSE_WAIT_RECORDED`).
     pub const DRAIN_RECORDED: Duration = Duration::from_secs(4);
 }
 

@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use super::settings::{detect_config, load_file};
 use crate::cli::ConsumeArgs;
 use crate::nats::NatsConfig;
-use crate::pipeline::builder::{close_sinks, Topology};
+use crate::pipeline::builder::{close_sinks, Topology, CLOSE_WAIT_RECORDED};
 use crate::sources::jetstream::{JetStreamInput, JetStreamSource, DEFAULT_CONSUMER};
 
 /// Returns whether no message was rejected (empty ones are counted and said, as blank lines are
@@ -50,7 +50,7 @@ pub fn run(args: ConsumeArgs) -> Result<bool> {
     pipeline.run(&mut input);
     let counts = input.counts;
     let mut handler = pipeline.finish();
-    rt.block_on(close_sinks(&mut handler.sinks, Duration::from_secs(5)));
+    rt.block_on(close_sinks(&mut handler.sinks, CLOSE_WAIT_RECORDED));
     if let Some(path) = &args.metrics_file {
         crate::telemetry::metrics::write_file(path, topology.stats.clone())?;
     }

@@ -66,7 +66,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
         }
     }
     // A recording runs the same sensors and drains beside the same workloads as the agent.
-    super::run::apply_cpu_policy(args.cpu_policy.unwrap_or_default())?;
+    super::run::apply_cpu_policy(settings.cpu_policy)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

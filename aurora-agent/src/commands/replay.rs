@@ -8,14 +8,13 @@ use std::io::{BufReader, Write as _};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
 use super::settings::{detect_config, load_file};
 use crate::cli::{ReplayArgs, ReplayFormat};
 use crate::pipeline::alerting::AlertHandler;
-use crate::pipeline::builder::{close_sinks, Topology};
+use crate::pipeline::builder::{close_sinks, Topology, CLOSE_WAIT_RECORDED};
 use crate::pipeline::Pipeline;
 use crate::sources::replay::ReplayInput;
 use crate::stats::{LogSourceStats, Stats};
@@ -78,7 +77,7 @@ pub fn run(args: ReplayArgs) -> Result<bool> {
         }
     }
     let mut handler = pipeline.finish();
-    rt.block_on(close_sinks(&mut handler.sinks, Duration::from_secs(5)));
+    rt.block_on(close_sinks(&mut handler.sinks, CLOSE_WAIT_RECORDED));
     if let Some(path) = &args.metrics_file {
         crate::telemetry::metrics::write_file(path, topology.stats.clone())?;
     }

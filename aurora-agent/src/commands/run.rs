@@ -1,5 +1,5 @@
 //! `aurora` (no subcommand): the live agent.
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result};
 
@@ -7,7 +7,7 @@ use super::live::Live;
 use super::settings::{detect_config, Settings};
 use crate::cli::{AgentArgs, CpuPolicy, RunArgs};
 use crate::detect::DetectConfig;
-use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig};
+use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig, SHUTDOWN_BUDGET_LIVE};
 
 /// nice 10 and the idle I/O class, so the agent yields to the workload it watches.
 fn lower_priority() -> Result<()> {
@@ -64,7 +64,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         lower_priority()?;
     }
     // Before the runtime and the pipeline thread exist, so that they inherit it.
-    apply_cpu_policy(agent.cpu_policy.unwrap_or_default())?;
+    apply_cpu_policy(settings.cpu_policy)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -110,7 +110,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             .context("pipeline thread ended without its handler")?;
         close_sinks(
             &mut handler.sinks,
-            Duration::from_millis(1500).saturating_sub(started.elapsed()),
+            SHUTDOWN_BUDGET_LIVE.saturating_sub(started.elapsed()),
         )
         .await;
         tracing::info!("final: {}", stats.line(Default::default(), 0.0));

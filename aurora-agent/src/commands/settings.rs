@@ -22,6 +22,7 @@ pub struct Settings {
     pub logs: LogSourcesConfig,
     pub ready_file: Option<PathBuf>,
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub cpu_policy: cli::CpuPolicy,
 }
 
 /// The `-c` file, or an empty one.
@@ -60,7 +61,9 @@ impl Settings {
         let enrich = file.layer(&s.enrich)?.build(ebpf.watch_dirs.clone())?;
         let logs = file.layer(&s.logs)?.build()?;
         let telemetry = file.layer(&s.telemetry)?;
+        let cpu_policy = file.layer(&s.scheduling)?.cpu_policy.unwrap_or_default();
         Ok(Settings {
+            cpu_policy,
             logs,
             ebpf,
             enrich,

@@ -164,6 +164,13 @@ impl DetectionStage {
     }
 }
 
+/// How long the live agent takes to stop at most, from the signal to exit: the sinks get
+/// what is left of it (NatsConfig::DRAIN_LIVE is set below it).
+pub const SHUTDOWN_BUDGET_LIVE: Duration = Duration::from_millis(1500);
+/// How long `replay` and `consume` wait for their sinks at exit (NatsConfig::DRAIN_RECORDED
+/// is set below it).
+pub const CLOSE_WAIT_RECORDED: Duration = Duration::from_secs(5);
+
 /// Wait for every sink with a delivery task to finish (bounded by `wait`), then settle what is
 /// left: a spooling sink keeps it for the next run, a network sink loses it. Each left-over is
 /// counted once and said once, in the sink's own words (`SinkStats::settle_at_stop`).
