@@ -224,6 +224,8 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     let (sigmahq, _) = crate::corpora::ensure()?;
     let out_dir = root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
+    // The commit measured is the one built (the tree may move on while the bench runs).
+    let measured = commit();
     crate::build_release()?;
     let started = Instant::now();
     let mut results = json!({"machine": machine()});
@@ -281,7 +283,7 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
             json!({"targets": crate::fuzz::TARGETS, "seconds_each": secs, "crashes": 0});
     }
     results["duration_s"] = json!(started.elapsed().as_secs());
-    results["commit"] = json!(commit());
+    results["commit"] = json!(measured);
     results["parts"] = json!(a.parts);
     let text = serde_json::to_string_pretty(&results)?;
     let path = out_dir.join("results.json");
