@@ -237,6 +237,15 @@ pub fn load_text(
     for mut rule in collection.rules {
         keywords_contain(&mut rule);
         let m = Arc::new(meta(&rule, path));
+        if let Some(reason) = unsupported(&rule) {
+            out.push(RuleEntry {
+                path: path.to_path_buf(),
+                meta: Some(m),
+                status: RuleStatus::Invalid { reason },
+                rule: None,
+            });
+            continue;
+        }
         let (status, loaded) = classify(rule, &m, map, opts);
         out.push(RuleEntry {
             path: path.to_path_buf(),
@@ -361,6 +370,27 @@ impl std::fmt::Display for Summary {
             self.inactive
         )
     }
+}
+
+/// What the engine would accept but cannot honour, so the rule could never fire as written:
+/// `expand` placeholders (`%admins%`) need values from a pipeline configuration, which Aurora
+/// does not have; compiled as they are, they would only match the literal `%admins%`.
+fn unsupported(rule: &SigmaRule) -> Option<String> {
+    use rsigma_parser::{Detection, Modifier};
+    fn expands(d: &Detection) -> bool {
+        match d {
+            Detection::AllOf(items) => items
+                .iter()
+                .any(|i| i.field.modifiers.contains(&Modifier::Expand)),
+            Detection::AnyOf(ds) | Detection::And(ds) => ds.iter().any(expands),
+            _ => false,
+        }
+    }
+    rule.detection.named.values().any(expands).then(|| {
+        "the expand modifier needs placeholder values, which Aurora has no configuration for \
+         (the rule could only match the literal placeholder)"
+            .to_owned()
+    })
 }
 
 /// Field-less values are keywords, searched in the whole event (`event/sigma.rs` says what that
