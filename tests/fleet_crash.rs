@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::daemons::poll_until;
 use common::nats::*;
 use common::*;
 use serde_json::Value;
@@ -201,6 +202,15 @@ fn replay_killed_at(at: f64) {
         stdin.flush().unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
+    // Killed once it has spooled something (an early kill must find work under way).
+    let events_dir = spool.join("events");
+    poll_until("the replay to spool events", 20, || {
+        std::fs::read_dir(&events_dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+            .then_some(())
+    });
     child.0.kill().unwrap(); // SIGKILL
     let status = child.0.wait().unwrap();
     assert_eq!(
