@@ -126,15 +126,18 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub const fn from_u32(v: u32) -> Option<RecordKind> {
-        match v {
-            1 => Some(RecordKind::Exec),
-            2 => Some(RecordKind::Exit),
-            3 => Some(RecordKind::File),
-            4 => Some(RecordKind::Net),
-            5 => Some(RecordKind::Dns),
-            _ => None,
-        }
+    pub const ALL: [RecordKind; 5] = [
+        RecordKind::Exec,
+        RecordKind::Exit,
+        RecordKind::File,
+        RecordKind::Net,
+        RecordKind::Dns,
+    ];
+
+    /// The kind a header's `kind` names (the discriminants above are the only source of the
+    /// numbers).
+    pub fn from_u32(v: u32) -> Option<RecordKind> {
+        Self::ALL.into_iter().find(|k| *k as u32 == v)
     }
 }
 

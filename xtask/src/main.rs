@@ -180,8 +180,9 @@ fn run_task(task: Task) -> Result<()> {
             ]))?;
             step("cargo test (unit, replay, CLI, live eBPF, sinks, deploy)");
             // Live tests share the kernel's sensors and the machine's 2 cores: one at a time.
-            // Tests that need root or a daemon are `#[ignore]`d for a contributor's plain
-            // `cargo test`; here they all run (and fail, never skip, when they cannot).
+            // Tests that need root or a daemon are marked ignored, with the reason, for a
+            // contributor's plain `cargo test`; here they all run (and fail, never skip, when
+            // they cannot).
             let (mut passed, mut failed) = cargo_test_counts(
                 cargo()
                     // Every test binary runs even after a failure: one run reports them all.
