@@ -48,6 +48,16 @@ pub enum Command {
     /// Central detection: events from a NATS JetStream stream through the same pipeline as
     /// replay, as a durable pull consumer (instances sharing --consumer split the work).
     Consume(Box<ConsumeArgs>),
+    /// Work with response policies (`--policy`).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Isolate the host: drop all traffic but loopback, the --allow addresses and the
+    /// collectors of the config file (-c). Lasts until `aurora unisolate`.
+    Isolate(IsolateArgs),
+    /// Lift the isolation `aurora isolate` put in place.
+    Unisolate(UnisolateArgs),
     /// The agent's sensor loader child (started by the agent with a socket as stdin).
     #[command(hide = true, name = "load-sensors")]
     LoadSensors {
@@ -61,6 +71,31 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Parse and resolve policy files; exit 0 when all are valid.
+    Check {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IsolateArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// An address to keep reachable: ADDR, ADDR:PORT, [V6]:PORT or HOST:PORT (repeatable).
+    /// Example: --allow 10.0.0.7:4222
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub allow: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UnisolateArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -172,6 +207,8 @@ pub fn config_keys() -> Vec<String> {
         .filter_map(|a| a.get_long())
         .filter(|l| !matches!(*l, "config" | "help" | "version"))
         .map(String::from)
+        // Settings without a flag of their own (mappings only a file can hold).
+        .chain(["response".to_owned()])
         .collect()
 }
 
@@ -231,6 +268,8 @@ pub struct RunArgs {
     pub detect: DetectArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub response: crate::response::ResponseArgs,
     #[command(flatten)]
     pub agent: AgentArgs,
 }

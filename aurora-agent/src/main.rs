@@ -2,7 +2,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use aurora_agent::cli::{self, Cli, Command, RulesCommand};
+use aurora_agent::cli::{self, Cli, Command, PolicyCommand, RulesCommand};
 use aurora_agent::commands;
 use clap::FromArgMatches as _;
 use tracing_subscriber::filter::Targets;
@@ -52,6 +52,8 @@ fn main() -> ExitCode {
         Some(Command::Record(a)) => a.global.verbose,
         Some(Command::Replay(a)) => a.global.verbose,
         Some(Command::Consume(a)) => a.global.verbose,
+        Some(Command::Isolate(a)) => a.global.verbose,
+        Some(Command::Unisolate(a)) => a.global.verbose,
         Some(Command::LoadSensors { verbose }) => *verbose,
         _ => cli.run.global.verbose,
     };
@@ -81,6 +83,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Some(Command::Policy {
+            command: PolicyCommand::Check { files },
+        }) => commands::respond::policy_check(&files).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
+        Some(Command::Isolate(args)) => {
+            commands::respond::isolate(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Some(Command::Unisolate(args)) => {
+            commands::respond::unisolate(&args).map(|()| ExitCode::SUCCESS)
+        }
         Some(Command::LoadSensors { .. }) => {
             aurora_agent::sources::ebpf::loader::serve().map(|()| ExitCode::SUCCESS)
         }

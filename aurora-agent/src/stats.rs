@@ -354,6 +354,7 @@ pub struct Stats {
     pub enrich: std::sync::Arc<EnrichStats>,
     pub detect: std::sync::Arc<DetectStats>,
     pub sinks: Mutex<Vec<std::sync::Arc<SinkStats>>>,
+    pub response: std::sync::Arc<crate::response::ResponseStats>,
 }
 
 /// Adds one to a counter that a single thread writes (the detector's counters: one detector

@@ -123,15 +123,18 @@ pub enum RecordKind {
     File = 3,
     Net = 4,
     Dns = 5,
+    /// A [`BlockRecord`], on the exec ring right after the exec it is about.
+    Block = 6,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 6] = [
         RecordKind::Exec,
         RecordKind::Exit,
         RecordKind::File,
         RecordKind::Net,
         RecordKind::Dns,
+        RecordKind::Block,
     ];
 
     /// The kind a header's `kind` names (the discriminants above are the only source of the
@@ -399,6 +402,56 @@ pub struct SockState {
     pub daddr: [u8; 16],
 }
 
+/// A file as the kernel names it: `super_block->s_dev` (the kernel's dev_t, `major << 20 |
+/// minor`, not stat's encoding) and the inode number. The key of the deny maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Capacity of each deny map (entries across every loaded policy).
+pub const MAX_DENY_ENTRIES: u32 = 65536;
+/// Capacity of the exempt-cgroup map.
+pub const MAX_EXEMPT_CGROUPS: u32 = 1024;
+
+/// [`DenyEntry::flags`]: the entry's policy is in enforce mode (else audit: reported only).
+pub const DENY_ENFORCE: u32 = 1;
+
+/// A deny map's value: which policy entry matched (an index into the agent's table of the
+/// loaded policies) and how to act.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DenyEntry {
+    pub entry: u32,
+    pub flags: u32,
+}
+
+/// [`BlockRecord::action`]: the operation was refused (BPF LSM returned -EPERM).
+pub const BLOCK_ACTION_BLOCKED: u32 = 1;
+/// The process was sent SIGKILL before it returned to user space (tracepoint fallback).
+pub const BLOCK_ACTION_KILLED: u32 = 2;
+/// Audit mode: nothing was stopped, the policy would have.
+pub const BLOCK_ACTION_WOULD_BLOCK: u32 = 3;
+
+/// [`BlockRecord::target`]: what was denied.
+pub const BLOCK_TARGET_EXEC: u32 = 1;
+pub const BLOCK_TARGET_OPEN: u32 = 2;
+
+/// A policy decision in the kernel: the process (header), the file and the entry that matched.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockRecord {
+    pub header: RecordHeader,
+    pub file: FileKey,
+    pub cgroup_id: u64,
+    pub entry: u32,
+    pub action: u32,
+    pub target: u32,
+    pub _pad: u32,
+}
+
 // The layout both halves compile against: sizes and alignments of every record shared with
 // the kernel, and no hidden padding before a record's tail.
 const _: () = {
@@ -420,6 +473,8 @@ const _: () = {
     assert!(size_of::<ListenKey>() == 20 && align_of::<ListenKey>() == 2);
     assert!(size_of::<PendingOpen>() == 24 && align_of::<PendingOpen>() == 8);
     assert!(size_of::<SockState>() == 56 && align_of::<SockState>() == 8);
+    assert!(size_of::<FileKey>() == 16 && size_of::<DenyEntry>() == 8);
+    assert!(size_of::<BlockRecord>() == 112 && align_of::<BlockRecord>() == 8);
 };
 
 #[cfg(feature = "user")]
@@ -438,6 +493,9 @@ mod user {
     unsafe impl aya::Pod for ExecHead {}
     unsafe impl aya::Pod for FileHead {}
     unsafe impl aya::Pod for DnsHead {}
+    unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for DenyEntry {}
+    unsafe impl aya::Pod for BlockRecord {}
 }
 
 /// Decode a record of type `T` from a ring-buffer item, checking its size.

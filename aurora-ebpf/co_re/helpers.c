@@ -74,8 +74,14 @@ struct path {
   struct dentry *dentry;
 };
 
+struct super_block {
+  unsigned int s_dev;
+};
+
 struct inode {
   unsigned short i_mode;
+  unsigned long i_ino;
+  struct super_block *i_sb;
 };
 
 struct file {
@@ -469,6 +475,38 @@ AURORA_API int aurora_task_exe_path(struct task_struct *task, __u8 *scratch, __u
   if (!exe)
     return -1;
   return walk_struct_path(__builtin_preserve_access_index(&exe->f_path), scratch, out);
+}
+
+// A file's (dev, inode) as the deny maps key it (aurora_common::FileKey): s_dev is the
+// kernel's dev_t. 0 when the file or its inode is unreadable.
+AURORA_API int aurora_file_key(struct file *file, __u64 *dev, __u64 *ino) {
+  struct inode *inode = 0;
+  struct super_block *sb = 0;
+  unsigned int d = 0;
+  unsigned long i = 0;
+  if (!file)
+    return -1;
+  CORE_READ_INTO(&inode, file->f_inode);
+  if (!inode)
+    return -1;
+  CORE_READ_INTO(&i, inode->i_ino);
+  CORE_READ_INTO(&sb, inode->i_sb);
+  if (sb)
+    CORE_READ_INTO(&d, sb->s_dev);
+  *dev = d;
+  *ino = i;
+  return 0;
+}
+
+// The (dev, inode) of the task's executable (mm->exe_file).
+AURORA_API int aurora_task_exe_key(struct task_struct *task, __u64 *dev, __u64 *ino) {
+  struct mm_struct *mm = 0;
+  struct file *exe = 0;
+  CORE_READ_INTO(&mm, task->mm);
+  if (!mm)
+    return -1;
+  CORE_READ_INTO(&exe, mm->exe_file);
+  return aurora_file_key(exe, dev, ino);
 }
 
 // The task's working directory (fs->pwd): what /proc/PID/cwd links to.

@@ -27,6 +27,8 @@ unsafe extern "C" {
     pub fn aurora_copy_dns(udp: *const u8, len: u32, out: *mut u8) -> i32;
     pub fn aurora_task_exe_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_task_cwd_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
+    pub fn aurora_file_key(file: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
+    pub fn aurora_task_exe_key(task: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
     pub fn aurora_exec_filename_offset(ctx: *const c_void) -> u32;
     pub fn aurora_sys_enter_arg(ctx: *const c_void, n: u32) -> u64;
     pub fn aurora_sys_exit_ret(ctx: *const c_void) -> i64;

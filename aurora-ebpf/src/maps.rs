@@ -1,8 +1,8 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    ExecRecord, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind, TaskIdentity,
-    COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
+    DenyEntry, ExecRecord, FileKey, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind,
+    TaskIdentity, COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
     helpers::{
@@ -65,6 +65,17 @@ pub static EXEC_SCRATCH: PerCpuArray<ExecRecord> = PerCpuArray::with_max_entries
 #[map]
 pub static FILE_SCRATCH: PerCpuArray<FileRecord> = PerCpuArray::with_max_entries(1, 0);
 
+/// Executables denied by the loaded policies (`--policy`), by the (dev, inode) user space
+/// resolved each entry to; rewritten on every policy (re)load.
+#[map]
+pub static DENY_EXEC: HashMap<FileKey, DenyEntry> =
+    HashMap::with_max_entries(aurora_common::MAX_DENY_ENTRIES, 0);
+
+/// cgroup v2 ids whose processes no policy applies to (`exempt: cgroups`).
+#[map]
+pub static EXEMPT_CGROUPS: HashMap<u64, u8> =
+    HashMap::with_max_entries(aurora_common::MAX_EXEMPT_CGROUPS, 0);
+
 /// Path prefixes watched for file creation (`--watch-dir`); unused while `FILTER_PREFIXES` = 0.
 #[map]
 pub static WATCHED_PREFIXES: LpmTrie<[u8; PREFIX_LEN], u8> =
@@ -75,7 +86,7 @@ pub static WATCHED_PREFIXES: LpmTrie<[u8; PREFIX_LEN], u8> =
 pub static FILTER_PREFIXES: Global<u8> = Global::new(0);
 
 const BPF_RB_NO_WAKEUP: u64 = 1;
-const BPF_RB_FORCE_WAKEUP: u64 = 2;
+pub const BPF_RB_FORCE_WAKEUP: u64 = 2;
 const BPF_RB_AVAIL_DATA: u64 = 0;
 const BPF_RB_RING_SIZE: u64 = 1;
 /// A submit wakes the agent once 1/2^WAKEUP_SHIFT of its own ring (a quarter) is pending;

@@ -33,6 +33,8 @@ const TEST_PKGS: &[&str] = &[
     "prometheus",
     "dnsmasq-base",
     "nats-server",
+    "nftables",
+    "iproute2",
 ];
 
 /// What `cargo xtask dist` needs (rpmbuild; objcopy comes with the toolchain's binutils) and

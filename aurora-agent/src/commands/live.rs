@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::settings::Settings;
 use crate::enrich::Enricher;
+use crate::response::PolicyHandle;
 use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
 use crate::sources::logs::{LogSources, LogSourcesConfig};
 use crate::sources::RawEvent;
@@ -25,6 +26,7 @@ pub struct Live {
     ready_file: Option<std::path::PathBuf>,
     ready: Option<ReadyFile>,
     stats: Arc<Stats>,
+    enforcement: Vec<crate::response::Enforcement>,
 }
 
 impl Live {
@@ -48,13 +50,83 @@ impl Live {
             ready_file: settings.ready_file.clone(),
             ready: None,
             stats,
+            enforcement: Vec::new(),
         };
         Ok((live, enricher, rx))
+    }
+
+    /// Put the policies in the kernel and say how they are enforced (log, metrics, and the
+    /// ready file written next).
+    pub fn enforce(&mut self, policy: &PolicyHandle, stats: &Stats) -> Result<()> {
+        let set = policy.get();
+        self.session
+            .sensors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply_policy(&set)?;
+        stats.response.set_entries(&set);
+        self.enforcement = crate::response::enforcement();
+        if let Ok(mut e) = stats.response.enforcement.lock() {
+            *e = self
+                .enforcement
+                .iter()
+                .map(|e| (e.operation.to_owned(), e.mechanism.to_owned()))
+                .collect();
+        }
+        if !set.is_empty() {
+            for e in &self.enforcement {
+                tracing::info!("{} deny: {} ({})", e.operation, e.mechanism, e.reason);
+            }
+            tracing::info!(
+                "policy: {} entries from {} file(s)",
+                set.entries.len(),
+                set.files.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGHUP: reload the policy files; a set that fails to load or resolve is refused and
+    /// the running policy stays (counted in `aurora_policy_reloads_total`).
+    pub fn spawn_policy_reloader(
+        &self,
+        files: Vec<std::path::PathBuf>,
+        policy: PolicyHandle,
+        stats: Arc<Stats>,
+    ) -> Result<JoinHandle<()>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let sensors = self.session.sensors.clone();
+        Ok(tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let loaded = crate::response::PolicySet::load(&files).map_err(anyhow::Error::from);
+                let applied = loaded.and_then(|set| {
+                    sensors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .apply_policy(&set)?;
+                    Ok(set)
+                });
+                match applied {
+                    Ok(set) => {
+                        stats.response.set_entries(&set);
+                        tracing::info!("policy reloaded: {} entries", set.entries.len());
+                        policy.set(set);
+                        stats.response.reloads_ok.fetch_add(1, Relaxed);
+                    }
+                    Err(e) => {
+                        stats.response.reloads_failed.fetch_add(1, Relaxed);
+                        tracing::error!("policy reload failed, keeping the running policy: {e:#}");
+                    }
+                }
+            }
+        }))
     }
 
     /// Everything is up: write the ready file and answer /readyz with 200.
     pub fn ready(&mut self, rules_active: Option<usize>) -> Result<()> {
         let mut state = self.session.ready_state(rules_active);
+        state.enforcement = self.enforcement.clone();
         state.metrics = self.telemetry.addr;
         self.ready = Some(ReadyFile::publish(self.ready_file.as_deref(), &state)?);
         self.telemetry.ready(&state);

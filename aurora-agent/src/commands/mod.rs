@@ -4,6 +4,7 @@ pub mod consume;
 pub mod live;
 pub mod record;
 pub mod replay;
+pub mod respond;
 pub mod rules_check;
 pub mod run;
 pub mod settings;

@@ -50,7 +50,9 @@ pub(super) fn apply_cpu_policy(policy: CpuPolicy) -> Result<()> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let settings = Settings::for_sensors(&args.global, &args.sensors)?;
+    let mut settings = Settings::for_sensors(&args.global, &args.sensors)?;
+    let response = settings.file.layer(&args.response)?.build()?;
+    settings.enrich.policy = response.policy.clone();
     let file = &settings.file;
     let agent: AgentArgs = file.layer(&args.agent)?;
     let outputs = args.output.layered(file)?;
@@ -76,11 +78,14 @@ pub fn run(args: RunArgs) -> Result<()> {
                 outputs: &outputs,
                 trace: agent.trace,
                 nats_drain: crate::nats::NatsConfig::DRAIN_LIVE,
+                response: response.kill.clone(),
             },
             &tokio::runtime::Handle::current(),
         )?;
         let stats = topology.stats.clone();
         let (mut live, enricher, rx) = Live::start(&settings, stats.clone()).await?;
+        // The policies are in the kernel before the agent says it is ready.
+        live.enforce(&response.policy, &stats)?;
         // Rules load after the sensors (loading the sensors parses the kernel's BTF; not holding
         // both at once lowers the agent's peak memory), on the pipeline thread; the runtime
         // keeps serving /readyz meanwhile and events wait in the queue.
@@ -92,6 +97,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         tracing::info!("watching");
 
         let reloader = topology.spawn_reloader()?;
+        let policy_reloader = live.spawn_policy_reloader(
+            response.policy_files.clone(),
+            response.policy.clone(),
+            stats.clone(),
+        )?;
         let reporter = crate::telemetry::spawn_reporter(
             stats.clone(),
             agent
@@ -103,6 +113,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let started = Instant::now();
         reporter.abort();
         reloader.abort();
+        policy_reloader.abort();
         let _ready = live.stop().await;
         let mut handler = tokio::task::spawn_blocking(move || consumer.join())
             .await?

@@ -30,6 +30,10 @@ pub struct Alert {
     pub matched: MatchInfo,
     /// Shared by every alert the event raised (no per-alert copy).
     pub event: Arc<Event>,
+    /// What the rule's response did: `killed`, `would_kill`, `rate_limited`, `gone` or
+    /// `refused: <rail>`; absent when the rule has no action.
+    #[serde(rename = "Response", skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
 }
 
 fn rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {

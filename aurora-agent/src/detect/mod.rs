@@ -167,6 +167,11 @@ fn hostname() -> Arc<str> {
 }
 
 impl Detector {
+    /// The host name alerts carry.
+    pub fn host(&self) -> Arc<str> {
+        self.host.clone()
+    }
+
     /// Load, classify and compile the rule set. Rule problems are reported as entries (and
     /// warned about); only directory, mapping or flag problems are errors.
     pub fn load(cfg: &DetectConfig, stats: Arc<DetectStats>) -> Result<Self, DetectorError> {
@@ -379,6 +384,7 @@ impl Detector {
                     fields,
                 },
                 event: shared.get_or_insert_with(|| Arc::new(ev.clone())).clone(),
+                response: None,
             });
         }
     }

@@ -1,5 +1,6 @@
 //! Raw kernel records → Sysmon-schema events: /proc, the process table (parent correlation),
 //! the user database, cgroups and the DNS cache (connection destinations' names).
+mod block;
 pub mod cgroup;
 pub mod clock;
 pub mod dns;
@@ -47,6 +48,8 @@ pub struct EnrichConfig {
     /// `--watch-dir`: file events outside these are dropped (relative paths are filtered here,
     /// absolute ones already in the kernel).
     pub watch_dirs: Vec<PathBuf>,
+    /// The policies in force, which block events name their entry from.
+    pub policy: crate::response::PolicyHandle,
 }
 
 impl Default for EnrichConfig {
@@ -55,6 +58,7 @@ impl Default for EnrichConfig {
             correlation_cache: DEFAULT_CORRELATION_CACHE,
             exit_grace: Duration::from_secs(5),
             watch_dirs: vec![],
+            policy: Default::default(),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct Enricher {
     /// Processes recorded events are correlated over: the live table's capacity, so a replay
     /// finds the parents the live agent would have.
     recorded_capacity: usize,
+    policy: crate::response::PolicyHandle,
 }
 
 /// Shell convention for a wait(2) status: the exit code, or 128 + signal number.
@@ -142,6 +147,7 @@ impl Enricher {
             watch_dirs: cfg.watch_dirs.clone(),
             recorded: None,
             recorded_capacity: cfg.correlation_cache,
+            policy: cfg.policy.clone(),
         }
     }
 
@@ -238,6 +244,7 @@ impl Enricher {
         }
         match raw {
             RawEvent::Exec(r) => Some(self.exec(r)),
+            RawEvent::Block(r) => Some(self.block(r)),
             RawEvent::Exit(r) => Some(self.exit(r)),
             RawEvent::File(r) => self.file(r),
             RawEvent::Net(r) => Some(self.net(r)),

@@ -45,6 +45,17 @@ pub mod names {
     pub const DESTINATION_HOSTNAME: &str = "DestinationHostname";
     pub const DESTINATION_PORT: &str = "DestinationPort";
 
+    /// Response fields (EventID 102): what was done (`blocked`, `killed`, `would_block`,
+    /// `isolated`, `unisolated`), under which mode, and the policy entry (`file:line`).
+    pub const ACTION: &str = "Action";
+    pub const MODE: &str = "Mode";
+    pub const POLICY: &str = "Policy";
+    pub const POLICY_ENTRY: &str = "PolicyEntry";
+    /// `exec` or `open`.
+    pub const OPERATION: &str = "Operation";
+    /// Isolation: the addresses still reachable.
+    pub const ALLOWED: &str = "Allowed";
+
     /// System-log fields (EventID 101).
     pub const SYSLOG_IDENTIFIER: &str = "SyslogIdentifier";
     pub const HOSTNAME: &str = "Hostname";
@@ -72,10 +83,12 @@ pub enum EventKind {
     Audit,
     /// One system-log message (journald or a syslog file); EventID 101 is ours.
     SystemLog,
+    /// What Aurora did: a policy block in the kernel, an isolation; EventID 102 is ours.
+    Response,
 }
 
 impl EventKind {
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     pub const ALL: [EventKind; Self::COUNT] = [
         EventKind::ProcessCreation,
         EventKind::NetworkConnection,
@@ -83,6 +96,7 @@ impl EventKind {
         EventKind::FileEvent,
         EventKind::Audit,
         EventKind::SystemLog,
+        EventKind::Response,
     ];
 
     pub fn event_id(self) -> u32 {
@@ -93,6 +107,7 @@ impl EventKind {
             EventKind::FileEvent => 11,
             EventKind::Audit => 100,
             EventKind::SystemLog => 101,
+            EventKind::Response => 102,
         }
     }
 
@@ -118,6 +133,7 @@ impl EventKind {
             EventKind::FileEvent => "file_event",
             EventKind::Audit => "auditd",
             EventKind::SystemLog => "system_log",
+            EventKind::Response => "response",
         }
     }
 

@@ -3,10 +3,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::detect::alert::Alert;
+use crate::detect::alert::{Alert, MatchInfo};
+use crate::detect::rules::{AlertLevel, RuleMeta};
 use crate::detect::{DetectConfig, Detector};
-use crate::event::Event;
+use crate::event::{names as f, Event, EventKind};
 use crate::pipeline::EventHandler;
+use crate::response::kill::Responder;
+use crate::response::ResponseStats;
 use crate::sinks::SinkSet;
 use crate::stats::DetectStats;
 
@@ -59,6 +62,28 @@ pub struct AlertHandler {
     ship_events: bool,
     /// Alerts per rule key (for summaries).
     pub per_rule: std::collections::BTreeMap<String, u64>,
+    /// Rule-driven kills (`response:` in the config file); none when no rule has an action.
+    responder: Option<Responder>,
+    response_stats: Arc<ResponseStats>,
+    /// The built-in rule every Response event (a block, an isolation) is alerted under, so
+    /// every sink writes it as it writes alerts.
+    response_rule: Arc<RuleMeta>,
+}
+
+/// The id of the built-in rule of Response events.
+pub const RESPONSE_RULE_ID: &str = "aurora-response";
+
+fn response_rule() -> Arc<RuleMeta> {
+    Arc::new(RuleMeta {
+        id: Some(RESPONSE_RULE_ID.into()),
+        title: "Aurora response".into(),
+        level: AlertLevel::High,
+        status: Some("stable".into()),
+        tags: vec![],
+        author: None,
+        references: vec![],
+        path: "(built in)".into(),
+    })
 }
 
 impl AlertHandler {
@@ -72,6 +97,38 @@ impl AlertHandler {
             control,
             buf: Vec::new(),
             per_rule: Default::default(),
+            responder: None,
+            response_stats: Default::default(),
+            response_rule: response_rule(),
+        }
+    }
+
+    /// Count block events into `stats` and act on alerts whose rule has an action.
+    pub fn with_response(
+        mut self,
+        responder: Option<Responder>,
+        stats: Arc<ResponseStats>,
+    ) -> Self {
+        self.responder = responder;
+        self.response_stats = stats;
+        self
+    }
+
+    /// The alert every Response event raises under the built-in rule.
+    fn response_alert(&self, ev: &Event) -> Alert {
+        let action = ev.get_str(f::ACTION).unwrap_or_default();
+        let mode = ev.get_str(f::MODE).unwrap_or_default();
+        self.response_stats.count_block(action, mode);
+        Alert {
+            time: chrono::Utc::now(),
+            host: self.detector.host(),
+            rule: self.response_rule.clone(),
+            matched: MatchInfo {
+                selections: vec![],
+                fields: vec![],
+            },
+            event: Arc::new(ev.clone()),
+            response: None,
         }
     }
 }
@@ -81,8 +138,15 @@ impl EventHandler for AlertHandler {
         if self.trace {
             tracing::info!(target: "aurora::trace", "{}", serde_json::to_string(&ev).unwrap_or_default());
         }
+        if ev.kind == EventKind::Response {
+            let a = self.response_alert(&ev);
+            self.buf.push(a);
+        }
         self.detector.evaluate(&ev, &mut self.buf);
-        for a in self.buf.drain(..) {
+        for mut a in self.buf.drain(..) {
+            if let Some(r) = self.responder.as_mut() {
+                a.response = r.respond(&a);
+            }
             *self.per_rule.entry(a.rule.key().to_owned()).or_default() += 1;
             self.sinks.emit(&a);
         }

@@ -24,6 +24,8 @@ pub struct TopologyConfig<'a> {
     pub trace: bool,
     /// How long a stopping process keeps delivering to NATS.
     pub nats_drain: Duration,
+    /// Rule-driven response (the live agent's `response:`; none elsewhere).
+    pub response: crate::response::kill::ResponseConfig,
 }
 
 /// The parts of a running pipeline that outlive its construction: counters, reload control.
@@ -40,6 +42,7 @@ pub struct DetectionStage {
     control: Arc<Control>,
     stats: Arc<Stats>,
     trace: bool,
+    response: crate::response::kill::ResponseConfig,
 }
 
 /// The pipeline's thread: it gives the handler back when its input ends (None: the rules
@@ -69,6 +72,7 @@ impl Topology {
             control: control.clone(),
             stats: stats.clone(),
             trace: cfg.trace,
+            response: cfg.response.clone(),
         };
         let topology = Topology {
             stats,
@@ -94,6 +98,7 @@ impl Topology {
             outputs,
             trace: false,
             nats_drain,
+            response: Default::default(),
         };
         let (topology, stage) = Topology::build(cfg, rt.handle())?;
         Ok((rt, topology, stage))
@@ -132,7 +137,10 @@ impl DetectionStage {
         if rule_count == 0 {
             tracing::warn!("no active rules: events are collected but nothing can alert");
         }
-        let handler = AlertHandler::new(detector, self.sinks, self.trace, self.control);
+        let responder =
+            crate::response::kill::Responder::new(&self.response, self.stats.response.clone())?;
+        let handler = AlertHandler::new(detector, self.sinks, self.trace, self.control)
+            .with_response(responder, self.stats.response.clone());
         Ok((Pipeline::new(enricher, handler), Loaded { rule_count }))
     }
 

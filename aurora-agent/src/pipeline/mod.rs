@@ -171,7 +171,7 @@ mod tests {
             &EnrichConfig {
                 correlation_cache: 64,
                 exit_grace: std::time::Duration::from_secs(1),
-                watch_dirs: vec![],
+                ..Default::default()
             },
             Default::default(),
         );

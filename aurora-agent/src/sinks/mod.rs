@@ -154,6 +154,7 @@ pub(crate) mod tests {
                 fields: vec![],
             },
             event: Arc::new(ev),
+            response: None,
         }
     }
 }

@@ -71,6 +71,20 @@ pub struct NetRaw {
     pub initiated: bool,
 }
 
+/// A policy decision made in the kernel: who, which file, which entry, what was done.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockRaw {
+    pub task: TaskIdent,
+    pub file: aurora_common::FileKey,
+    pub cgroup_id: u64,
+    /// Index into the loaded policies' entry table.
+    pub entry: u32,
+    /// `aurora_common::BLOCK_ACTION_*`.
+    pub action: u32,
+    /// `aurora_common::BLOCK_TARGET_*`.
+    pub target: u32,
+}
+
 /// A DNS answer a process received (the UDP payload from port 53).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DnsRaw {
@@ -86,6 +100,8 @@ pub enum RawEvent {
     Exit(ExitRaw),
     File(FileRaw),
     Net(NetRaw),
+    /// A policy decision the kernel made (`--policy`).
+    Block(BlockRaw),
     /// Not an event of its own: feeds the DNS cache that names connection destinations.
     Dns(DnsRaw),
     /// An event a log source made whole (auditd, system logs): passed through enrichment.

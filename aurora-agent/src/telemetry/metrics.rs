@@ -122,6 +122,98 @@ impl StatsCollector {
         Ok(())
     }
 
+    fn encode_response(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let r = &self.stats.response;
+        let blocks: Vec<(Labels, u64)> = r
+            .blocks
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|((action, mode), n)| {
+                        let l: Labels = vec![
+                            (Cow::Borrowed("action"), action.clone().into()),
+                            (Cow::Borrowed("mode"), mode.clone().into()),
+                        ];
+                        (l, *n)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        family(
+            enc,
+            "aurora_blocks",
+            "Policy decisions made in the kernel, by action (blocked, killed, would_block) and mode.",
+            Counter,
+            blocks,
+        )?;
+        let entries: Vec<(Labels, u64)> = r
+            .entries
+            .lock()
+            .map(|e| {
+                e.iter()
+                    .map(|(list, mode, n)| {
+                        let l: Labels = vec![
+                            (Cow::Borrowed("list"), Cow::Borrowed(*list)),
+                            (Cow::Borrowed("mode"), Cow::Borrowed(*mode)),
+                        ];
+                        (l, *n)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        family(
+            enc,
+            "aurora_policy_entries",
+            "Deny entries of the policies in force, by list and mode.",
+            Gauge,
+            entries,
+        )?;
+        let enforcement: Vec<(Labels, u64)> = r
+            .enforcement
+            .lock()
+            .map(|e| {
+                e.iter()
+                    .map(|(op, how)| {
+                        let l: Labels = vec![
+                            (Cow::Borrowed("operation"), op.clone().into()),
+                            (Cow::Borrowed("mechanism"), how.clone().into()),
+                        ];
+                        (l, 1)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        family(
+            enc,
+            "aurora_enforcement_info",
+            "How each denied operation is enforced on this kernel.",
+            Gauge,
+            enforcement,
+        )?;
+        family(
+            enc,
+            "aurora_policy_reloads",
+            "Policy reloads (SIGHUP) by result; a failed one keeps the running policy.",
+            Counter,
+            [
+                (label("result", "ok"), v(&r.reloads_ok)),
+                (label("result", "failed"), v(&r.reloads_failed)),
+            ],
+        )?;
+        family(
+            enc,
+            "aurora_response",
+            "Rule-driven responses by outcome (killed, would_kill, rate_limited, refused, gone).",
+            Counter,
+            r.kills
+                .outcomes()
+                .into_iter()
+                .map(|(o, n)| (label("outcome", o), n)),
+        )?;
+        Ok(())
+    }
+
     fn encode_detection(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         use MetricType::Counter;
         let s = &self.stats;
@@ -460,6 +552,7 @@ impl Collector for StatsCollector {
         self.encode_rules(&mut enc)?;
         self.encode_enrichment(&mut enc)?;
         self.encode_log_sources(&mut enc)?;
+        self.encode_response(&mut enc)?;
         self.encode_sinks(&mut enc)
     }
 }

@@ -57,6 +57,8 @@ pub struct ReadyState {
     pub metrics: Option<std::net::SocketAddr>,
     /// The logs followed: `{"source": "auditd"|"syslog"|"journald", "path": ...}`.
     pub log_sources: Vec<LogSourceState>,
+    /// How each denied operation is enforced here, and why that way.
+    pub enforcement: Vec<crate::response::Enforcement>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +86,7 @@ impl ReadyState {
             rules_active,
             metrics: None,
             log_sources: Vec::new(),
+            enforcement: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use core::{ffi::c_void, ptr::read_volatile};
 
+use super::deny;
 use crate::{co_re, maps};
 
 /// Where the packed parts start in an ExecRecord.
@@ -60,6 +61,8 @@ unsafe fn handle(ctx: &TracePointContext) {
         maps::count_lost(RING_EXEC);
         debug!(ctx, "exec ring full");
     }
+    // SAFETY: the current task, just past exec; the cgroup id is the one the record carries.
+    unsafe { deny::check_exec(task, (*rec).head.cgroup_id) };
 }
 
 /// Writes filename, exe, cwd and argv back to back into `rec.tail`, sets their lengths and the

@@ -1,4 +1,5 @@
 //! One program per file, like kunai's `probes/`.
+pub mod deny;
 pub mod dns;
 pub mod exec;
 pub mod exit;

@@ -6,13 +6,14 @@ use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use aurora_common::{
-    exec_record_len, exec_tail_parts, file_record_len, read_record, DnsHead, DnsRecord, ExecHead,
-    ExecRecord, ExitRecord, FileHead, FileRecord, NetRecord, RecordHeader, RecordKind, Ring,
-    AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED, NET_OUTBOUND,
+    exec_record_len, exec_tail_parts, file_record_len, read_record, BlockRecord, DnsHead,
+    DnsRecord, ExecHead, ExecRecord, ExitRecord, FileHead, FileRecord, NetRecord, RecordHeader,
+    RecordKind, Ring, AF_INET, EXEC_ARGV_TRUNCATED, FILE_PATH_RESOLVED, FILE_PATH_TRUNCATED,
+    NET_OUTBOUND,
 };
 
 use crate::event::text::c_str;
-use crate::sources::{DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
+use crate::sources::{BlockRaw, DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskIdent};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{ring} item of {got} bytes is shorter than its record ({want} bytes)")]
@@ -102,6 +103,7 @@ pub fn decode(ring: Ring, item: &[u8]) -> Result<RawEvent, DecodeError> {
     };
     Ok(match (ring, kind) {
         (Ring::Exec, RecordKind::Exec) => exec(item)?,
+        (Ring::Exec, RecordKind::Block) => block(item)?,
         (Ring::Exit, RecordKind::Exit) => exit(item)?,
         (Ring::File, RecordKind::File) => file(item)?,
         (Ring::Net, RecordKind::Net) => net(item)?,
@@ -129,6 +131,23 @@ pub fn exec(item: &[u8]) -> Result<RawEvent, ShortRecord> {
         argv_truncated: f.flags & EXEC_ARGV_TRUNCATED != 0,
         exe,
         cwd,
+    }))
+}
+
+/// A policy decision (EXEC ring, after the exec it is about).
+pub fn block(item: &[u8]) -> Result<RawEvent, ShortRecord> {
+    let r: BlockRecord = read_record(item).ok_or(ShortRecord {
+        ring: Ring::Exec.map_name(),
+        got: item.len(),
+        want: size_of::<BlockRecord>(),
+    })?;
+    Ok(RawEvent::Block(BlockRaw {
+        task: task(&r.header),
+        file: r.file,
+        cgroup_id: r.cgroup_id,
+        entry: r.entry,
+        action: r.action,
+        target: r.target,
     }))
 }
 

@@ -5,6 +5,7 @@ pub mod decode;
 pub mod drain;
 mod listeners;
 pub mod loader;
+pub mod policy_maps;
 pub mod preflight;
 pub mod programs;
 pub mod ringsize;
@@ -51,6 +52,7 @@ pub struct Sensors {
     holder: Holder,
     rings: Vec<(Ring, Map)>,
     lost: PerCpuArray<MapData, u64>,
+    policy: policy_maps::PolicyMaps,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     programs: Vec<ProgramStatus>,
     file_sensor: FileSensorState,
@@ -64,12 +66,13 @@ pub struct Loaded {
     pub file_sensor: FileSensorState,
 }
 
-/// The maps the agent reads after loading: the rings, then the lost counter.
+/// The maps the agent reads or writes after loading: the rings, the lost counter, the
+/// policy maps.
 fn wanted_maps() -> Vec<&'static str> {
     Ring::ALL
         .iter()
         .map(|r| r.map_name())
-        .chain(["LOST"])
+        .chain(["LOST", "DENY_EXEC", "EXEMPT_CGROUPS"])
         .collect()
 }
 
@@ -230,6 +233,7 @@ impl Sensors {
                 .with_context(|| format!("{name} map missing"))
         };
         let lost = PerCpuArray::try_from(take("LOST")?)?;
+        let policy = policy_maps::PolicyMaps::new(take("DENY_EXEC")?, take("EXEMPT_CGROUPS")?)?;
         let mut rings = Vec::new();
         for ring in Ring::ALL {
             rings.push((ring, take(ring.map_name())?));
@@ -238,6 +242,7 @@ impl Sensors {
             holder,
             rings,
             lost,
+            policy,
             logger,
             programs,
             file_sensor,
@@ -269,6 +274,11 @@ impl Sensors {
             .into_iter()
             .map(|(ring, map)| Ok((ring, RingBuf::try_from(map)?)))
             .collect()
+    }
+
+    /// Make the kernel enforce `set` (replacing what it enforced before).
+    pub fn apply_policy(&mut self, set: &crate::response::PolicySet) -> Result<()> {
+        self.policy.apply(set)
     }
 
     /// Kernel-side lost records per ring (reserve failures), summed over CPUs.

@@ -1,0 +1,55 @@
+//! Block records → Response events (EventID 102): the process the kernel acted on (from the
+//! process table: its exec record came first on the same ring), what was done and the policy
+//! entry that matched, named by file and line.
+use aurora_common::{
+    BLOCK_ACTION_BLOCKED, BLOCK_ACTION_KILLED, BLOCK_ACTION_WOULD_BLOCK, BLOCK_TARGET_OPEN,
+};
+
+use super::Enricher;
+use crate::event::names as f;
+use crate::event::{Event, EventKind};
+use crate::sources::BlockRaw;
+
+/// `Action` of a kernel decision.
+pub fn action_name(action: u32) -> &'static str {
+    match action {
+        BLOCK_ACTION_BLOCKED => "blocked",
+        BLOCK_ACTION_KILLED => "killed",
+        BLOCK_ACTION_WOULD_BLOCK => "would_block",
+        _ => "unknown",
+    }
+}
+
+impl Enricher {
+    pub(super) fn block(&mut self, r: BlockRaw) -> Event {
+        let info = self.process_of(&r.task);
+        let mut ev = self.common(EventKind::Response, r.task.ts_boot_ns, &info);
+        ev.push_str(f::COMMAND_LINE, &*info.cmdline);
+        ev.push_str(f::USER, &*info.user);
+        let operation = if r.target == BLOCK_TARGET_OPEN {
+            "open"
+        } else {
+            "exec"
+        };
+        ev.push_str(f::OPERATION, operation);
+        ev.push_str(f::ACTION, action_name(r.action));
+        let policy = self.policy.get();
+        match policy.entries.get(r.entry as usize) {
+            Some(e) => {
+                ev.push_str(f::MODE, e.mode.as_str());
+                ev.push_str(f::POLICY, e.source.as_str());
+                ev.push_str(f::POLICY_ENTRY, format!("{} {}", e.list, e.what));
+            }
+            // Reloaded between the decision and now: the entry's index names nothing.
+            None => {
+                let mode = if r.action == BLOCK_ACTION_WOULD_BLOCK {
+                    "audit"
+                } else {
+                    "enforce"
+                };
+                ev.push_str(f::MODE, mode);
+            }
+        }
+        ev
+    }
+}
