@@ -440,8 +440,9 @@ pub const BLOCK_TARGET_EXEC: u32 = 1;
 pub const BLOCK_TARGET_OPEN: u32 = 2;
 
 /// A policy decision in the kernel: the process (header), the file and the entry that matched.
+/// Reserved whole (decisions are rare): no packing.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct BlockRecord {
     pub header: RecordHeader,
     pub file: FileKey,
@@ -449,8 +450,25 @@ pub struct BlockRecord {
     pub entry: u32,
     pub action: u32,
     pub target: u32,
-    pub _pad: u32,
+    /// Bytes of `path` in use (0: the kernel-side walk failed).
+    pub path_len: u32,
+    /// The denied file's absolute path, walked in the kernel.
+    pub path: [u8; PATH_LEN],
 }
+
+/// `ENFORCE` (a kernel map) slot the loader writes once the programs are attached: which operations BPF
+/// LSM enforces (`ENFORCE_LSM_*`); the tracepoint fallbacks stand aside for those.
+pub const ENFORCE_SLOT_LSM: u32 = 0;
+/// `ENFORCE` (a kernel map) slot the agent writes with each policy: what the policy has (`ENFORCE_POLICY_*`),
+/// so hooks on every open leave at once when there is nothing to check.
+pub const ENFORCE_SLOT_POLICY: u32 = 1;
+pub const ENFORCE_SLOTS: u32 = 2;
+pub const ENFORCE_LSM_EXEC: u32 = 1;
+pub const ENFORCE_LSM_OPEN: u32 = 2;
+pub const ENFORCE_POLICY_OPEN: u32 = 1;
+pub const ENFORCE_POLICY_EXEMPT_IMAGES: u32 = 2;
+/// Directory levels above an opened file checked against `prefix:` entries.
+pub const DENY_DIR_DEPTH: usize = 16;
 
 // The layout both halves compile against: sizes and alignments of every record shared with
 // the kernel, and no hidden padding before a record's tail.
@@ -474,7 +492,7 @@ const _: () = {
     assert!(size_of::<PendingOpen>() == 24 && align_of::<PendingOpen>() == 8);
     assert!(size_of::<SockState>() == 56 && align_of::<SockState>() == 8);
     assert!(size_of::<FileKey>() == 16 && size_of::<DenyEntry>() == 8);
-    assert!(size_of::<BlockRecord>() == 112 && align_of::<BlockRecord>() == 8);
+    assert!(size_of::<BlockRecord>() == 112 + PATH_LEN && align_of::<BlockRecord>() == 8);
 };
 
 #[cfg(feature = "user")]

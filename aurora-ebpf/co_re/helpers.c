@@ -57,6 +57,7 @@ struct qstr {
 struct dentry {
   struct dentry *d_parent;
   struct qstr d_name;
+  struct inode *d_inode;
 };
 
 struct vfsmount {
@@ -92,6 +93,10 @@ struct file {
 
 struct filename {
   const char *name;
+};
+
+struct linux_binprm {
+  struct file *file;
 };
 
 // fs/internal.h: what do_filp_open() was asked to do.
@@ -498,15 +503,75 @@ AURORA_API int aurora_file_key(struct file *file, __u64 *dev, __u64 *ino) {
   return 0;
 }
 
-// The (dev, inode) of the task's executable (mm->exe_file).
-AURORA_API int aurora_task_exe_key(struct task_struct *task, __u64 *dev, __u64 *ino) {
+// The file a binprm is about to run (checked per binfmt stage: a script, then its interpreter).
+AURORA_API struct file *aurora_bprm_file(struct linux_binprm *bprm) {
+  struct file *f = 0;
+  CORE_READ_INTO(&f, bprm->file);
+  return f;
+}
+
+// The dentry of an open file.
+AURORA_API struct dentry *aurora_file_dentry(struct file *file) {
+  struct dentry *d = 0;
+  if (file)
+    CORE_READ_INTO(&d, file->f_path.dentry);
+  return d;
+}
+
+// A dentry's parent (itself at a filesystem's root).
+AURORA_API struct dentry *aurora_dentry_parent(struct dentry *d) {
+  struct dentry *p = 0;
+  if (d)
+    CORE_READ_INTO(&p, d->d_parent);
+  return p;
+}
+
+// A dentry's (dev, inode), like aurora_file_key.
+AURORA_API int aurora_dentry_key(struct dentry *d, __u64 *dev, __u64 *ino) {
+  struct inode *inode = 0;
+  struct super_block *sb = 0;
+  unsigned int dv = 0;
+  unsigned long i = 0;
+  if (!d)
+    return -1;
+  CORE_READ_INTO(&inode, d->d_inode);
+  if (!inode)
+    return -1;
+  CORE_READ_INTO(&i, inode->i_ino);
+  CORE_READ_INTO(&sb, inode->i_sb);
+  if (sb)
+    CORE_READ_INTO(&dv, sb->s_dev);
+  *dev = dv;
+  *ino = i;
+  return 0;
+}
+
+AURORA_API int aurora_task_exe_key(struct task_struct *task, __u64 *dev, __u64 *ino);
+
+// The (dev, inode) of the task's parent's executable (real_parent->mm->exe_file): after a
+// fork, the image that called exec.
+AURORA_API int aurora_task_parent_exe_key(struct task_struct *task, __u64 *dev, __u64 *ino) {
+  struct task_struct *parent = 0;
+  CORE_READ_INTO(&parent, task->real_parent);
+  if (!parent)
+    return -1;
+  return aurora_task_exe_key(parent, dev, ino);
+}
+
+// The task's executable (mm->exe_file), or 0.
+AURORA_API struct file *aurora_task_exe_file(struct task_struct *task) {
   struct mm_struct *mm = 0;
   struct file *exe = 0;
   CORE_READ_INTO(&mm, task->mm);
   if (!mm)
-    return -1;
+    return 0;
   CORE_READ_INTO(&exe, mm->exe_file);
-  return aurora_file_key(exe, dev, ino);
+  return exe;
+}
+
+// The (dev, inode) of the task's executable (mm->exe_file).
+AURORA_API int aurora_task_exe_key(struct task_struct *task, __u64 *dev, __u64 *ino) {
+  return aurora_file_key(aurora_task_exe_file(task), dev, ino);
 }
 
 // The task's working directory (fs->pwd): what /proc/PID/cwd links to.

@@ -28,7 +28,12 @@ unsafe extern "C" {
     pub fn aurora_task_exe_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_task_cwd_path(task: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_file_key(file: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
-    pub fn aurora_task_exe_key(task: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
+    pub fn aurora_task_parent_exe_key(task: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
+    pub fn aurora_task_exe_file(task: *const c_void) -> *const c_void;
+    pub fn aurora_bprm_file(bprm: *const c_void) -> *const c_void;
+    pub fn aurora_file_dentry(file: *const c_void) -> *const c_void;
+    pub fn aurora_dentry_parent(d: *const c_void) -> *const c_void;
+    pub fn aurora_dentry_key(d: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
     pub fn aurora_exec_filename_offset(ctx: *const c_void) -> u32;
     pub fn aurora_sys_enter_arg(ctx: *const c_void, n: u32) -> u64;
     pub fn aurora_sys_exit_ret(ctx: *const c_void) -> i64;

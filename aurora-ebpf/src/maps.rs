@@ -1,7 +1,7 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    DenyEntry, ExecRecord, FileKey, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind,
+    BlockRecord, DenyEntry, ExecRecord, FileKey, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind,
     TaskIdentity, COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
@@ -10,7 +10,7 @@ use aya_ebpf::{
         generated::bpf_ktime_get_boot_ns,
     },
     macros::map,
-    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use core::ffi::c_void;
@@ -70,6 +70,29 @@ pub static FILE_SCRATCH: PerCpuArray<FileRecord> = PerCpuArray::with_max_entries
 #[map]
 pub static DENY_EXEC: HashMap<FileKey, DenyEntry> =
     HashMap::with_max_entries(aurora_common::MAX_DENY_ENTRIES, 0);
+
+/// Files denied to open (`deny_open: path`), by (dev, inode).
+#[map]
+pub static DENY_OPEN: HashMap<FileKey, DenyEntry> =
+    HashMap::with_max_entries(aurora_common::MAX_DENY_ENTRIES, 0);
+
+/// Directories whose contents are denied to open (`deny_open: prefix`), by (dev, inode).
+#[map]
+pub static DENY_OPEN_DIRS: HashMap<FileKey, DenyEntry> =
+    HashMap::with_max_entries(aurora_common::MAX_EXEMPT_CGROUPS, 0);
+
+/// Executables whose processes no policy applies to (`exempt: images`), by (dev, inode).
+#[map]
+pub static EXEMPT_IMAGES: HashMap<FileKey, u8> =
+    HashMap::with_max_entries(aurora_common::MAX_EXEMPT_CGROUPS, 0);
+
+/// Enforcement flags (`aurora_common::ENFORCE_SLOT_*`).
+#[map]
+pub static ENFORCE: Array<u32> = Array::with_max_entries(aurora_common::ENFORCE_SLOTS, 0);
+
+/// Per-CPU space a block record is built in (1.1 KB: too big for the stack).
+#[map]
+pub static BLOCK_SCRATCH: PerCpuArray<BlockRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// cgroup v2 ids whose processes no policy applies to (`exempt: cgroups`).
 #[map]

@@ -65,12 +65,18 @@ impl Live {
             .unwrap_or_else(|p| p.into_inner())
             .apply_policy(&set)?;
         stats.response.set_entries(&set);
-        self.enforcement = crate::response::enforcement();
+        self.enforcement = self
+            .session
+            .sensors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .enforcement()
+            .to_vec();
         if let Ok(mut e) = stats.response.enforcement.lock() {
             *e = self
                 .enforcement
                 .iter()
-                .map(|e| (e.operation.to_owned(), e.mechanism.to_owned()))
+                .map(|e| (e.operation.clone(), e.mechanism.clone()))
                 .collect();
         }
         if !set.is_empty() {

@@ -7,6 +7,7 @@ use aurora_common::{
 
 use super::Enricher;
 use crate::event::names as f;
+use crate::event::text::bytes_to_text;
 use crate::event::{Event, EventKind};
 use crate::sources::BlockRaw;
 
@@ -32,6 +33,9 @@ impl Enricher {
             "exec"
         };
         ev.push_str(f::OPERATION, operation);
+        if !r.path.is_empty() {
+            ev.push_str(f::TARGET_FILENAME, bytes_to_text(&r.path));
+        }
         ev.push_str(f::ACTION, action_name(r.action));
         let policy = self.policy.get();
         match policy.entries.get(r.entry as usize) {

@@ -34,45 +34,23 @@ impl PolicyHandle {
 }
 
 /// How one denied operation is enforced on this kernel, for the log, the ready file and
-/// `aurora_enforcement_info`.
-#[derive(Clone, Debug, Serialize)]
+/// `aurora_enforcement_info`. Decided where the programs are attached
+/// (`sources::ebpf::programs`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Enforcement {
     /// `exec` or `open`.
-    pub operation: &'static str,
-    /// `lsm` (the operation fails with EPERM), `tracepoint-sigkill` (the process is killed
-    /// before its first instruction) or `none`.
-    pub mechanism: &'static str,
+    pub operation: String,
+    /// `lsm` (the operation fails with EPERM), `tracepoint-sigkill` or `vfs-sigkill` (the
+    /// process is killed on its way back to user space), or `none`.
+    pub mechanism: String,
     pub reason: String,
 }
 
 /// The kernel's active LSMs (`/sys/kernel/security/lsm`), if securityfs is readable.
 pub fn active_lsms() -> Option<String> {
-    std::fs::read_to_string("/sys/kernel/security/lsm").ok()
-}
-
-/// What this kernel gives the exec deny: the exec tracepoint's SIGKILL (BPF LSM programs are
-/// not part of this build; see docs/response.md).
-pub fn enforcement() -> Vec<Enforcement> {
-    let lsm = match active_lsms() {
-        Some(l) if l.split(',').any(|m| m.trim() == "bpf") => {
-            "BPF LSM is active here, but the agent enforces exec through the exec tracepoint"
-                .to_owned()
-        }
-        Some(l) => format!("no `bpf` in the active LSM list ({})", l.trim()),
-        None => "the active LSM list is unreadable (securityfs not mounted)".to_owned(),
-    };
-    vec![
-        Enforcement {
-            operation: "exec",
-            mechanism: "tracepoint-sigkill",
-            reason: lsm,
-        },
-        Enforcement {
-            operation: "open",
-            mechanism: "none",
-            reason: "open denies are resolved and checked but not enforced by this build".into(),
-        },
-    ]
+    std::fs::read_to_string("/sys/kernel/security/lsm")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// Response counters: kernel decisions by action and mode (counted from the block events),

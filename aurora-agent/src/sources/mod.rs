@@ -83,6 +83,8 @@ pub struct BlockRaw {
     pub action: u32,
     /// `aurora_common::BLOCK_TARGET_*`.
     pub target: u32,
+    /// The denied file's path as the kernel walked it (empty when the walk failed).
+    pub path: Vec<u8>,
 }
 
 /// A DNS answer a process received (the UDP payload from port 53).

@@ -1,58 +1,246 @@
-//! The exec deny check, run by the exec tracepoint (`exec.rs`) once the exec record is out:
-//! the new executable's (dev, inode) against `DENY_EXEC`. In enforce mode the process gets
-//! `SIGKILL` from here, in its own context, so it dies on the way back to user space before
-//! its first instruction; in audit mode it runs. Either way a `BlockRecord` follows the exec
-//! record on the same ring.
+//! The policy checks every enforcing hook shares: the deny maps, the exemptions, and the
+//! block record that reports a decision on the exec ring. Called from the BPF LSM programs
+//! (`lsm_exec.rs`, `lsm_open.rs`: the operation fails with -EPERM) and, where BPF LSM does not
+//! enforce, from the exec tracepoint and the open hooks (`SIGKILL` to the current process,
+//! which dies on its way back to user space: before the new image's first instruction, before
+//! open returns its descriptor).
 use aurora_common::{
-    BlockRecord, FileKey, RecordKind, BLOCK_ACTION_KILLED, BLOCK_ACTION_WOULD_BLOCK,
-    BLOCK_TARGET_EXEC, DENY_ENFORCE, RING_EXEC,
+    BlockRecord, DenyEntry, FileKey, RecordKind, BLOCK_ACTION_BLOCKED, BLOCK_ACTION_KILLED,
+    BLOCK_ACTION_WOULD_BLOCK, BLOCK_TARGET_EXEC, BLOCK_TARGET_OPEN, DENY_DIR_DEPTH, DENY_ENFORCE,
+    ENFORCE_LSM_EXEC, ENFORCE_LSM_OPEN, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_OPEN,
+    ENFORCE_SLOT_LSM, ENFORCE_SLOT_POLICY, PATH_LEN, RING_EXEC,
 };
-use aya_ebpf::helpers::generated::bpf_send_signal;
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_get_current_task,
+    generated::{bpf_get_current_cgroup_id, bpf_send_signal},
+};
 use core::ffi::c_void;
 
 use crate::{co_re, maps};
 
 const SIGKILL: u32 = 9;
+/// What an LSM hook returns to refuse.
+pub const EPERM: i32 = 1;
 
+#[inline(always)]
+fn flags(slot: u32) -> u32 {
+    maps::ENFORCE.get(slot).copied().unwrap_or(0)
+}
+
+/// The current process is the agent, in an exempt cgroup, or runs an exempt image (`image`
+/// names the executable to check: the caller's own or, after exec, its parent's).
+#[inline(always)]
+unsafe fn exempt(image: Option<FileKey>) -> bool {
+    if maps::is_agent((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return true;
+    }
+    // SAFETY: no pointers.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: presence checks only.
+    if unsafe { maps::EXEMPT_CGROUPS.get(&cgroup) }.is_some() {
+        return true;
+    }
+    match image {
+        Some(k) if flags(ENFORCE_SLOT_POLICY) & ENFORCE_POLICY_EXEMPT_IMAGES != 0 => {
+            // SAFETY: as above.
+            unsafe { maps::EXEMPT_IMAGES.get(&k) }.is_some()
+        }
+        _ => false,
+    }
+}
+
+#[inline(always)]
+unsafe fn file_key(file: *const c_void) -> Option<FileKey> {
+    let mut k = FileKey { dev: 0, ino: 0 };
+    // SAFETY: the helper reads through probe reads and fails on null.
+    (unsafe { co_re::aurora_file_key(file, &mut k.dev, &mut k.ino) } == 0).then_some(k)
+}
+
+/// The current task's executable (before exec: the image calling it).
+#[inline(always)]
+unsafe fn own_image(task: *const c_void) -> Option<FileKey> {
+    // SAFETY: the current task, read through probe reads.
+    unsafe { file_key(co_re::aurora_task_exe_file(task)) }
+}
+
+/// The parent's executable: after fork + exec, the image that called exec.
+#[inline(always)]
+unsafe fn parent_image(task: *const c_void) -> Option<FileKey> {
+    let mut k = FileKey { dev: 0, ino: 0 };
+    // SAFETY: the current task, read through probe reads.
+    (unsafe { co_re::aurora_task_parent_exe_key(task, &mut k.dev, &mut k.ino) } == 0).then_some(k)
+}
+
+/// The deny entry for opening `file`: the file itself, else the nearest denied directory
+/// above it (DENY_DIR_DEPTH levels).
+#[inline(always)]
+unsafe fn open_entry(file: *const c_void) -> Option<(FileKey, DenyEntry)> {
+    // SAFETY: `file` is the hook's own struct file.
+    let key = unsafe { file_key(file) }?;
+    // SAFETY: copied out at once.
+    if let Some(d) = unsafe { maps::DENY_OPEN.get(&key) } {
+        return Some((key, *d));
+    }
+    // SAFETY: dentries read through probe reads; the loop is bounded.
+    unsafe {
+        let mut d = co_re::aurora_file_dentry(file);
+        for _ in 0..DENY_DIR_DEPTH {
+            let parent = co_re::aurora_dentry_parent(d);
+            if parent.is_null() || parent == d {
+                break;
+            }
+            d = parent;
+            let mut k = FileKey { dev: 0, ino: 0 };
+            if co_re::aurora_dentry_key(d, &mut k.dev, &mut k.ino) != 0 {
+                break;
+            }
+            if let Some(e) = maps::DENY_OPEN_DIRS.get(&k) {
+                return Some((key, *e));
+            }
+        }
+    }
+    None
+}
+
+/// Report a decision: the current task, the file (its path walked here) and the entry.
+#[inline(always)]
+unsafe fn emit(file: *const c_void, key: FileKey, deny: DenyEntry, action: u32, target: u32) {
+    let Some(rec) = maps::BLOCK_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch record; the task pointer is only read through probe reads.
+    unsafe {
+        let task = bpf_get_current_task() as *const c_void;
+        maps::fill_header(&raw mut (*rec).header, task, RecordKind::Block);
+        (*rec).file = key;
+        (*rec).cgroup_id = bpf_get_current_cgroup_id();
+        (*rec).entry = deny.entry;
+        (*rec).action = action;
+        (*rec).target = target;
+        (*rec).path_len = 0;
+        if let Some(scratch) = maps::PATH_SCRATCH.get_ptr_mut(0) {
+            let n = co_re::aurora_file_path(file, scratch.cast(), (&raw mut (*rec).path).cast());
+            if n > 0 && (n as usize) < PATH_LEN {
+                (*rec).path_len = n as u32;
+            }
+        }
+        // A decision is rare and someone may be waiting on it: wake the agent now.
+        if maps::EXEC_RING
+            .output::<BlockRecord>(&*rec, maps::BPF_RB_FORCE_WAKEUP)
+            .is_err()
+        {
+            maps::count_lost(RING_EXEC);
+        }
+    }
+}
+
+/// Enforce mode: refuse (LSM) or kill (fallback); audit mode: report only.
+#[inline(always)]
+unsafe fn act(file: *const c_void, key: FileKey, deny: DenyEntry, target: u32, lsm: bool) -> i32 {
+    let (action, ret) = match (deny.flags & DENY_ENFORCE != 0, lsm) {
+        (false, _) => (BLOCK_ACTION_WOULD_BLOCK, 0),
+        (true, true) => (BLOCK_ACTION_BLOCKED, -EPERM),
+        (true, false) => {
+            // SAFETY: signals the current process; no pointers.
+            unsafe { bpf_send_signal(SIGKILL) };
+            (BLOCK_ACTION_KILLED, 0)
+        }
+    };
+    // SAFETY: `file` is the hook's file.
+    unsafe { emit(file, key, deny, action, target) };
+    ret
+}
+
+/// `bprm_check_security`: the file about to be executed.
+///
+/// # Safety
+/// `bprm` is the hook's `struct linux_binprm`.
+#[inline(always)]
+pub unsafe fn exec_lsm(bprm: *const c_void) -> i32 {
+    // SAFETY: read through probe reads.
+    let file = unsafe { co_re::aurora_bprm_file(bprm) };
+    let Some(key) = (unsafe { file_key(file) }) else {
+        return 0;
+    };
+    // SAFETY: copied out at once.
+    let Some(deny) = (unsafe { maps::DENY_EXEC.get(&key) }).copied() else {
+        return 0;
+    };
+    // SAFETY: before exec the current task still runs the calling image.
+    let task = unsafe { bpf_get_current_task() } as *const c_void;
+    if unsafe { exempt(own_image(task)) } {
+        return 0;
+    }
+    unsafe { act(file, key, deny, BLOCK_TARGET_EXEC, true) }
+}
+
+/// The exec tracepoint's check, where BPF LSM does not enforce exec: the new image.
+///
 /// # Safety
 /// `task` is the current task, just past exec.
 #[inline(always)]
-pub unsafe fn check_exec(task: *const c_void, cgroup_id: u64) {
-    let mut key = FileKey { dev: 0, ino: 0 };
-    // SAFETY: the helper reads the task's mm through probe reads.
-    if unsafe { co_re::aurora_task_exe_key(task, &mut key.dev, &mut key.ino) } != 0 {
+pub unsafe fn exec_fallback(task: *const c_void) {
+    if flags(ENFORCE_SLOT_LSM) & ENFORCE_LSM_EXEC != 0 {
         return;
     }
-    // SAFETY: the value is copied out at once.
+    // SAFETY: the current task, read through probe reads.
+    let file = unsafe { co_re::aurora_task_exe_file(task) };
+    let Some(key) = (unsafe { file_key(file) }) else {
+        return;
+    };
+    // SAFETY: copied out at once.
     let Some(deny) = (unsafe { maps::DENY_EXEC.get(&key) }).copied() else {
         return;
     };
-    // SAFETY: as above.
-    if unsafe { maps::EXEMPT_CGROUPS.get(&cgroup_id) }.is_some() {
+    if unsafe { exempt(parent_image(task)) } {
         return;
     }
-    let action = if deny.flags & DENY_ENFORCE != 0 {
-        // SAFETY: signals the current process; no pointers.
-        unsafe { bpf_send_signal(SIGKILL) };
-        BLOCK_ACTION_KILLED
-    } else {
-        BLOCK_ACTION_WOULD_BLOCK
+    unsafe { act(file, key, deny, BLOCK_TARGET_EXEC, false) };
+}
+
+/// `file_open`: the file being opened.
+///
+/// # Safety
+/// `file` is the hook's `struct file`.
+#[inline(always)]
+pub unsafe fn open_lsm(file: *const c_void) -> i32 {
+    if flags(ENFORCE_SLOT_POLICY) & ENFORCE_POLICY_OPEN == 0 {
+        return 0;
+    }
+    let Some((key, deny)) = (unsafe { open_entry(file) }) else {
+        return 0;
     };
-    let Some(mut slot) = maps::EXEC_RING.reserve::<BlockRecord>(0) else {
-        maps::count_lost(RING_EXEC);
+    let task = unsafe { bpf_get_current_task() } as *const c_void;
+    if unsafe { exempt(own_image(task)) } {
+        return 0;
+    }
+    unsafe { act(file, key, deny, BLOCK_TARGET_OPEN, true) }
+}
+
+/// Whether the policy has open denies (the open hooks' first, cheap test).
+#[inline(always)]
+pub fn open_policy_active() -> bool {
+    flags(ENFORCE_SLOT_POLICY) & ENFORCE_POLICY_OPEN != 0
+}
+
+/// The open hooks' check (VFS fexit or syscall exit), where BPF LSM does not enforce opens:
+/// a file just opened.
+///
+/// # Safety
+/// `file` is a live struct file (or null).
+#[inline(always)]
+pub unsafe fn open_fallback(file: *const c_void) {
+    if flags(ENFORCE_SLOT_POLICY) & ENFORCE_POLICY_OPEN == 0
+        || flags(ENFORCE_SLOT_LSM) & ENFORCE_LSM_OPEN != 0
+    {
+        return;
+    }
+    let Some((key, deny)) = (unsafe { open_entry(file) }) else {
         return;
     };
-    let rec = slot.as_mut_ptr();
-    // SAFETY: `rec` is a whole reservation; every field is written before submit.
-    unsafe {
-        maps::fill_header(&raw mut (*rec).header, task, RecordKind::Block);
-        (*rec).file = key;
-        (*rec).cgroup_id = cgroup_id;
-        (*rec).entry = deny.entry;
-        (*rec).action = action;
-        (*rec).target = BLOCK_TARGET_EXEC;
-        (*rec)._pad = 0;
+    let task = unsafe { bpf_get_current_task() } as *const c_void;
+    if unsafe { exempt(own_image(task)) } {
+        return;
     }
-    // A decision is rare and someone may be waiting on it: wake the agent now.
-    slot.submit(maps::BPF_RB_FORCE_WAKEUP);
+    unsafe { act(file, key, deny, BLOCK_TARGET_OPEN, false) };
 }

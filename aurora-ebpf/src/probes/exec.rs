@@ -61,8 +61,8 @@ unsafe fn handle(ctx: &TracePointContext) {
         maps::count_lost(RING_EXEC);
         debug!(ctx, "exec ring full");
     }
-    // SAFETY: the current task, just past exec; the cgroup id is the one the record carries.
-    unsafe { deny::check_exec(task, (*rec).head.cgroup_id) };
+    // SAFETY: the current task, just past exec.
+    unsafe { deny::exec_fallback(task) };
 }
 
 /// Writes filename, exe, cwd and argv back to back into `rec.tail`, sets their lengths and the

@@ -44,6 +44,7 @@ pub fn do_filp_open_exit(ctx: FExitContext) -> u32 {
     // SAFETY: op and file are the traced function's own arguments/result, read through
     // probe reads in the CO-RE helpers.
     unsafe {
+        super::deny::open_fallback(file as *const c_void);
         let open_flags = co_re::aurora_open_flags(op);
         // Only these flags can create or truncate: every other open leaves at once.
         if open_flags & (O_CREAT | O_TRUNC) == 0 {

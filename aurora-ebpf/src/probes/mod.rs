@@ -4,6 +4,8 @@ pub mod dns;
 pub mod exec;
 pub mod exit;
 pub mod file;
+pub mod lsm_exec;
+pub mod lsm_open;
 pub mod open;
 pub mod sock;
 pub mod uring;

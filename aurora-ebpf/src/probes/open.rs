@@ -14,6 +14,7 @@ use aya_ebpf::{
 };
 use core::ffi::c_void;
 
+use super::deny;
 use super::file::{self, Opened, O_CREAT, O_TRUNC};
 use crate::{co_re, maps};
 
@@ -110,6 +111,23 @@ pub fn sys_enter_openat2(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// Open denies where neither BPF LSM nor the VFS hook checks opens: every successful open.
+#[inline(always)]
+unsafe fn deny_check(ctx: &TracePointContext) {
+    if !deny::open_policy_active() {
+        return;
+    }
+    // SAFETY: as in on_exit.
+    unsafe {
+        let ret = co_re::aurora_sys_exit_ret(ctx.as_ptr());
+        if ret < 0 {
+            return;
+        }
+        let task = bpf_get_current_task() as *const c_void;
+        deny::open_fallback(co_re::aurora_task_fd_file(task, ret as i32));
+    }
+}
+
 #[tracepoint]
 pub fn sys_exit_openat(ctx: TracePointContext) -> u32 {
     on_exit(&ctx);
@@ -136,6 +154,9 @@ pub fn sys_exit_creat(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn on_exit(ctx: &TracePointContext) {
+    // SAFETY: ctx is a sys_exit tracepoint record; the file is the one the call just
+    // installed at the returned fd, read through probe reads.
+    unsafe { deny_check(ctx) };
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
     let Some(pending) = (unsafe { maps::PENDING_OPENS.get(&pid_tgid) }).copied() else {

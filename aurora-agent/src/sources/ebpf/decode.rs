@@ -148,6 +148,12 @@ pub fn block(item: &[u8]) -> Result<RawEvent, ShortRecord> {
         entry: r.entry,
         action: r.action,
         target: r.target,
+        path: bytes_at(
+            item,
+            offset_of!(BlockRecord, path),
+            r.path_len,
+            aurora_common::PATH_LEN,
+        ),
     }))
 }
 

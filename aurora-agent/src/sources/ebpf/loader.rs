@@ -20,6 +20,7 @@ use nix::sys::socket::{
 use serde::{Deserialize, Serialize};
 
 use super::{EbpfConfig, FileSensorState, Loaded};
+use crate::response::Enforcement;
 use crate::telemetry::ready::ProgramStatus;
 
 /// The hidden subcommand the child runs.
@@ -43,6 +44,7 @@ enum Reply {
     Loaded {
         programs: Vec<ProgramStatus>,
         file_sensor: FileSensorState,
+        enforcement: Vec<Enforcement>,
         /// Map name → index of its descriptor.
         maps: BTreeMap<String, usize>,
         fds: usize,
@@ -54,6 +56,7 @@ enum Reply {
 pub struct Handoff {
     pub programs: Vec<ProgramStatus>,
     pub file_sensor: FileSensorState,
+    pub enforcement: Vec<Enforcement>,
     /// The maps the agent reads, by name.
     pub maps: BTreeMap<String, MapData>,
     /// Programs, links, perf events and the remaining maps: held, never read.
@@ -100,13 +103,14 @@ pub fn load_in_child(cfg: &EbpfConfig) -> Result<Handoff> {
     let answer = send(&ours, &request, &[]).and_then(|()| receive(&ours));
     let status = child.wait().context("waiting for the sensor loader")?;
     let (reply, fds) = answer.with_context(|| format!("sensor loader ({status})"))?;
-    let (programs, file_sensor, names, count) = match reply {
+    let (programs, file_sensor, enforcement, names, count) = match reply {
         Reply::Loaded {
             programs,
             file_sensor,
+            enforcement,
             maps,
             fds,
-        } => (programs, file_sensor, maps, fds),
+        } => (programs, file_sensor, enforcement, maps, fds),
         Reply::Failed(why) => bail!("{why}"),
     };
     if fds.len() != count {
@@ -129,6 +133,7 @@ pub fn load_in_child(cfg: &EbpfConfig) -> Result<Handoff> {
     Ok(Handoff {
         programs,
         file_sensor,
+        enforcement,
         maps,
         keep: slots.into_iter().flatten().collect(),
     })
@@ -164,6 +169,7 @@ fn hand_over(sock: &OwnedFd, loaded: Loaded, wanted: &[&str]) -> Result<()> {
         mut ebpf,
         programs,
         file_sensor,
+        enforcement,
     } = loaded;
     let mut named: BTreeMap<RawFd, String> = BTreeMap::new();
     let mut taken = Vec::new();
@@ -172,7 +178,7 @@ fn hand_over(sock: &OwnedFd, loaded: Loaded, wanted: &[&str]) -> Result<()> {
             .take_map(name)
             .with_context(|| format!("{name} map missing"))?;
         let data = match map {
-            Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) => d,
+            Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::Array(d) => d,
             _ => bail!("{name}: unexpected map type"),
         };
         named.insert(data.fd().as_fd().as_raw_fd(), (*name).to_owned());
@@ -193,6 +199,7 @@ fn hand_over(sock: &OwnedFd, loaded: Loaded, wanted: &[&str]) -> Result<()> {
     let reply = Reply::Loaded {
         programs,
         file_sensor,
+        enforcement,
         maps,
         fds: fds.len(),
     };

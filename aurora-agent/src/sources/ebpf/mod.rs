@@ -3,6 +3,7 @@
 pub mod config;
 pub mod decode;
 pub mod drain;
+mod enforce;
 mod listeners;
 pub mod loader;
 pub mod policy_maps;
@@ -20,6 +21,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use decode::{DecodeError, ShortRecord};
 
+use crate::response::Enforcement;
 use crate::telemetry::ready::ProgramStatus;
 pub use crate::telemetry::ready::{FileSensorState, LoaderState};
 pub use programs::FileSensorMode;
@@ -56,6 +58,7 @@ pub struct Sensors {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     programs: Vec<ProgramStatus>,
     file_sensor: FileSensorState,
+    enforcement: Vec<Enforcement>,
     loader: LoaderState,
 }
 
@@ -64,6 +67,7 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub programs: Vec<ProgramStatus>,
     pub file_sensor: FileSensorState,
+    pub enforcement: Vec<Enforcement>,
 }
 
 /// The maps the agent reads or writes after loading: the rings, the lost counter, the
@@ -72,7 +76,7 @@ fn wanted_maps() -> Vec<&'static str> {
     Ring::ALL
         .iter()
         .map(|r| r.map_name())
-        .chain(["LOST", "DENY_EXEC", "EXEMPT_CGROUPS"])
+        .chain(policy_maps::NAMES)
         .collect()
 }
 
@@ -119,11 +123,11 @@ pub fn load_object(cfg: &EbpfConfig, agent_tgid: u32) -> Result<Loaded> {
     programs::check_object(&ebpf)?;
     // The fexit attach needs the kernel's BTF once more; parsed only now, after the loader
     // (which parsed its own copy) is gone, so the two never peak together.
-    let btf = match cfg.file_sensor {
-        FileSensorMode::Auto | FileSensorMode::Vfs => Some(Btf::from_sys_fs()),
-        FileSensorMode::Tracepoint | FileSensorMode::Off => None,
-    };
-    let (programs, file_sensor) = programs::attach(&mut ebpf, btf, cfg.file_sensor)?;
+    let btf = Btf::from_sys_fs();
+    let (mut programs, file_sensor) = programs::attach(&mut ebpf, btf.as_ref().ok(), cfg.file_sensor)?;
+    let (lsm, enforcement) = programs::attach_lsm(&mut ebpf, btf.as_ref().ok(), &file_sensor)?;
+    programs.extend(lsm);
+    drop(btf);
     {
         let map = ebpf.map_mut("LISTENERS").context("LISTENERS map missing")?;
         let mut listeners = aya::maps::HashMap::try_from(map)?;
@@ -137,6 +141,7 @@ pub fn load_object(cfg: &EbpfConfig, agent_tgid: u32) -> Result<Loaded> {
         ebpf,
         programs,
         file_sensor,
+        enforcement,
     })
 }
 
@@ -203,6 +208,7 @@ impl Sensors {
             maps,
             loaded.programs,
             loaded.file_sensor,
+            loaded.enforcement,
             logger,
         )
     }
@@ -217,6 +223,7 @@ impl Sensors {
             maps,
             h.programs,
             h.file_sensor,
+            h.enforcement,
             None,
         )
     }
@@ -226,6 +233,7 @@ impl Sensors {
         mut maps: BTreeMap<String, Map>,
         programs: Vec<ProgramStatus>,
         file_sensor: FileSensorState,
+        enforcement: Vec<Enforcement>,
         logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     ) -> Result<Self> {
         let mut take = |name: &str| {
@@ -233,7 +241,7 @@ impl Sensors {
                 .with_context(|| format!("{name} map missing"))
         };
         let lost = PerCpuArray::try_from(take("LOST")?)?;
-        let policy = policy_maps::PolicyMaps::new(take("DENY_EXEC")?, take("EXEMPT_CGROUPS")?)?;
+        let policy = policy_maps::PolicyMaps::new(&mut take)?;
         let mut rings = Vec::new();
         for ring in Ring::ALL {
             rings.push((ring, take(ring.map_name())?));
@@ -246,6 +254,7 @@ impl Sensors {
             logger,
             programs,
             file_sensor,
+            enforcement,
             loader: LoaderState {
                 mode: "child".into(),
                 reason: None,
@@ -256,6 +265,11 @@ impl Sensors {
     /// What loaded and attached, for the ready file.
     pub fn programs(&self) -> &[ProgramStatus] {
         &self.programs
+    }
+
+    /// How denied operations are enforced here, and why.
+    pub fn enforcement(&self) -> &[Enforcement] {
+        &self.enforcement
     }
 
     /// The file sensor mode in use and why.

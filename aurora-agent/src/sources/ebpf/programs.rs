@@ -145,20 +145,13 @@ fn load_all(ebpf: &mut Ebpf, specs: &[Spec], btf: Option<&Btf>) -> Result<Vec<Pr
 
 /// Load and attach every program; returns their status and the file sensor chosen. `btf` (the
 /// kernel's, for the fexit hook) is only needed by the VFS mode; it is dropped on return.
+pub use super::enforce::attach_lsm;
+
 pub fn attach(
     ebpf: &mut Ebpf,
-    btf: Option<Result<Btf, aya::BtfError>>,
+    btf: Option<&Btf>,
     mode: FileSensorMode,
 ) -> Result<(Vec<ProgramStatus>, FileSensorState)> {
-    let btf = match btf {
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => {
-            tracing::debug!("kernel BTF for the fexit hook: {e}");
-            None
-        }
-        None => None,
-    };
-    let btf = btf.as_ref();
     let mut status = load_all(ebpf, CORE, btf)?;
     if mode == FileSensorMode::Off {
         let state = FileSensorState {
@@ -209,15 +202,23 @@ pub fn unload_program(p: &mut Program) {
     let _ = match p {
         Program::TracePoint(p) => p.unload(),
         Program::FExit(p) => p.unload(),
+        Program::Lsm(p) => p.unload(),
         _ => Ok(()),
     };
 }
 
 /// Every program of every mode is in the object (a clear error at start when one is not).
 pub fn check_object(ebpf: &Ebpf) -> Result<()> {
-    for s in CORE.iter().chain(FILE_VFS).chain(FILE_TRACEPOINTS) {
-        if ebpf.program(s.prog).is_none() {
-            bail!("program {} missing from the eBPF object", s.prog);
+    let lsm = super::enforce::LSM_PROGRAMS.iter().map(|(p, _)| *p);
+    for s in CORE
+        .iter()
+        .chain(FILE_VFS)
+        .chain(FILE_TRACEPOINTS)
+        .map(|s| s.prog)
+        .chain(lsm)
+    {
+        if ebpf.program(s).is_none() {
+            bail!("program {s} missing from the eBPF object");
         }
     }
     Ok(())
