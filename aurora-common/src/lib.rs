@@ -435,6 +435,25 @@ pub const BLOCK_ACTION_KILLED: u32 = 2;
 /// Audit mode: nothing was stopped, the policy would have.
 pub const BLOCK_ACTION_WOULD_BLOCK: u32 = 3;
 
+/// The process was stopped (SIGSTOP) at exec until user space has hashed its executable
+/// (the policy has sha256 entries and the file is not in `KNOWN_EXEC`).
+pub const BLOCK_ACTION_HELD: u32 = 4;
+/// [`BlockRecord::entry`] of a record no entry matched yet (a hold).
+pub const NO_ENTRY: u32 = u32::MAX;
+
+/// What the hash cache (`KNOWN_EXEC`) remembers of an executable user space hashed and found
+/// allowed: its change time and size when hashed. Any write moves ctime, so a changed file
+/// misses the cache and is held again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    pub ctime_ns: u64,
+    pub size: u64,
+}
+
+/// Capacity of the hash cache.
+pub const MAX_KNOWN_EXEC: u32 = 65536;
+
 /// [`BlockRecord::target`]: what was denied.
 pub const BLOCK_TARGET_EXEC: u32 = 1;
 pub const BLOCK_TARGET_OPEN: u32 = 2;
@@ -467,6 +486,8 @@ pub const ENFORCE_LSM_EXEC: u32 = 1;
 pub const ENFORCE_LSM_OPEN: u32 = 2;
 pub const ENFORCE_POLICY_OPEN: u32 = 1;
 pub const ENFORCE_POLICY_EXEMPT_IMAGES: u32 = 2;
+/// The policy has sha256 entries: hold executables not in the hash cache.
+pub const ENFORCE_POLICY_HASH: u32 = 4;
 /// Directory levels above an opened file checked against `prefix:` entries.
 pub const DENY_DIR_DEPTH: usize = 16;
 
@@ -514,6 +535,7 @@ mod user {
     unsafe impl aya::Pod for FileKey {}
     unsafe impl aya::Pod for DenyEntry {}
     unsafe impl aya::Pod for BlockRecord {}
+    unsafe impl aya::Pod for FileStamp {}
 }
 
 /// Decode a record of type `T` from a ring-buffer item, checking its size.

@@ -202,6 +202,31 @@ struct trace_event_raw_io_uring_complete {
   int res;
 };
 
+// inode change time across its renames: i_ctime (to 6.5), __i_ctime (6.6-6.10),
+// i_ctime_sec/i_ctime_nsec (6.11+). CO-RE flavors: only the fields the running kernel has
+// are read (bpf_core_field_exists).
+struct timespec64 {
+  long long tv_sec;
+  long tv_nsec;
+};
+
+struct inode___ctime_ts {
+  struct timespec64 i_ctime;
+};
+
+struct inode___ctime_dunder {
+  struct timespec64 __i_ctime;
+};
+
+struct inode___ctime_split {
+  long long i_ctime_sec;
+  unsigned int i_ctime_nsec;
+};
+
+struct inode___size {
+  long long i_size;
+};
+
 #pragma clang attribute pop
 
 // ---- task_struct -------------------------------------------------------------------------
@@ -500,6 +525,42 @@ AURORA_API int aurora_file_key(struct file *file, __u64 *dev, __u64 *ino) {
     CORE_READ_INTO(&d, sb->s_dev);
   *dev = d;
   *ino = i;
+  return 0;
+}
+
+#define CORE_FIELD_EXISTS(field) __builtin_preserve_field_info(field, 2)
+
+// A file's change time (ns) and size: what user space's hash cache of executables is keyed
+// on with (dev, inode). A write or a utimes() moves ctime, and nobody can set it back.
+AURORA_API int aurora_file_stamp(struct file *file, __u64 *ctime_ns, __u64 *size) {
+  struct inode *inode = 0;
+  long long sec = 0, sz = 0;
+  long nsec = 0;
+  if (!file)
+    return -1;
+  CORE_READ_INTO(&inode, file->f_inode);
+  if (!inode)
+    return -1;
+  struct inode___ctime_split *split = (void *)inode;
+  struct inode___ctime_dunder *dunder = (void *)inode;
+  struct inode___ctime_ts *ts = (void *)inode;
+  if (CORE_FIELD_EXISTS(split->i_ctime_sec)) {
+    unsigned int n = 0;
+    CORE_READ_INTO(&sec, split->i_ctime_sec);
+    CORE_READ_INTO(&n, split->i_ctime_nsec);
+    nsec = n;
+  } else if (CORE_FIELD_EXISTS(dunder->__i_ctime)) {
+    CORE_READ_INTO(&sec, dunder->__i_ctime.tv_sec);
+    CORE_READ_INTO(&nsec, dunder->__i_ctime.tv_nsec);
+  } else if (CORE_FIELD_EXISTS(ts->i_ctime)) {
+    CORE_READ_INTO(&sec, ts->i_ctime.tv_sec);
+    CORE_READ_INTO(&nsec, ts->i_ctime.tv_nsec);
+  } else {
+    return -1;
+  }
+  CORE_READ_INTO(&sz, ((struct inode___size *)inode)->i_size);
+  *ctime_ns = (__u64)sec * 1000000000ULL + (__u64)nsec;
+  *size = (__u64)sz;
   return 0;
 }
 

@@ -30,6 +30,7 @@ unsafe extern "C" {
     pub fn aurora_file_key(file: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
     pub fn aurora_task_parent_exe_key(task: *const c_void, dev: *mut u64, ino: *mut u64) -> i32;
     pub fn aurora_task_exe_file(task: *const c_void) -> *const c_void;
+    pub fn aurora_file_stamp(file: *const c_void, ctime_ns: *mut u64, size: *mut u64) -> i32;
     pub fn aurora_bprm_file(bprm: *const c_void) -> *const c_void;
     pub fn aurora_file_dentry(file: *const c_void) -> *const c_void;
     pub fn aurora_dentry_parent(d: *const c_void) -> *const c_void;

@@ -1,7 +1,7 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    BlockRecord, DenyEntry, ExecRecord, FileKey, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind,
+    BlockRecord, DenyEntry, FileStamp, ExecRecord, FileKey, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind,
     TaskIdentity, COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
@@ -85,6 +85,11 @@ pub static DENY_OPEN_DIRS: HashMap<FileKey, DenyEntry> =
 #[map]
 pub static EXEMPT_IMAGES: HashMap<FileKey, u8> =
     HashMap::with_max_entries(aurora_common::MAX_EXEMPT_CGROUPS, 0);
+
+/// Executables user space hashed and found allowed, with the stamp they had then.
+#[map]
+pub static KNOWN_EXEC: LruHashMap<FileKey, FileStamp> =
+    LruHashMap::with_max_entries(aurora_common::MAX_KNOWN_EXEC, 0);
 
 /// Enforcement flags (`aurora_common::ENFORCE_SLOT_*`).
 #[map]

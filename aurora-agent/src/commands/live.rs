@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::settings::Settings;
 use crate::enrich::Enricher;
+use crate::response::hold::HoldResolver;
 use crate::response::PolicyHandle;
 use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
 use crate::sources::logs::{LogSources, LogSourcesConfig};
@@ -38,8 +39,14 @@ impl Live {
     ) -> Result<(Live, Enricher, mpsc::Receiver<RawEvent>)> {
         let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
-        let (session, rx) =
-            LiveSession::start(&settings.ebpf, &settings.logs, settings.queue_size, &stats).await?;
+        let (session, rx) = LiveSession::start(
+            &settings.ebpf,
+            &settings.logs,
+            settings.queue_size,
+            &stats,
+            &settings.enrich.policy,
+        )
+        .await?;
         let seeded = enricher.seed_from_proc();
         tracing::info!(processes = seeded, "sensors attached");
         let refresher = Some(session.spawn_refresher(stats.clone()));
@@ -165,6 +172,7 @@ impl LiveSession {
         logs: &LogSourcesConfig,
         queue_size: usize,
         stats: &Arc<Stats>,
+        policy: &PolicyHandle,
     ) -> Result<(LiveSession, mpsc::Receiver<RawEvent>)> {
         // Loading parses the kernel's BTF and runs the verifier: off the runtime thread, so the
         // metrics endpoint keeps answering (503) meanwhile.
@@ -177,12 +185,24 @@ impl LiveSession {
         .await??;
         let (tx, rx) = mpsc::channel(queue_size.max(1));
         let (stop, stop_rx) = watch::channel(false);
+        let (holds, held) = std::sync::mpsc::channel();
         let drain = tokio::spawn(drain::run(
             sensors.take_rings()?,
-            tx.clone(),
+            drain::Outlets {
+                events: tx.clone(),
+                holds,
+            },
             stats.source.clone(),
             stop_rx,
         ));
+        let sensors = Arc::new(Mutex::new(sensors));
+        HoldResolver {
+            policy: policy.clone(),
+            sensors: sensors.clone(),
+            events: tx.clone(),
+            stats: stats.response.clone(),
+        }
+        .spawn(held)?;
         let log_sources = logs
             .describe()
             .into_iter()
@@ -191,7 +211,7 @@ impl LiveSession {
         let logs = LogSources::start(logs, &tx, stats)?;
         Ok((
             LiveSession {
-                sensors: Arc::new(Mutex::new(sensors)),
+                sensors,
                 drain,
                 logs,
                 log_sources,

@@ -259,14 +259,14 @@ impl Responder {
 }
 
 #[derive(Debug)]
-enum KillError {
+pub(super) enum KillError {
     Gone,
     Os(std::io::Error),
 }
 
 /// SIGKILL `pid` through a pidfd, if it still is the process `guid` names (`None`: any process
 /// that is a descendant found just now).
-fn kill_verified(pid: u32, guid: Option<&str>, guids: &GuidMaker) -> Result<(), KillError> {
+pub(super) fn kill_verified(pid: u32, guid: Option<&str>, guids: &GuidMaker) -> Result<(), KillError> {
     // SAFETY: plain syscall; the returned descriptor is owned below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
@@ -306,7 +306,7 @@ fn kill_verified(pid: u32, guid: Option<&str>, guids: &GuidMaker) -> Result<(), 
 }
 
 /// Field 22 of /proc/PID/stat (start time in clock ticks), read past the `(comm)` field.
-fn start_ticks(pid: u32) -> Option<u64> {
+pub(super) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()

@@ -3,6 +3,7 @@
 //! isolation (`isolate`). Decisions made in the kernel come back as block events through
 //! the same pipeline as every other event; rule-driven kills are decided between detection
 //! and the sinks, so the alert that caused one says what was done.
+pub mod hold;
 pub mod isolate;
 pub mod kill;
 pub mod policy;
@@ -65,6 +66,11 @@ pub struct ResponseStats {
     /// (operation, how) of each enforcement in use, e.g. ("exec", "tracepoint-sigkill").
     pub enforcement: std::sync::Mutex<Vec<(String, String)>>,
     pub reloads_ok: std::sync::atomic::AtomicU64,
+    /// Executables held for hashing, by outcome.
+    pub holds_allowed: std::sync::atomic::AtomicU64,
+    pub holds_denied: std::sync::atomic::AtomicU64,
+    pub holds_failed: std::sync::atomic::AtomicU64,
+    pub holds_gone: std::sync::atomic::AtomicU64,
     pub reloads_failed: std::sync::atomic::AtomicU64,
 }
 

@@ -203,6 +203,19 @@ impl StatsCollector {
         )?;
         family(
             enc,
+            "aurora_exec_holds",
+            "Executables held at exec for sha256 checks, by outcome (allowed, denied, failed: hashed \
+             or read failed and resumed, gone: exited before it was hashed).",
+            Counter,
+            [
+                (label("outcome", "allowed"), v(&r.holds_allowed)),
+                (label("outcome", "denied"), v(&r.holds_denied)),
+                (label("outcome", "failed"), v(&r.holds_failed)),
+                (label("outcome", "gone"), v(&r.holds_gone)),
+            ],
+        )?;
+        family(
+            enc,
             "aurora_response",
             "Rule-driven responses by outcome (killed, would_kill, rate_limited, refused, gone).",
             Counter,

@@ -5,8 +5,9 @@
 //! which dies on its way back to user space: before the new image's first instruction, before
 //! open returns its descriptor).
 use aurora_common::{
-    BlockRecord, DenyEntry, FileKey, RecordKind, BLOCK_ACTION_BLOCKED, BLOCK_ACTION_KILLED,
-    BLOCK_ACTION_WOULD_BLOCK, BLOCK_TARGET_EXEC, BLOCK_TARGET_OPEN, DENY_DIR_DEPTH, DENY_ENFORCE,
+    BlockRecord, DenyEntry, FileKey, FileStamp, RecordKind, BLOCK_ACTION_BLOCKED,
+    BLOCK_ACTION_HELD, BLOCK_ACTION_KILLED, BLOCK_ACTION_WOULD_BLOCK, ENFORCE_POLICY_HASH,
+    NO_ENTRY, BLOCK_TARGET_EXEC, BLOCK_TARGET_OPEN, DENY_DIR_DEPTH, DENY_ENFORCE,
     ENFORCE_LSM_EXEC, ENFORCE_LSM_OPEN, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_OPEN,
     ENFORCE_SLOT_LSM, ENFORCE_SLOT_POLICY, PATH_LEN, RING_EXEC,
 };
@@ -19,6 +20,7 @@ use core::ffi::c_void;
 use crate::{co_re, maps};
 
 const SIGKILL: u32 = 9;
+const SIGSTOP: u32 = 19;
 /// What an LSM hook returns to refuse.
 pub const EPERM: i32 = 1;
 
@@ -174,13 +176,17 @@ pub unsafe fn exec_lsm(bprm: *const c_void) -> i32 {
     unsafe { act(file, key, deny, BLOCK_TARGET_EXEC, true) }
 }
 
-/// The exec tracepoint's check, where BPF LSM does not enforce exec: the new image.
+/// The exec tracepoint's checks on the new image: the deny map where BPF LSM does not
+/// enforce exec, then (when the policy has sha256 entries) the hash cache: an executable not
+/// in it is stopped here, before its first instruction, until user space has hashed it.
 ///
 /// # Safety
 /// `task` is the current task, just past exec.
 #[inline(always)]
-pub unsafe fn exec_fallback(task: *const c_void) {
-    if flags(ENFORCE_SLOT_LSM) & ENFORCE_LSM_EXEC != 0 {
+pub unsafe fn exec_tracepoint(task: *const c_void) {
+    let policy = flags(ENFORCE_SLOT_POLICY);
+    let lsm_exec = flags(ENFORCE_SLOT_LSM) & ENFORCE_LSM_EXEC != 0;
+    if lsm_exec && policy & ENFORCE_POLICY_HASH == 0 {
         return;
     }
     // SAFETY: the current task, read through probe reads.
@@ -188,14 +194,45 @@ pub unsafe fn exec_fallback(task: *const c_void) {
     let Some(key) = (unsafe { file_key(file) }) else {
         return;
     };
-    // SAFETY: copied out at once.
-    let Some(deny) = (unsafe { maps::DENY_EXEC.get(&key) }).copied() else {
-        return;
+    if !lsm_exec {
+        // SAFETY: copied out at once.
+        if let Some(deny) = (unsafe { maps::DENY_EXEC.get(&key) }).copied() {
+            if !unsafe { exempt(parent_image(task)) } {
+                unsafe { act(file, key, deny, BLOCK_TARGET_EXEC, false) };
+            }
+            return;
+        }
+    }
+    if policy & ENFORCE_POLICY_HASH != 0 {
+        unsafe { hold_unknown(task, file, key) };
+    }
+}
+
+/// Stop the process unless its executable is in the hash cache with the same stamp.
+#[inline(always)]
+unsafe fn hold_unknown(task: *const c_void, file: *const c_void, key: FileKey) {
+    let mut stamp = FileStamp {
+        ctime_ns: 0,
+        size: 0,
     };
+    // SAFETY: the exe file, read through probe reads.
+    if unsafe { co_re::aurora_file_stamp(file, &mut stamp.ctime_ns, &mut stamp.size) } != 0 {
+        return;
+    }
+    // SAFETY: copied out at once.
+    if unsafe { maps::KNOWN_EXEC.get(&key) }.copied() == Some(stamp) {
+        return;
+    }
     if unsafe { exempt(parent_image(task)) } {
         return;
     }
-    unsafe { act(file, key, deny, BLOCK_TARGET_EXEC, false) };
+    // SAFETY: signals the current process; no pointers.
+    unsafe { bpf_send_signal(SIGSTOP) };
+    let hold = DenyEntry {
+        entry: NO_ENTRY,
+        flags: 0,
+    };
+    unsafe { emit(file, key, hold, BLOCK_ACTION_HELD, BLOCK_TARGET_EXEC) };
 }
 
 /// `file_open`: the file being opened.

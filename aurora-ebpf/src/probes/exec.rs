@@ -62,7 +62,7 @@ unsafe fn handle(ctx: &TracePointContext) {
         debug!(ctx, "exec ring full");
     }
     // SAFETY: the current task, just past exec.
-    unsafe { deny::exec_fallback(task) };
+    unsafe { deny::exec_tracepoint(task) };
 }
 
 /// Writes filename, exe, cwd and argv back to back into `rec.tail`, sets their lengths and the

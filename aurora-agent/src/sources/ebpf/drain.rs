@@ -23,9 +23,10 @@ pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(20)
 fn drain_ready(
     ring: Ring,
     rb: &mut RingBuf<MapData>,
-    tx: &mpsc::Sender<RawEvent>,
+    out: &Outlets,
     stats: &SourceStats,
 ) -> bool {
+    let tx = &out.events;
     let i = ring.index();
     while let Some(item) = rb.next() {
         let ev = match decode::decode(ring, &item) {
@@ -38,6 +39,14 @@ fn drain_ready(
         };
         drop(item);
         stats.received[i].fetch_add(1, Ordering::Relaxed);
+        // A process stopped at exec waits for its hash check, not for the pipeline.
+        let ev = match ev {
+            RawEvent::Block(b) if b.action == aurora_common::BLOCK_ACTION_HELD => {
+                let _ = out.holds.send(b);
+                continue;
+            }
+            ev => ev,
+        };
         match tx.try_send(ev) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -72,10 +81,17 @@ fn order_of(ring: Ring) -> usize {
 
 type RingFd = (Ring, AsyncFd<RingBuf<MapData>>);
 
+/// Where decoded records go: the pipeline queue, and processes held at exec to the thread
+/// that hashes their executables (`response::hold`).
+pub struct Outlets {
+    pub events: mpsc::Sender<RawEvent>,
+    pub holds: std::sync::mpsc::Sender<crate::sources::BlockRaw>,
+}
+
 /// Read every ring, in `DRAIN_ORDER`. Returns false when the queue is closed.
-fn drain_all(fds: &mut [RingFd], tx: &mpsc::Sender<RawEvent>, stats: &SourceStats) -> bool {
+fn drain_all(fds: &mut [RingFd], out: &Outlets, stats: &SourceStats) -> bool {
     fds.iter_mut()
-        .all(|(ring, fd)| drain_ready(*ring, fd.get_mut(), tx, stats))
+        .all(|(ring, fd)| drain_ready(*ring, fd.get_mut(), out, stats))
 }
 
 /// Resolves when any ring signalled new records (a wakeup: a quarter of it is pending, see
@@ -106,7 +122,7 @@ fn any_readable(fds: &mut [RingFd]) -> impl Future<Output = std::io::Result<()>>
 /// the agent wakes once per tick (not once per ring) and cross-ring order is kept.
 pub async fn run(
     rings: Vec<(Ring, RingBuf<MapData>)>,
-    tx: mpsc::Sender<RawEvent>,
+    out: Outlets,
     stats: Arc<SourceStats>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -129,11 +145,11 @@ pub async fn run(
             ready = any_readable(&mut fds) => ready?,
             _ = stop.changed() => {
                 // Sensors are detached before stop is signalled: empty what is buffered.
-                drain_all(&mut fds, &tx, &stats);
+                drain_all(&mut fds, &out, &stats);
                 return Ok(());
             }
         }
-        if !drain_all(&mut fds, &tx, &stats) {
+        if !drain_all(&mut fds, &out, &stats) {
             return Ok(());
         }
     }

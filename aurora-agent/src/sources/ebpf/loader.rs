@@ -178,7 +178,11 @@ fn hand_over(sock: &OwnedFd, loaded: Loaded, wanted: &[&str]) -> Result<()> {
             .take_map(name)
             .with_context(|| format!("{name} map missing"))?;
         let data = match map {
-            Map::RingBuf(d) | Map::PerCpuArray(d) | Map::HashMap(d) | Map::Array(d) => d,
+            Map::RingBuf(d)
+            | Map::PerCpuArray(d)
+            | Map::HashMap(d)
+            | Map::LruHashMap(d)
+            | Map::Array(d) => d,
             _ => bail!("{name}: unexpected map type"),
         };
         named.insert(data.fd().as_fd().as_raw_fd(), (*name).to_owned());

@@ -295,6 +295,16 @@ impl Sensors {
         self.policy.apply(set)
     }
 
+    /// See `PolicyMaps::learn_allowed`.
+    pub fn learn_allowed(&mut self, key: aurora_common::FileKey, stamp: aurora_common::FileStamp) {
+        self.policy.learn_allowed(key, stamp);
+    }
+
+    /// See `PolicyMaps::learn_denied`.
+    pub fn learn_denied(&mut self, key: aurora_common::FileKey, deny: aurora_common::DenyEntry) {
+        self.policy.learn_denied(key, deny);
+    }
+
     /// Kernel-side lost records per ring (reserve failures), summed over CPUs.
     pub fn lost(&self) -> [u64; RING_COUNT as usize] {
         let mut out = [0u64; RING_COUNT as usize];

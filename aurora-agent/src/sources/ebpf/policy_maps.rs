@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context as _, Result};
 use aurora_common::{
-    DenyEntry, FileKey, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_OPEN, ENFORCE_SLOT_POLICY,
+    DenyEntry, FileKey, FileStamp, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_HASH, ENFORCE_POLICY_OPEN, ENFORCE_SLOT_POLICY,
     MAX_DENY_ENTRIES, MAX_EXEMPT_CGROUPS,
 };
 use aya::maps::{Array, HashMap, Map, MapData};
@@ -14,8 +14,9 @@ use aya::Pod;
 use crate::response::PolicySet;
 
 /// The maps the agent writes policies into (handed over by the loader by name).
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "LOST",
+    "KNOWN_EXEC",
     "DENY_EXEC",
     "DENY_OPEN",
     "DENY_OPEN_DIRS",
@@ -31,6 +32,10 @@ pub struct PolicyMaps {
     exempt_cgroups: HashMap<MapData, u64, u8>,
     exempt_images: HashMap<MapData, FileKey, u8>,
     enforce: Array<MapData, u32>,
+    known_exec: HashMap<MapData, FileKey, FileStamp>,
+    /// The sha256 entries the hash cache was filled under: a change empties it (a file
+    /// hashed as allowed may be denied now).
+    hashed_under: BTreeSet<[u8; 32]>,
 }
 
 /// Make `map` hold exactly `want` (inserts first, then removals).
@@ -71,6 +76,8 @@ impl PolicyMaps {
             exempt_cgroups: HashMap::try_from(take("EXEMPT_CGROUPS")?)?,
             exempt_images: HashMap::try_from(take("EXEMPT_IMAGES")?)?,
             enforce: Array::try_from(take("ENFORCE")?)?,
+            known_exec: HashMap::try_from(take("KNOWN_EXEC")?)?,
+            hashed_under: BTreeSet::new(),
         })
     }
 
@@ -103,9 +110,30 @@ impl PolicyMaps {
         if !set.exempt_images.is_empty() {
             flags |= ENFORCE_POLICY_EXEMPT_IMAGES;
         }
+        let hashes: BTreeSet<[u8; 32]> = set.deny_sha256.keys().copied().collect();
+        if hashes != self.hashed_under {
+            let known: Vec<FileKey> = self.known_exec.keys().filter_map(|k| k.ok()).collect();
+            for k in known {
+                let _ = self.known_exec.remove(&k);
+            }
+            self.hashed_under = hashes;
+        }
+        if !set.deny_sha256.is_empty() {
+            flags |= ENFORCE_POLICY_HASH;
+        }
         self.enforce
             .set(ENFORCE_SLOT_POLICY, flags, 0)
             .context("writing ENFORCE")?;
         Ok(())
+    }
+
+    /// A held executable hashed and allowed: not held again while its stamp holds.
+    pub fn learn_allowed(&mut self, key: FileKey, stamp: FileStamp) {
+        let _ = self.known_exec.insert(key, stamp, 0);
+    }
+
+    /// A held executable whose hash is denied: its inode is denied from now on.
+    pub fn learn_denied(&mut self, key: FileKey, deny: DenyEntry) {
+        let _ = self.deny_exec.insert(key, deny, 0);
     }
 }
