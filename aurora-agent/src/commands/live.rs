@@ -28,6 +28,7 @@ pub struct Live {
     ready: Option<ReadyFile>,
     stats: Arc<Stats>,
     enforcement: Vec<crate::response::Enforcement>,
+    isolated: Option<bool>,
 }
 
 impl Live {
@@ -58,6 +59,7 @@ impl Live {
             ready: None,
             stats,
             enforcement: Vec::new(),
+            isolated: None,
         };
         Ok((live, enricher, rx))
     }
@@ -65,6 +67,12 @@ impl Live {
     /// Put the policies in the kernel and say how they are enforced (log, metrics, and the
     /// ready file written next).
     pub fn enforce(&mut self, policy: &PolicyHandle, stats: &Stats) -> Result<()> {
+        // Isolation lives in the kernel, not in the agent: say whether it is in force (asked
+        // before the policy applies, so `nft` is never held for hashing).
+        self.isolated = crate::response::isolate::is_isolated().ok();
+        if self.isolated == Some(true) {
+            tracing::warn!("the host is isolated (aurora unisolate lifts it)");
+        }
         let set = policy.get();
         self.session
             .sensors
@@ -140,6 +148,7 @@ impl Live {
     pub fn ready(&mut self, rules_active: Option<usize>) -> Result<()> {
         let mut state = self.session.ready_state(rules_active);
         state.enforcement = self.enforcement.clone();
+        state.isolated = self.isolated;
         state.metrics = self.telemetry.addr;
         self.ready = Some(ReadyFile::publish(self.ready_file.as_deref(), &state)?);
         self.telemetry.ready(&state);

@@ -59,6 +59,9 @@ pub struct ReadyState {
     pub log_sources: Vec<LogSourceState>,
     /// How each denied operation is enforced here, and why that way.
     pub enforcement: Vec<crate::response::Enforcement>,
+    /// Whether the host is isolated (`aurora isolate`); absent when nft could not tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolated: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +90,7 @@ impl ReadyState {
             metrics: None,
             log_sources: Vec::new(),
             enforcement: Vec::new(),
+            isolated: None,
         }
     }
 }
