@@ -1,7 +1,8 @@
 //! The module picture in README.md ("Architecture") holds: every `crate::MODULE` a module of
 //! aurora-agent names is one its layer may import. Data flows one way — sources → enrich →
 //! detect → sinks, put together by pipeline, driven by commands — and telemetry, stats,
-//! config, nats and event are below them all.
+//! config, nats, event and policy are below them all. response acts on what detection and
+//! the kernel decided, so it sits above sources, enrich and detect, below pipeline.
 mod common;
 
 use std::collections::BTreeMap;
@@ -13,22 +14,29 @@ use common::*;
 const ALLOWED: &[(&str, &[&str])] = &[
     ("event", &[]),
     ("config", &[]),
+    ("policy", &[]),
     ("stats", &["event"]),
     ("nats", &["stats"]),
-    ("telemetry", &["stats", "event"]),
+    ("telemetry", &["stats", "event", "policy"]),
     (
         "sources",
-        &["event", "stats", "telemetry", "nats", "config"],
+        &["event", "stats", "telemetry", "nats", "config", "policy"],
     ),
-    ("enrich", &["sources", "event", "stats", "config"]),
+    ("enrich", &["sources", "event", "stats", "config", "policy"]),
     ("detect", &["event", "stats", "config"]),
     (
         "sinks",
         &["detect", "event", "stats", "nats", "config", "telemetry"],
     ),
     (
+        "response",
+        &["policy", "sources", "enrich", "detect", "event", "stats"],
+    ),
+    (
         "pipeline",
         &[
+            "response",
+            "policy",
             "sources",
             "enrich",
             "detect",
@@ -44,6 +52,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "response",
+            "policy",
             "sources",
             "enrich",
             "detect",

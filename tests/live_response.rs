@@ -61,7 +61,9 @@ fn agent_with(dir: &Path, extra: &[&str]) -> Agent {
 /// Response events the agent wrote (alerts under the built-in rule), with `pred`.
 fn responses(agent: &Agent, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
     agent
-        .wait_for(10, n, |a| a["rule"]["id"] == RESPONSE_RULE && pred(&a["event"]))
+        .wait_for(10, n, |a| {
+            a["rule"]["id"] == RESPONSE_RULE && pred(&a["event"])
+        })
         .into_iter()
         .map(|a| a["event"].clone())
         .collect()
@@ -92,7 +94,11 @@ impl Cgroup2 {
         }
         let root = PathBuf::from("/run/aurora-test-cgroup2");
         std::fs::create_dir_all(&root).unwrap();
-        run_ok(Command::new("mount").args(["-t", "cgroup2", "none"]).arg(&root));
+        run_ok(
+            Command::new("mount")
+                .args(["-t", "cgroup2", "none"])
+                .arg(&root),
+        );
         Cgroup2 {
             root,
             mounted: true,
@@ -149,11 +155,19 @@ fn exec_deny_kills_before_the_first_instruction_through_links_copies_and_not_in_
         if exec_mech == "lsm" {
             unreachable!("spawn fails with EPERM under BPF LSM; this host has no BPF LSM");
         }
-        assert!(killed(status), "{} exited by SIGKILL: {status}", exe.display());
+        assert!(
+            killed(status),
+            "{} exited by SIGKILL: {status}",
+            exe.display()
+        );
         assert!(!d.join(name).exists(), "{name}: the denied program ran");
     }
     let events = responses(&agent, 3, |e| e["Operation"] == "exec");
-    assert_eq!(events.len(), 3, "one block event per denied exec: {events:?}");
+    assert_eq!(
+        events.len(),
+        3,
+        "one block event per denied exec: {events:?}"
+    );
     let policy_line = |e: &Value| s(e, "Policy").rsplit(':').next().unwrap().to_owned();
     for (e, pid) in events.iter().zip(&pids) {
         assert_eq!(n(e, "ProcessId"), *pid as i64, "{e}");
@@ -209,12 +223,18 @@ fn audit_mode_lets_it_run_and_says_would_block() {
     assert_eq!(s(&events[0], "Mode"), "audit");
     let m = agent.metrics();
     assert_eq!(
-        sample(&m, "aurora_blocks_total{action=\"would_block\",mode=\"audit\"}"),
+        sample(
+            &m,
+            "aurora_blocks_total{action=\"would_block\",mode=\"audit\"}"
+        ),
         1,
         "{m}"
     );
     assert_eq!(
-        sample(&m, "aurora_policy_entries{list=\"deny_exec\",mode=\"audit\"}"),
+        sample(
+            &m,
+            "aurora_policy_entries{list=\"deny_exec\",mode=\"audit\"}"
+        ),
         1
     );
     agent.stop();
@@ -278,17 +298,39 @@ fn bad_policies_name_file_and_line_and_a_failed_reload_keeps_the_running_policy(
     let d = dir.path();
     let denied = private_touch(d, "reload-touch");
     let cases = [
-        ("unknown.yml", "mode: enforce\ndeny_exec:\n  - path: /bin/sh\nbogus: 1\n", ":4:", "bogus"),
-        ("missing.yml", "deny_exec:\n  - path: /nonexistent/aurora\n", ":2:", "No such file"),
-        ("hash.yml", "deny_exec:\n  - path: /bin/sh\n  - sha256: abc123\n", ":3:", "64 hexadecimal"),
+        (
+            "unknown.yml",
+            "mode: enforce\ndeny_exec:\n  - path: /bin/sh\nbogus: 1\n",
+            ":4:",
+            "bogus",
+        ),
+        (
+            "missing.yml",
+            "deny_exec:\n  - path: /nonexistent/aurora\n",
+            ":2:",
+            "No such file",
+        ),
+        (
+            "hash.yml",
+            "deny_exec:\n  - path: /bin/sh\n  - sha256: abc123\n",
+            ":3:",
+            "64 hexadecimal",
+        ),
     ];
     for (name, text, line, reason) in cases {
         let p = d.join(name);
         std::fs::write(&p, text).unwrap();
-        let out = Command::new(aurora()).args(["policy", "check"]).arg(&p).output().unwrap();
+        let out = Command::new(aurora())
+            .args(["policy", "check"])
+            .arg(&p)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(1), "{name}");
         let msg = String::from_utf8_lossy(&out.stdout);
-        assert!(msg.contains(&format!("{}{line}", p.display())), "{name}: {msg}");
+        assert!(
+            msg.contains(&format!("{}{line}", p.display())),
+            "{name}: {msg}"
+        );
         assert!(msg.contains(reason), "{name}: {msg}");
         // The agent refuses to start on it, with the same message.
         let out = Command::new(aurora())
@@ -305,14 +347,20 @@ fn bad_policies_name_file_and_line_and_a_failed_reload_keeps_the_running_policy(
     let policy = d.join("live.yml");
     std::fs::write(
         &policy,
-        format!("mode: enforce\ndeny_exec:\n  - path: {}\n", denied.display()),
+        format!(
+            "mode: enforce\ndeny_exec:\n  - path: {}\n",
+            denied.display()
+        ),
     )
     .unwrap();
     let agent = agent_with(d, &["--policy", policy.to_str().unwrap()]);
     std::fs::write(&policy, "mode: enforce\ndeny_exec:\n  - sha256: nothex\n").unwrap();
     nix_kill(agent_pid(&agent), 1);
     poll_until("the failed reload counted", 10, || {
-        (sample(&agent.metrics(), "aurora_policy_reloads_total{result=\"failed\"}") == 1)
+        (sample(
+            &agent.metrics(),
+            "aurora_policy_reloads_total{result=\"failed\"}",
+        ) == 1)
             .then_some(())
     });
     let st = Command::new(&denied).arg(d.join("m")).status().unwrap();
@@ -403,7 +451,12 @@ fn rule_driven_kill_enforce_dry_run_rails_and_rate_limit() {
     let cfg = response_config(d, "dry-run", &allowed);
     let agent = Agent::start(
         dry.path(),
-        &["--rules".into(), rules.clone().into(), "-c".into(), cfg.into()],
+        &[
+            "--rules".into(),
+            rules.clone().into(),
+            "-c".into(),
+            cfg.into(),
+        ],
     );
     let mut child = sleeper(Path::new("/usr/bin/sleep"), &m);
     let alerts = agent.wait_for(10, 1, |a| a["event"]["ProcessId"] == child.id());
@@ -414,7 +467,10 @@ fn rule_driven_kill_enforce_dry_run_rails_and_rate_limit() {
     agent.stop();
 
     let cfg = response_config(d, "enforce", &allowed);
-    let agent = Agent::start(d, &["--rules".into(), rules.into(), "-c".into(), cfg.into()]);
+    let agent = Agent::start(
+        d,
+        &["--rules".into(), rules.into(), "-c".into(), cfg.into()],
+    );
     let mut child = sleeper(Path::new("/usr/bin/sleep"), &m);
     let st = ended(&mut child, 10).expect("the matched process was killed");
     assert!(killed(st), "{st}");
@@ -446,7 +502,11 @@ fn rule_driven_kill_enforce_dry_run_rails_and_rate_limit() {
         })
         .collect();
     let count = |r: &str| said.iter().filter(|(_, s)| s == r).count();
-    assert_eq!((count("killed"), count("rate_limited")), (5, 45), "{said:?}");
+    assert_eq!(
+        (count("killed"), count("rate_limited")),
+        (5, 45),
+        "{said:?}"
+    );
     for c in &mut storm {
         let was_killed = said.iter().any(|(p, r)| *p == c.id() && r == "killed");
         let st = ended(c, if was_killed { 5 } else { 0 });
@@ -457,7 +517,10 @@ fn rule_driven_kill_enforce_dry_run_rails_and_rate_limit() {
         sample(&metrics, "aurora_response_total{outcome=\"rate_limited\"}"),
         45
     );
-    assert_eq!(sample(&metrics, "aurora_response_total{outcome=\"killed\"}"), 6);
+    assert_eq!(
+        sample(&metrics, "aurora_response_total{outcome=\"killed\"}"),
+        6
+    );
     for c in &mut storm {
         let _ = c.kill();
         let _ = c.wait();

@@ -40,10 +40,16 @@ impl Netns {
         };
         ip(&["netns", "add", &host]);
         ip(&["netns", "add", &peer]);
-        ip(&["link", "add", &vh, "netns", &host, "type", "veth", "peer", "name", &vp, "netns", &peer]);
+        ip(&[
+            "link", "add", &vh, "netns", &host, "type", "veth", "peer", "name", &vp, "netns", &peer,
+        ]);
         for (n, dev, addrs) in [
             (&host, &vh, vec![format!("{net}.1/24")]),
-            (&peer, &vp, vec![format!("{net}.2/24"), format!("{net}.3/24")]),
+            (
+                &peer,
+                &vp,
+                vec![format!("{net}.2/24"), format!("{net}.3/24")],
+            ),
         ] {
             for a in addrs {
                 ip(&["-n", n, "addr", "add", &a, "dev", dev]);
@@ -94,8 +100,12 @@ impl Drop for Netns {
             let _ = l.kill();
             let _ = l.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.host]).status();
-        let _ = Command::new("ip").args(["netns", "del", &self.peer]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.host])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.peer])
+            .status();
     }
 }
 
@@ -115,11 +125,11 @@ fn isolate_allows_only_the_allowed_address_survives_an_agent_restart_and_unisola
         (ns.connects(&blocked) && ns.connects(&allowed)).then_some(())
     });
 
-    let out = run_ok(
-        ns.exec(&ns.host)
-            .arg(aurora())
-            .args(["isolate", "--allow", &format!("{allowed}:{PORT}")]),
-    );
+    let out = run_ok(ns.exec(&ns.host).arg(aurora()).args([
+        "isolate",
+        "--allow",
+        &format!("{allowed}:{PORT}"),
+    ]));
     let event: serde_json::Value = serde_json::from_str(out.trim()).expect("an isolation event");
     assert_eq!(event["EventID"], 102);
     assert_eq!(event["Action"], "isolated");
@@ -127,7 +137,10 @@ fn isolate_allows_only_the_allowed_address_survives_an_agent_restart_and_unisola
     assert!(!ns.connects(&blocked), "isolated: the peer is cut off");
     assert!(ns.connects(&allowed), "the allowed address stays reachable");
     let isolated_here = run_ok(ns.exec(&ns.host).args(["nft", "list", "tables"]));
-    assert!(isolated_here.contains("aurora_isolation"), "{isolated_here}");
+    assert!(
+        isolated_here.contains("aurora_isolation"),
+        "{isolated_here}"
+    );
 
     // The agent (started and stopped in that namespace) reports it and leaves it in place.
     let dir = tempfile::tempdir().unwrap();
@@ -152,7 +165,10 @@ fn isolate_allows_only_the_allowed_address_survives_an_agent_restart_and_unisola
     nix_kill(state["pid"].as_u64().unwrap() as u32, 15);
     poll_until("the agent stopped", 10, || agent.0.try_wait().unwrap());
     std::thread::sleep(Duration::from_millis(100));
-    assert!(!ns.connects(&blocked), "still isolated after the agent stopped");
+    assert!(
+        !ns.connects(&blocked),
+        "still isolated after the agent stopped"
+    );
     assert!(ns.connects(&allowed));
 
     let out = run_ok(ns.exec(&ns.host).arg(aurora()).arg("unisolate"));
@@ -161,5 +177,9 @@ fn isolate_allows_only_the_allowed_address_survives_an_agent_restart_and_unisola
     let again = run_ok(ns.exec(&ns.host).arg(aurora()).arg("unisolate"));
     assert!(again.contains("not_isolated"), "{again}");
     drop(ns);
-    assert_eq!(host_ruleset(), host_before, "the host's ruleset was never touched");
+    assert_eq!(
+        host_ruleset(),
+        host_before,
+        "the host's ruleset was never touched"
+    );
 }

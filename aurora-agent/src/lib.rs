@@ -12,6 +12,7 @@ pub mod enrich;
 pub mod event;
 pub mod nats;
 pub mod pipeline;
+pub mod policy;
 pub mod response;
 pub mod sinks;
 pub mod sources;

@@ -354,7 +354,7 @@ pub struct Stats {
     pub enrich: std::sync::Arc<EnrichStats>,
     pub detect: std::sync::Arc<DetectStats>,
     pub sinks: Mutex<Vec<std::sync::Arc<SinkStats>>>,
-    pub response: std::sync::Arc<crate::response::ResponseStats>,
+    pub response: std::sync::Arc<ResponseStats>,
 }
 
 /// Adds one to a counter that a single thread writes (the detector's counters: one detector
@@ -459,5 +459,56 @@ impl Stats {
     pub fn total_lost(&self) -> u64 {
         self.source.kernel_lost.iter().map(load).sum::<u64>()
             + self.source.queue_dropped.iter().map(load).sum::<u64>()
+    }
+}
+
+/// Response counters: kernel decisions by action and mode (counted from the block events),
+/// rule-driven outcomes, policy reloads, the entries in force, the enforcement in use and the
+/// executables held for hashing.
+#[derive(Default, Debug)]
+pub struct ResponseStats {
+    /// (action, mode) → blocks.
+    pub blocks: Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// (list, mode, count) of the policies in force.
+    pub entries: Mutex<Vec<(&'static str, &'static str, u64)>>,
+    /// (operation, mechanism) of each enforcement in use, e.g. ("exec", "tracepoint-sigkill").
+    pub enforcement: Mutex<Vec<(String, String)>>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Rule-driven responses by outcome.
+    pub killed: AtomicU64,
+    pub would_kill: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub refused: AtomicU64,
+    pub gone: AtomicU64,
+    /// Executables held for hashing, by outcome.
+    pub holds_allowed: AtomicU64,
+    pub holds_denied: AtomicU64,
+    pub holds_failed: AtomicU64,
+    pub holds_gone: AtomicU64,
+}
+
+impl ResponseStats {
+    pub fn count_block(&self, action: &str, mode: &str) {
+        if let Ok(mut m) = self.blocks.lock() {
+            *m.entry((action.to_owned(), mode.to_owned())).or_default() += 1;
+        }
+    }
+
+    pub fn set_entries(&self, counts: Vec<(&'static str, &'static str, u64)>) {
+        if let Ok(mut e) = self.entries.lock() {
+            *e = counts;
+        }
+    }
+
+    /// Rule-driven outcomes, for `aurora_response_total{outcome}`.
+    pub fn outcomes(&self) -> [(&'static str, u64); 5] {
+        [
+            ("killed", load(&self.killed)),
+            ("would_kill", load(&self.would_kill)),
+            ("rate_limited", load(&self.rate_limited)),
+            ("refused", load(&self.refused)),
+            ("gone", load(&self.gone)),
+        ]
     }
 }

@@ -1,8 +1,9 @@
 //! Maps shared by the programs. Ring sizes here are defaults: the agent sets the real size at
 //! load time (`--ringbuf-size`, via `EbpfLoader::map_max_entries`).
 use aurora_common::{
-    BlockRecord, DenyEntry, FileStamp, ExecRecord, FileKey, FileRecord, ListenKey, PendingOpen, RecordHeader, RecordKind,
-    TaskIdentity, COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN, PREFIX_LEN, RING_COUNT,
+    BlockRecord, DenyEntry, ExecRecord, FileKey, FileRecord, FileStamp, ListenKey, PendingOpen,
+    RecordHeader, RecordKind, TaskIdentity, COMM_LEN, MAX_WATCHED_PREFIXES, PATH_SCRATCH_LEN,
+    PREFIX_LEN, RING_COUNT,
 };
 use aya_ebpf::{
     helpers::{

@@ -10,8 +10,8 @@ use tokio::task::JoinHandle;
 
 use super::settings::Settings;
 use crate::enrich::Enricher;
+use crate::policy::PolicyHandle;
 use crate::response::hold::HoldResolver;
-use crate::response::PolicyHandle;
 use crate::sources::ebpf::{drain, EbpfConfig, Sensors};
 use crate::sources::logs::{LogSources, LogSourcesConfig};
 use crate::sources::RawEvent;
@@ -27,7 +27,7 @@ pub struct Live {
     ready_file: Option<std::path::PathBuf>,
     ready: Option<ReadyFile>,
     stats: Arc<Stats>,
-    enforcement: Vec<crate::response::Enforcement>,
+    enforcement: Vec<crate::policy::Enforcement>,
     isolated: Option<bool>,
 }
 
@@ -79,7 +79,7 @@ impl Live {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .apply_policy(&set)?;
-        stats.response.set_entries(&set);
+        stats.response.set_entries(set.counts());
         self.enforcement = self
             .session
             .sensors
@@ -120,7 +120,7 @@ impl Live {
         let sensors = self.session.sensors.clone();
         Ok(tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                let loaded = crate::response::PolicySet::load(&files).map_err(anyhow::Error::from);
+                let loaded = crate::policy::PolicySet::load(&files).map_err(anyhow::Error::from);
                 let applied = loaded.and_then(|set| {
                     sensors
                         .lock()
@@ -130,7 +130,7 @@ impl Live {
                 });
                 match applied {
                     Ok(set) => {
-                        stats.response.set_entries(&set);
+                        stats.response.set_entries(set.counts());
                         tracing::info!("policy reloaded: {} entries", set.entries.len());
                         policy.set(set);
                         stats.response.reloads_ok.fetch_add(1, Relaxed);

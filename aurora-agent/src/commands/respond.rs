@@ -7,7 +7,8 @@ use anyhow::Result;
 
 use crate::cli::{IsolateArgs, UnisolateArgs};
 use crate::event::{names as f, Event, EventKind};
-use crate::response::{isolate, PolicySet};
+use crate::policy::PolicySet;
+use crate::response::isolate;
 
 /// Returns whether every file is valid; prints a line per file (and per error).
 pub fn policy_check(files: &[PathBuf]) -> Result<bool> {

@@ -49,7 +49,7 @@ pub struct EnrichConfig {
     /// absolute ones already in the kernel).
     pub watch_dirs: Vec<PathBuf>,
     /// The policies in force, which block events name their entry from.
-    pub policy: crate::response::PolicyHandle,
+    pub policy: crate::policy::PolicyHandle,
 }
 
 impl Default for EnrichConfig {
@@ -112,7 +112,7 @@ pub struct Enricher {
     /// Processes recorded events are correlated over: the live table's capacity, so a replay
     /// finds the parents the live agent would have.
     recorded_capacity: usize,
-    policy: crate::response::PolicyHandle,
+    policy: crate::policy::PolicyHandle,
 }
 
 /// Shell convention for a wait(2) status: the exit code, or 128 + signal number.

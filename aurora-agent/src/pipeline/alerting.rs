@@ -9,9 +9,9 @@ use crate::detect::{DetectConfig, Detector};
 use crate::event::{names as f, Event, EventKind};
 use crate::pipeline::EventHandler;
 use crate::response::kill::Responder;
-use crate::response::ResponseStats;
 use crate::sinks::SinkSet;
 use crate::stats::DetectStats;
+use crate::stats::ResponseStats;
 
 #[derive(Default)]
 pub struct Control {

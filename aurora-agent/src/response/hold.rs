@@ -17,10 +17,11 @@ use aurora_common::{
 use sha2::{Digest as _, Sha256};
 
 use super::kill::{kill_verified, start_ticks, KillError};
-use super::{PolicyHandle, ResponseStats};
 use crate::enrich::clock::BootClock;
+use crate::policy::PolicyHandle;
 use crate::sources::ebpf::Sensors;
 use crate::sources::{BlockRaw, RawEvent};
+use crate::stats::ResponseStats;
 
 /// What the resolver needs: the policies, the kernel maps, the pipeline queue (decisions go
 /// on as block events) and the counters.
@@ -37,7 +38,7 @@ fn hash_exe(pid: u32) -> std::io::Result<(FileKey, FileStamp, [u8; 32])> {
     let meta = f.metadata()?;
     let dev = meta.dev();
     let key = FileKey {
-        dev: super::policy::kernel_dev(libc::major(dev) as u64, libc::minor(dev) as u64),
+        dev: crate::policy::kernel_dev(libc::major(dev) as u64, libc::minor(dev) as u64),
         ino: meta.ino(),
     };
     let stamp = FileStamp {
@@ -63,7 +64,10 @@ fn resume(pid: u32) {
 }
 
 impl HoldResolver {
-    pub fn spawn(self, holds: mpsc::Receiver<BlockRaw>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn spawn(
+        self,
+        holds: mpsc::Receiver<BlockRaw>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("aurora-holds".into())
             .spawn(move || {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -19,6 +19,7 @@ use crate::detect::rules::AlertLevel;
 use crate::enrich::guid::GuidMaker;
 use crate::event::names as f;
 use crate::event::Value;
+use crate::stats::ResponseStats;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -108,29 +109,6 @@ pub fn parse_rate(s: &str) -> anyhow::Result<Quota> {
     })
 }
 
-/// Outcomes, for metrics (`aurora_response_total{outcome}`).
-#[derive(Default, Debug)]
-pub struct ResponseStats {
-    pub killed: AtomicU64,
-    pub would_kill: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub refused: AtomicU64,
-    pub gone: AtomicU64,
-}
-
-impl ResponseStats {
-    pub fn outcomes(&self) -> [(&'static str, u64); 5] {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        [
-            ("killed", g(&self.killed)),
-            ("would_kill", g(&self.would_kill)),
-            ("rate_limited", g(&self.rate_limited)),
-            ("refused", g(&self.refused)),
-            ("gone", g(&self.gone)),
-        ]
-    }
-}
-
 pub struct Responder {
     cfg: ResponseConfig,
     quota: Quota,
@@ -138,15 +116,12 @@ pub struct Responder {
     guids: GuidMaker,
     /// The agent and its ancestors, never killed.
     protected: Vec<u32>,
-    pub stats: Arc<super::ResponseStats>,
+    pub stats: Arc<ResponseStats>,
 }
 
 impl Responder {
     /// `None` when no rule is mapped to an action.
-    pub fn new(
-        cfg: &ResponseConfig,
-        stats: Arc<super::ResponseStats>,
-    ) -> anyhow::Result<Option<Self>> {
+    pub fn new(cfg: &ResponseConfig, stats: Arc<ResponseStats>) -> anyhow::Result<Option<Self>> {
         if cfg.actions.is_empty() {
             return Ok(None);
         }
@@ -177,7 +152,7 @@ impl Responder {
     pub fn respond(&mut self, a: &Alert) -> Option<String> {
         let action = self.action_for(a)?;
         let out = self.decide(a, action);
-        let s = &self.stats.kills;
+        let s = &self.stats;
         let slot = match out.as_str() {
             "killed" => &s.killed,
             "would_kill" => &s.would_kill,
@@ -266,7 +241,11 @@ pub(super) enum KillError {
 
 /// SIGKILL `pid` through a pidfd, if it still is the process `guid` names (`None`: any process
 /// that is a descendant found just now).
-pub(super) fn kill_verified(pid: u32, guid: Option<&str>, guids: &GuidMaker) -> Result<(), KillError> {
+pub(super) fn kill_verified(
+    pid: u32,
+    guid: Option<&str>,
+    guids: &GuidMaker,
+) -> Result<(), KillError> {
     // SAFETY: plain syscall; the returned descriptor is owned below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
@@ -365,6 +344,91 @@ mod tests {
             let e = parse_rate(bad).unwrap_err().to_string();
             assert!(e.contains(bad), "{e}");
         }
+    }
+
+    fn enforcing(limit: &str) -> Responder {
+        let cfg = ResponseConfig {
+            mode: ResponseMode::Enforce,
+            rate_limit: limit.into(),
+            actions: vec![ActionEntry {
+                rule: None,
+                tag: Some("attack.t1059".into()),
+                level: None,
+                action: KillAction::Kill,
+            }],
+            ..Default::default()
+        };
+        Responder::new(&cfg, Default::default()).unwrap().unwrap()
+    }
+
+    fn alert_for(pid: u32, guid: Option<String>) -> Alert {
+        let mut a = crate::sinks::tests::sample_alert("x", "t");
+        let mut ev = (*a.event).clone();
+        ev.fields.retain(|(k, _)| k != f::PROCESS_ID);
+        ev.push_int(f::PROCESS_ID, pid as i64);
+        if let Some(g) = guid {
+            ev.push_str(f::PROCESS_GUID, g);
+        }
+        a.event = Arc::new(ev);
+        a
+    }
+
+    #[test]
+    fn rails_refuse_pid_1_kernel_threads_the_agent_and_its_ancestors() {
+        let mut r = enforcing("100/sec");
+        let me = std::process::id();
+        let parent = ppid_of(me).unwrap();
+        for (pid, want) in [
+            (1, "refused: pid 1"),
+            (2, "refused: kernel thread"),
+            (me, "refused: the agent or its ancestor"),
+            (parent, "refused: the agent or its ancestor"),
+        ] {
+            assert_eq!(
+                r.respond(&alert_for(pid, None)).as_deref(),
+                Some(want),
+                "{pid}"
+            );
+        }
+        assert_eq!(r.stats.refused.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn kills_only_the_process_its_guid_names() {
+        let mut r = enforcing("100/sec");
+        let guids = GuidMaker::from_system();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let real = guids.guid(pid, start_ticks(pid).unwrap());
+        let stale = guids.guid(pid, start_ticks(pid).unwrap() + 1);
+        assert_eq!(
+            r.respond(&alert_for(pid, Some(stale))).as_deref(),
+            Some("gone")
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "a reused pid is not signalled"
+        );
+        assert_eq!(
+            r.respond(&alert_for(pid, Some(real))).as_deref(),
+            Some("killed")
+        );
+        let st = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+    }
+
+    #[test]
+    fn the_limit_is_per_rule_and_rails_do_not_spend_it() {
+        let mut r = enforcing("2/min");
+        for _ in 0..3 {
+            r.respond(&alert_for(1, None));
+        }
+        let gone = || alert_for(u32::MAX >> 2, Some("{x}".into()));
+        let said: Vec<_> = (0..4).map(|_| r.respond(&gone()).unwrap()).collect();
+        assert_eq!(said, ["gone", "gone", "rate_limited", "rate_limited"]);
     }
 
     #[test]

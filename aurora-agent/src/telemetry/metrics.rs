@@ -219,8 +219,7 @@ impl StatsCollector {
             "aurora_response",
             "Rule-driven responses by outcome (killed, would_kill, rate_limited, refused, gone).",
             Counter,
-            r.kills
-                .outcomes()
+            r.outcomes()
                 .into_iter()
                 .map(|(o, n)| (label("outcome", o), n)),
         )?;

@@ -58,7 +58,7 @@ pub struct ReadyState {
     /// The logs followed: `{"source": "auditd"|"syslog"|"journald", "path": ...}`.
     pub log_sources: Vec<LogSourceState>,
     /// How each denied operation is enforced here, and why that way.
-    pub enforcement: Vec<crate::response::Enforcement>,
+    pub enforcement: Vec<crate::policy::Enforcement>,
     /// Whether the host is isolated (`aurora isolate`); absent when nft could not tell.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolated: Option<bool>,

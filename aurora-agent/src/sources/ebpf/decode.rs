@@ -441,4 +441,32 @@ mod tests {
         assert_eq!(n.source.to_string(), "[::1]:50000");
         assert_eq!(n.destination.to_string(), "[::1]:8080");
     }
+
+    #[test]
+    fn block_records_ride_the_exec_ring_with_their_path() {
+        // SAFETY: all-zero is a valid BlockRecord (plain integers and bytes).
+        let mut r: Box<BlockRecord> = Box::new(unsafe { std::mem::zeroed() });
+        r.header.kind = RecordKind::Block as u32;
+        r.header.task.tgid = 42;
+        r.file = aurora_common::FileKey {
+            dev: 8 << 20 | 1,
+            ino: 7,
+        };
+        r.entry = 3;
+        r.action = aurora_common::BLOCK_ACTION_KILLED;
+        r.target = aurora_common::BLOCK_TARGET_EXEC;
+        r.path[..8].copy_from_slice(b"/opt/x\0\0");
+        r.path_len = 6;
+        let RawEvent::Block(b) = decode(Ring::Exec, &as_bytes(&*r)).unwrap() else {
+            panic!("a block record");
+        };
+        assert_eq!((b.task.tgid, b.entry, b.file.ino), (42, 3, 7));
+        assert_eq!(b.path, b"/opt/x");
+        // A hostile length is clamped to the array; a short item is an error; other rings
+        // do not carry it.
+        r.path_len = u32::MAX;
+        assert!(decode(Ring::Exec, &as_bytes(&*r)).is_ok());
+        assert!(decode(Ring::Exec, &as_bytes(&*r)[..100]).is_err());
+        assert!(decode(Ring::File, &as_bytes(&*r)).is_err());
+    }
 }

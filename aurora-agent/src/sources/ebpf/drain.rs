@@ -20,12 +20,7 @@ pub use aurora_common::Ring;
 pub const DRAIN_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Read everything currently in the ring. Returns false when the queue is closed.
-fn drain_ready(
-    ring: Ring,
-    rb: &mut RingBuf<MapData>,
-    out: &Outlets,
-    stats: &SourceStats,
-) -> bool {
+fn drain_ready(ring: Ring, rb: &mut RingBuf<MapData>, out: &Outlets, stats: &SourceStats) -> bool {
     let tx = &out.events;
     let i = ring.index();
     while let Some(item) = rb.next() {

@@ -9,7 +9,7 @@ use aya::maps::Array;
 use aya::programs::Lsm;
 use aya::{Btf, Ebpf};
 
-use crate::response::{active_lsms, Enforcement};
+use crate::policy::{active_lsms, Enforcement};
 use crate::telemetry::ready::{FileSensorState, ProgramStatus};
 
 /// (program, LSM hook) per operation, in `OPERATIONS` order.
@@ -26,7 +26,8 @@ fn load_lsm(ebpf: &mut Ebpf, prog: &str, hook: &str, btf: &Btf) -> Result<Option
         .try_into()?;
     p.load(hook, btf)
         .with_context(|| format!("loading lsm/{hook}"))?;
-    p.attach().with_context(|| format!("attaching lsm/{hook}"))?;
+    p.attach()
+        .with_context(|| format!("attaching lsm/{hook}"))?;
     Ok(p.info().ok().and_then(|i| i.verified_instruction_count()))
 }
 

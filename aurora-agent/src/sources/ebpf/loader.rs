@@ -20,7 +20,7 @@ use nix::sys::socket::{
 use serde::{Deserialize, Serialize};
 
 use super::{EbpfConfig, FileSensorState, Loaded};
-use crate::response::Enforcement;
+use crate::policy::Enforcement;
 use crate::telemetry::ready::ProgramStatus;
 
 /// The hidden subcommand the child runs.

@@ -21,7 +21,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 pub use decode::{DecodeError, ShortRecord};
 
-use crate::response::Enforcement;
+use crate::policy::Enforcement;
 use crate::telemetry::ready::ProgramStatus;
 pub use crate::telemetry::ready::{FileSensorState, LoaderState};
 pub use programs::FileSensorMode;
@@ -124,7 +124,8 @@ pub fn load_object(cfg: &EbpfConfig, agent_tgid: u32) -> Result<Loaded> {
     // The fexit attach needs the kernel's BTF once more; parsed only now, after the loader
     // (which parsed its own copy) is gone, so the two never peak together.
     let btf = Btf::from_sys_fs();
-    let (mut programs, file_sensor) = programs::attach(&mut ebpf, btf.as_ref().ok(), cfg.file_sensor)?;
+    let (mut programs, file_sensor) =
+        programs::attach(&mut ebpf, btf.as_ref().ok(), cfg.file_sensor)?;
     let (lsm, enforcement) = programs::attach_lsm(&mut ebpf, btf.as_ref().ok(), &file_sensor)?;
     programs.extend(lsm);
     drop(btf);
@@ -291,7 +292,7 @@ impl Sensors {
     }
 
     /// Make the kernel enforce `set` (replacing what it enforced before).
-    pub fn apply_policy(&mut self, set: &crate::response::PolicySet) -> Result<()> {
+    pub fn apply_policy(&mut self, set: &crate::policy::PolicySet) -> Result<()> {
         self.policy.apply(set)
     }
 

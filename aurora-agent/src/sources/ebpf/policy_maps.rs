@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context as _, Result};
 use aurora_common::{
-    DenyEntry, FileKey, FileStamp, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_HASH, ENFORCE_POLICY_OPEN, ENFORCE_SLOT_POLICY,
-    MAX_DENY_ENTRIES, MAX_EXEMPT_CGROUPS,
+    DenyEntry, FileKey, FileStamp, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_HASH,
+    ENFORCE_POLICY_OPEN, ENFORCE_SLOT_POLICY, MAX_DENY_ENTRIES, MAX_EXEMPT_CGROUPS,
 };
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::Pod;
 
-use crate::response::PolicySet;
+use crate::policy::PolicySet;
 
 /// The maps the agent writes policies into (handed over by the loader by name).
 pub const NAMES: [&str; 8] = [
@@ -95,8 +95,18 @@ impl PolicyMaps {
             &present(&set.exempt_images),
             MAX_EXEMPT_CGROUPS,
         )?;
-        sync("DENY_EXEC", &mut self.deny_exec, &set.deny_exec, MAX_DENY_ENTRIES)?;
-        sync("DENY_OPEN", &mut self.deny_open, &set.deny_open, MAX_DENY_ENTRIES)?;
+        sync(
+            "DENY_EXEC",
+            &mut self.deny_exec,
+            &set.deny_exec,
+            MAX_DENY_ENTRIES,
+        )?;
+        sync(
+            "DENY_OPEN",
+            &mut self.deny_open,
+            &set.deny_open,
+            MAX_DENY_ENTRIES,
+        )?;
         sync(
             "DENY_OPEN_DIRS",
             &mut self.deny_open_dirs,

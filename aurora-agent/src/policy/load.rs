@@ -356,3 +356,79 @@ fn find_line(text: &str, needle: &str) -> usize {
         .map(|i| i + 1)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(text: &str) -> Result<PolicySet, PolicyError> {
+        let mut set = PolicySet::default();
+        set.add(Path::new("p.yml"), text).map(|()| set)
+    }
+
+    #[test]
+    fn entries_resolve_and_name_their_line() {
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let set = add(&format!(
+            "mode: enforce\n# comment\ndeny_exec:\n  - path: /bin/sh\n\n  - sha256: {hash}\n  - dev: '8:1'\n    ino: 42\n\
+             deny_open:\n  - prefix: /tmp/\n"
+        ))
+        .unwrap();
+        let lines: Vec<&str> = set.entries.iter().map(|e| e.source.as_str()).collect();
+        assert_eq!(lines, ["p.yml:4", "p.yml:6", "p.yml:7", "p.yml:10"]);
+        assert!(set.entries.iter().all(|e| e.mode == Mode::Enforce));
+        assert_eq!(set.deny_exec.len(), 2);
+        assert!(set.deny_exec.contains_key(&FileKey {
+            dev: kernel_dev(8, 1),
+            ino: 42
+        }));
+        assert_eq!(set.deny_sha256.len(), 1);
+        assert_eq!(set.deny_open_dirs.len(), 1);
+        assert_eq!(
+            set.counts(),
+            vec![("deny_exec", "enforce", 3), ("deny_open", "enforce", 1)]
+        );
+    }
+
+    #[test]
+    fn default_mode_is_audit_and_flags_say_so() {
+        let set = add("deny_exec:\n  - path: /bin/sh\n").unwrap();
+        assert_eq!(set.entries[0].mode, Mode::Audit);
+        assert_eq!(set.deny_exec.values().next().unwrap().flags, 0);
+    }
+
+    #[test]
+    fn bad_input_names_line_and_reason() {
+        for (text, line, reason) in [
+            (
+                "deny_exec:\n  - path: /bin/sh\nbogus: 1\n",
+                3,
+                "unknown field `bogus`",
+            ),
+            ("deny_exec:\n  - path: /nonexistent/x\n", 2, "No such file"),
+            ("deny_exec:\n  - sha256: abc\n", 2, "64 hexadecimal"),
+            (
+                "deny_exec:\n  - path: /bin/sh\n    sha256: abc\n",
+                2,
+                "exactly one",
+            ),
+            ("deny_exec:\n  - dev: 'x'\n    ino: 1\n", 2, "MAJOR:MINOR"),
+            ("deny_open:\n  - prefix: /bin/sh\n", 2, "not a directory"),
+            ("mode: block\n", 1, "unknown variant"),
+        ] {
+            let e = add(text).unwrap_err();
+            assert_eq!((e.line, e.file.as_str()), (line, "p.yml"), "{text}: {e}");
+            assert!(e.reason.contains(reason), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let e = PolicySet::load(&[PathBuf::from("/nonexistent/policy.yml")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/policy.yml:0: cannot read"),
+            "{e}"
+        );
+    }
+}
