@@ -34,10 +34,22 @@ fn sha256_of(path: &Path) -> String {
     out.split_whitespace().next().unwrap().to_owned()
 }
 
-/// A rule directory with a rule nothing here matches (the agent needs one).
+const WOULD_BLOCK_RULE: &str = "0b6e2a52-0000-4000-8000-000000000002";
+
+/// A rule directory with a rule nothing here matches (the agent needs one), and a Sigma rule
+/// over Response events (their logsource: product linux, category response).
 fn quiet_rules(dir: &Path) -> PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
+    std::fs::write(
+        rules.join("would-block.yml"),
+        format!(
+            "title: audited exec\nid: {WOULD_BLOCK_RULE}\nstatus: test\nlevel: medium\n\
+             logsource: {{product: linux, category: response}}\n\
+             detection: {{sel: {{Action: would_block, Operation: exec}}, condition: sel}}\n"
+        ),
+    )
+    .unwrap();
     std::fs::write(
         rules.join("quiet.yml"),
         format!(
@@ -221,6 +233,9 @@ fn audit_mode_lets_it_run_and_says_would_block() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(s(&events[0], "Action"), "would_block");
     assert_eq!(s(&events[0], "Mode"), "audit");
+    let by_rule = agent.wait_for(10, 1, |a| a["rule"]["id"] == WOULD_BLOCK_RULE);
+    assert_eq!(by_rule.len(), 1, "a Sigma rule matches the Response event");
+    assert_eq!(by_rule[0]["event"]["ProcessId"], pid);
     let m = agent.metrics();
     assert_eq!(
         sample(

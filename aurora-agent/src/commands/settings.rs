@@ -40,6 +40,8 @@ impl Settings {
             EventKind::ProcessCreation,
             EventKind::NetworkConnection,
             EventKind::ProcessTermination,
+            // The agent's own decisions (policy blocks) come from the exec ring.
+            EventKind::Response,
         ];
         if self.ebpf.file_sensor != FileSensorMode::Off {
             k.push(EventKind::FileEvent);

@@ -362,15 +362,32 @@ mod tests {
     }
 
     fn alert_for(pid: u32, guid: Option<String>) -> Alert {
-        let mut a = crate::sinks::tests::sample_alert("x", "t");
-        let mut ev = (*a.event).clone();
-        ev.fields.retain(|(k, _)| k != f::PROCESS_ID);
+        let mut ev = crate::event::Event::new(crate::event::EventKind::ProcessCreation);
+        ev.push_str(f::IMAGE, "/usr/bin/sleep");
         ev.push_int(f::PROCESS_ID, pid as i64);
         if let Some(g) = guid {
             ev.push_str(f::PROCESS_GUID, g);
         }
-        a.event = Arc::new(ev);
-        a
+        Alert {
+            time: chrono::Utc::now(),
+            host: "test".into(),
+            rule: Arc::new(crate::detect::rules::RuleMeta {
+                id: Some("r-1".into()),
+                title: "t".into(),
+                level: AlertLevel::High,
+                status: None,
+                tags: vec!["attack.t1059".into()],
+                author: None,
+                references: vec![],
+                path: "x.yml".into(),
+            }),
+            matched: crate::detect::alert::MatchInfo {
+                selections: vec![],
+                fields: vec![],
+            },
+            event: Arc::new(ev),
+            response: None,
+        }
     }
 
     #[test]

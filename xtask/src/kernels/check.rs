@@ -14,6 +14,8 @@ pub struct Outcome {
     pub events_checked: usize,
     /// The file sensor mode the agent chose ("vfs" or "tracepoint").
     pub file_sensor: String,
+    /// How exec and open denies were enforced ("exec lsm, open lsm").
+    pub enforcement: String,
 }
 
 fn section<'a>(out: &'a str, name: &str) -> Result<&'a str> {
@@ -72,7 +74,9 @@ fn expect(cond: bool, what: &str, e: &Value) -> Result<()> {
 }
 
 /// Check the scenario's output; any missing or wrong field is an error naming it.
-pub fn check(out: &str) -> Result<Outcome> {
+/// `in_vm`: the kernel runs under QEMU, where nothing refuses BPF trampolines: a kernel with
+/// `bpf` among its active LSMs must enforce through BPF LSM there.
+pub fn check(out: &str, in_vm: bool) -> Result<Outcome> {
     if let Some(fail) = out.lines().find(|l| l.contains("AURORA-KCHECK-FAIL")) {
         let tail: Vec<&str> = out
             .lines()
@@ -102,7 +106,9 @@ pub fn check(out: &str) -> Result<Outcome> {
         })
         .max_by_key(|(_, n)| *n);
     check_events(out, work)?;
+    let enforcement = check_enforcement(out, in_vm)?;
     Ok(Outcome {
+        enforcement,
         kernel: ready["kernel"].as_str().unwrap_or("?").to_owned(),
         file_sensor: ready["file_sensor"]["mode"]
             .as_str()
@@ -213,4 +219,75 @@ fn check_events(out: &str, work: &str) -> Result<()> {
         named,
     )?;
     Ok(())
+}
+
+/// The enforcement phase: how the agent said it enforces each operation, and that the denied
+/// exec and open were stopped accordingly, with one block event each.
+fn check_enforcement(out: &str, in_vm: bool) -> Result<String> {
+    let exit = line_value(out, "AURORA-KCHECK-AGENT2-EXIT").context("agent2 exit not reported")?;
+    if exit != "0" {
+        bail!("the agent with a policy exited with status {exit}");
+    }
+    let ready: Value = serde_json::from_str(section(out, "READY2")?.trim())
+        .context("the policy run's ready file is not JSON")?;
+    let mech = |op: &str| -> Result<(String, String)> {
+        let e = ready["enforcement"]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["operation"] == op))
+            .with_context(|| format!("no {op} enforcement in the ready file: {ready}"))?;
+        Ok((s(e, "mechanism").to_owned(), s(e, "reason").to_owned()))
+    };
+    let (exec, exec_why) = mech("exec")?;
+    let (open, open_why) = mech("open")?;
+    let lsms = line_value(out, "AURORA-KCHECK-LSMS").unwrap_or_default();
+    let bpf_lsm = lsms.split(',').any(|m| m.trim() == "bpf");
+    if in_vm && bpf_lsm && (exec != "lsm" || open != "lsm") {
+        bail!("BPF LSM is active ({lsms}) but not used: exec {exec} ({exec_why}), open {open} ({open_why})");
+    }
+    if !bpf_lsm && (exec == "lsm" || !exec_why.contains("no `bpf` in the active LSM list")) {
+        bail!("no BPF LSM ({lsms}): the fallback must run and say why; exec {exec} ({exec_why})");
+    }
+    let status = |key: &str| line_value(out, key).unwrap_or("?").to_owned();
+    let (exec_status, open_status) = (
+        status("AURORA-KCHECK-EXEC-DENY"),
+        status("AURORA-KCHECK-OPEN-DENY"),
+    );
+    // EPERM: the shell cannot execute (126), cat cannot open (1); a kill: 128 + 9.
+    let want = |m: &str, eperm: &str| {
+        if m == "lsm" {
+            eperm.to_owned()
+        } else {
+            "137".into()
+        }
+    };
+    if exec_status != want(&exec, "126") {
+        bail!("exec deny ({exec}): exit status {exec_status}");
+    }
+    if line_value(out, "AURORA-KCHECK-DENIED-RAN") != Some("no") {
+        bail!("the denied program ran");
+    }
+    if open != "none" && open_status != want(&open, "1") {
+        bail!("open deny ({open}): exit status {open_status}");
+    }
+    let blocks: Vec<Value> = section(out, "RESPONSES")?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("the policy run's alerts are not JSON lines")?;
+    let action = |m: &str| if m == "lsm" { "blocked" } else { "killed" };
+    for (op, m) in [("exec", &exec), ("open", &open)] {
+        if m == "none" {
+            continue;
+        }
+        let n = blocks
+            .iter()
+            .filter(|a| a["rule"]["id"] == "aurora-response" && a["event"]["Operation"] == op)
+            .filter(|a| a["event"]["Action"] == action(m) && a["event"]["Mode"] == "enforce")
+            .count();
+        if n != 1 {
+            bail!("{n} block events for the {op} deny ({m}); alerts: {blocks:?}");
+        }
+    }
+    Ok(format!("exec {exec}, open {open}"))
 }

@@ -4,10 +4,12 @@
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# Where the active LSM list is read from (systemd mounts it on a real host).
+mount -t securityfs securityfs /sys/kernel/security
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
 ip link set lo up
 echo "AURORA-KCHECK-KERNEL $(uname -r)"
-AURORA=/aurora WORK=/tmp/work BB=/bin/busybox URING=/uring_create DNSPAIR=/dns_pair sh /scenario.sh
+AURORA=/aurora RULES=/rules WORK=/tmp/work BB=/bin/busybox URING=/uring_create DNSPAIR=/dns_pair sh /scenario.sh
 echo "AURORA-KCHECK-DONE $?"
 poweroff -f

@@ -71,8 +71,8 @@ fn report(name: &str, result: &Result<check::Outcome>) -> bool {
                 .map(|(p, n)| format!("{p} {n} insns"))
                 .unwrap_or_else(|| "verifier count not reported by this kernel".into());
             println!(
-                "kernel {name} ({}): ok — programs {}/{} attached, file sensor {}, events checked {}, largest program {largest}",
-                o.kernel, o.programs_attached, o.programs_loaded, o.file_sensor, o.events_checked
+                "kernel {name} ({}): ok — programs {}/{} attached, file sensor {}, denies {}, events checked {}, largest program {largest}",
+                o.kernel, o.programs_attached, o.programs_loaded, o.file_sensor, o.enforcement, o.events_checked
             );
             true
         }
@@ -103,7 +103,7 @@ pub fn run_matrix(host: bool) -> Result<(u64, u64)> {
             ));
             out = vm::boot(&k.vmlinuz, &initramfs);
         }
-        let result = out.and_then(|o| check::check(&o));
+        let result = out.and_then(|o| check::check(&o, true));
         if report(&k.package, &result) {
             passed += 1;
         } else {
@@ -111,7 +111,7 @@ pub fn run_matrix(host: bool) -> Result<(u64, u64)> {
         }
     }
     if host {
-        let result = vm::on_host(&aurora, &helpers).and_then(|out| check::check(&out));
+        let result = vm::on_host(&aurora, &helpers).and_then(|out| check::check(&out, false));
         if report("host", &result) {
             passed += 1;
         } else {

@@ -75,6 +75,8 @@ pub fn initramfs(aurora: &Path, h: &Helpers) -> Result<PathBuf> {
         "tmp",
         "etc",
         "sys/kernel/tracing",
+        "sys/kernel/security",
+        "rules",
     ] {
         std::fs::create_dir_all(tree.join(d))?;
     }
@@ -82,6 +84,11 @@ pub fn initramfs(aurora: &Path, h: &Helpers) -> Result<PathBuf> {
     std::fs::copy(aurora, tree.join("aurora"))?;
     std::fs::copy(&h.uring, tree.join("uring_create"))?;
     std::fs::copy(&h.dns_pair, tree.join("dns_pair"))?;
+    // The project's rules: the enforcement phase runs the agent, which needs some.
+    run(Command::new("cp")
+        .arg("-r")
+        .arg(root().join("rules/linux"))
+        .arg(tree.join("rules")))?;
     write_exec(&tree.join("init"), INIT)?;
     write_exec(&tree.join("scenario.sh"), SCENARIO)?;
     std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
@@ -159,6 +166,7 @@ pub fn on_host(aurora: &Path, h: &Helpers) -> Result<String> {
     let out = Command::new("sh")
         .arg(&script)
         .env("AURORA", aurora)
+        .env("RULES", root().join("rules"))
         .env("WORK", &work)
         .env("BB", busybox()?)
         .env("URING", &h.uring)
