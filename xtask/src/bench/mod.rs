@@ -21,13 +21,14 @@ use crate::{root, run as run_cmd, step};
 mod exec;
 mod fleet;
 mod peers;
+mod response;
 mod storms;
 mod syscalls;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Parts to run (comma-separated): detect, exec, storms, ring, syscalls, auditd, nats,
-    /// fuzz.
+    /// response, fuzz.
     /// [default: all]
     #[arg(long, value_delimiter = ',')]
     parts: Vec<String>,
@@ -276,6 +277,9 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     if want("nats") {
         results["nats"] = fleet::part_nats(&a)?;
     }
+    if want("response") {
+        results["response"] = response::part_response(&a)?;
+    }
     if want("fuzz") {
         let secs = if a.quick { 10 } else { 60 };
         crate::fuzz::run_fuzz(secs)?;
@@ -367,6 +371,12 @@ fn print_table(r: &Value) {
         ("exec", "agent_rss_after_storm_mb", "agent RSS after the storm (MB)", "-"),
         ("exec", "events_lost", "events lost in the storm", "0"),
         ("exec", "triggers_alerted_of_10", "triggers alerted under load (of 10)", "10 [8]"),
+        ("response", "slowdown_pct_no_policy", "exec loop slowdown, no policy (%)", "-"),
+        ("response", "slowdown_pct_with_policy", "exec loop slowdown, 10,000-entry policy (%)", "-"),
+        ("response", "policy_cost_pts", "cost of the policy (points)", "<= 0.5"),
+        ("response", "policy_cost_pts_per_round", "cost of the policy, per round (points)", "-"),
+        ("response", "kill_latency_ms_median", "rule-driven kill latency, median (ms)", "-"),
+        ("response", "kill_latency_ms_p99", "rule-driven kill latency, p99 (ms)", "-"),
     ];
     for (part, key, label, target) in ROWS {
         if let Some(p) = r.get(part) {
