@@ -105,10 +105,17 @@ unsafe fn open_entry(file: *const c_void) -> Option<(FileKey, DenyEntry)> {
 }
 
 /// Report a decision: the current task, the file (its path walked here) and the entry.
+/// Returns whether the record is in the ring.
 #[inline(always)]
-unsafe fn emit(file: *const c_void, key: FileKey, deny: DenyEntry, action: u32, target: u32) {
+unsafe fn emit(
+    file: *const c_void,
+    key: FileKey,
+    deny: DenyEntry,
+    action: u32,
+    target: u32,
+) -> bool {
     let Some(rec) = maps::BLOCK_SCRATCH.get_ptr_mut(0) else {
-        return;
+        return false;
     };
     // SAFETY: this CPU's scratch record; the task pointer is only read through probe reads.
     unsafe {
@@ -132,8 +139,10 @@ unsafe fn emit(file: *const c_void, key: FileKey, deny: DenyEntry, action: u32, 
             .is_err()
         {
             maps::count_lost(RING_EXEC);
+            return false;
         }
     }
+    true
 }
 
 /// Enforce mode: refuse (LSM) or kill (fallback); audit mode: report only.
@@ -226,13 +235,17 @@ unsafe fn hold_unknown(task: *const c_void, file: *const c_void, key: FileKey) {
     if unsafe { exempt(parent_image(task)) } {
         return;
     }
-    // SAFETY: signals the current process; no pointers.
-    unsafe { bpf_send_signal(SIGSTOP) };
     let hold = DenyEntry {
         entry: NO_ENTRY,
         flags: 0,
     };
-    unsafe { emit(file, key, hold, BLOCK_ACTION_HELD, BLOCK_TARGET_EXEC) };
+    // Stopped only once the hold is in the ring: a hold the agent never hears of would stop
+    // the process for good. (Within this program run nothing can resume it first: the agent
+    // needs a wakeup and a hash before it sends SIGCONT.)
+    if unsafe { emit(file, key, hold, BLOCK_ACTION_HELD, BLOCK_TARGET_EXEC) } {
+        // SAFETY: signals the current process; no pointers.
+        unsafe { bpf_send_signal(SIGSTOP) };
+    }
 }
 
 /// `file_open`: the file being opened.

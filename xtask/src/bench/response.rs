@@ -64,7 +64,11 @@ fn policy_rounds(a: &BenchArgs, dir: &Path) -> Result<Value> {
     let with_policy = vec!["--policy".to_owned(), policy.display().to_string()];
     let (mut plain, mut denied) = (vec![], vec![]);
     for r in 0..a.rounds {
-        step(&format!("response: round {}/{}: policy off/on", r + 1, a.rounds));
+        step(&format!(
+            "response: round {}/{}: policy off/on",
+            r + 1,
+            a.rounds
+        ));
         // Rotate which of the three loops runs first: a drift favours none over the rounds.
         let mut times = [0f64; 3];
         for k in 0..3 {
@@ -78,7 +82,11 @@ fn policy_rounds(a: &BenchArgs, dir: &Path) -> Result<Value> {
         plain.push(times[1] / times[0] - 1.0);
         denied.push(times[2] / times[0] - 1.0);
     }
-    let pts = |v: &[f64]| v.iter().map(|x| (x * 1000.0).round() / 10.0).collect::<Vec<_>>();
+    let pts = |v: &[f64]| {
+        v.iter()
+            .map(|x| (x * 1000.0).round() / 10.0)
+            .collect::<Vec<_>>()
+    };
     let deltas: Vec<f64> = denied.iter().zip(&plain).map(|(d, p)| d - p).collect();
     Ok(json!({
         "policy_entries": POLICY_ENTRIES,
