@@ -507,16 +507,13 @@ AURORA_API int aurora_task_exe_path(struct task_struct *task, __u8 *scratch, __u
   return walk_struct_path(__builtin_preserve_access_index(&exe->f_path), scratch, out);
 }
 
-// A file's (dev, inode) as the deny maps key it (aurora_common::FileKey): s_dev is the
-// kernel's dev_t. 0 when the file or its inode is unreadable.
-AURORA_API int aurora_file_key(struct file *file, __u64 *dev, __u64 *ino) {
-  struct inode *inode = 0;
+// An inode's (dev, inode number) as the deny maps key it (aurora_common::FileKey): s_dev is
+// the kernel's dev_t. -1 when there is no inode.
+static inline __attribute__((always_inline)) int inode_key(struct inode *inode, __u64 *dev,
+                                                           __u64 *ino) {
   struct super_block *sb = 0;
   unsigned int d = 0;
   unsigned long i = 0;
-  if (!file)
-    return -1;
-  CORE_READ_INTO(&inode, file->f_inode);
   if (!inode)
     return -1;
   CORE_READ_INTO(&i, inode->i_ino);
@@ -526,6 +523,15 @@ AURORA_API int aurora_file_key(struct file *file, __u64 *dev, __u64 *ino) {
   *dev = d;
   *ino = i;
   return 0;
+}
+
+// An open file's key (its inode's); -1 when the file or its inode is unreadable.
+AURORA_API int aurora_file_key(struct file *file, __u64 *dev, __u64 *ino) {
+  struct inode *inode = 0;
+  if (!file)
+    return -1;
+  CORE_READ_INTO(&inode, file->f_inode);
+  return inode_key(inode, dev, ino);
 }
 
 #define CORE_FIELD_EXISTS(field) __builtin_preserve_field_info(field, 2)
@@ -559,6 +565,10 @@ AURORA_API int aurora_file_stamp(struct file *file, __u64 *ctime_ns, __u64 *size
     return -1;
   }
   CORE_READ_INTO(&sz, ((struct inode___size *)inode)->i_size);
+  // Since 6.13 (multigrain timestamps) the top bit of i_ctime_nsec flags a ctime that stat()
+  // has seen (I_CTIME_QUERIED); stat() itself reports the nanoseconds without it. A nanosecond
+  // count is below 2^30, so the mask drops the flag and nothing else, on every kernel.
+  nsec &= (1L << 30) - 1;
   *ctime_ns = (__u64)sec * 1000000000ULL + (__u64)nsec;
   *size = (__u64)sz;
   return 0;
@@ -587,24 +597,13 @@ AURORA_API struct dentry *aurora_dentry_parent(struct dentry *d) {
   return p;
 }
 
-// A dentry's (dev, inode), like aurora_file_key.
+// A dentry's key (its inode's), as aurora_file_key.
 AURORA_API int aurora_dentry_key(struct dentry *d, __u64 *dev, __u64 *ino) {
   struct inode *inode = 0;
-  struct super_block *sb = 0;
-  unsigned int dv = 0;
-  unsigned long i = 0;
   if (!d)
     return -1;
   CORE_READ_INTO(&inode, d->d_inode);
-  if (!inode)
-    return -1;
-  CORE_READ_INTO(&i, inode->i_ino);
-  CORE_READ_INTO(&sb, inode->i_sb);
-  if (sb)
-    CORE_READ_INTO(&dv, sb->s_dev);
-  *dev = dv;
-  *ino = i;
-  return 0;
+  return inode_key(inode, dev, ino);
 }
 
 AURORA_API int aurora_task_exe_key(struct task_struct *task, __u64 *dev, __u64 *ino);

@@ -107,7 +107,8 @@ impl HoldResolver {
         };
         self.stats.holds_denied.fetch_add(1, Relaxed);
         let action = if deny.flags & DENY_ENFORCE != 0 {
-            match kill_verified(pid, None, &crate::enrich::guid::GuidMaker::from_boot_id("")) {
+            // The start time was checked above, and a stopped process cannot exit on its own.
+            match kill_verified(pid, None) {
                 Ok(()) | Err(KillError::Gone) => {}
                 Err(KillError::Os(e)) => tracing::warn!(pid, "killing a denied process: {e}"),
             }

@@ -190,11 +190,11 @@ impl Responder {
         if action == KillAction::KillTree {
             for child in descendants(pid) {
                 if !self.protected.contains(&child) && child != 1 {
-                    let _ = kill_verified(child, None, &self.guids);
+                    let _ = kill_verified(child, None);
                 }
             }
         }
-        match kill_verified(pid, Some(&guid), &self.guids) {
+        match kill_verified(pid, Some((&self.guids, &guid))) {
             Ok(()) => "killed".into(),
             Err(KillError::Gone) => "gone".into(),
             Err(KillError::Os(e)) => format!("refused: {e}"),
@@ -239,29 +239,37 @@ pub(super) enum KillError {
     Os(std::io::Error),
 }
 
-/// SIGKILL `pid` through a pidfd, if it still is the process `guid` names (`None`: any process
-/// that is a descendant found just now).
+/// The last syscall's error: ESRCH (no such process) is `Gone`.
+fn last_error() -> KillError {
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ESRCH) {
+        KillError::Gone
+    } else {
+        KillError::Os(e)
+    }
+}
+
+/// SIGKILL `pid` through a pidfd, if it still is the process the ProcessGuid in `expected`
+/// names (`None`: whatever process has the pid now — a descendant found just now, or a
+/// process the kernel holds stopped).
 pub(super) fn kill_verified(
     pid: u32,
-    guid: Option<&str>,
-    guids: &GuidMaker,
+    expected: Option<(&GuidMaker, &str)>,
 ) -> Result<(), KillError> {
     // SAFETY: plain syscall; the returned descriptor is owned below.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
     if fd < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::ESRCH) {
-            KillError::Gone
-        } else {
-            KillError::Os(e)
-        });
+        return Err(last_error());
     }
     // SAFETY: a fresh descriptor we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    // Read after the pidfd is open: if the stat belongs to the process it names, so does fd.
-    let start = start_ticks(pid).ok_or(KillError::Gone)?;
-    if guid.is_some_and(|g| guids.guid(pid, start) != g) {
-        return Err(KillError::Gone);
+    if let Some((guids, guid)) = expected {
+        // Read after the pidfd is open: if the stat belongs to the process it names, so does
+        // the pidfd.
+        let start = start_ticks(pid).ok_or(KillError::Gone)?;
+        if guids.guid(pid, start) != guid {
+            return Err(KillError::Gone);
+        }
     }
     // SAFETY: plain syscall on our descriptor.
     let r = unsafe {
@@ -274,12 +282,7 @@ pub(super) fn kill_verified(
         )
     };
     if r != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(if e.raw_os_error() == Some(libc::ESRCH) {
-            KillError::Gone
-        } else {
-            KillError::Os(e)
-        });
+        return Err(last_error());
     }
     Ok(())
 }

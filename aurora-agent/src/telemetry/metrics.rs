@@ -1,6 +1,8 @@
 //! Prometheus metrics from the one set of counters (`stats::Stats`): rendered at scrape time by
 //! a prometheus-client collector, in the classic text format promtool and every Prometheus read.
 //! The periodic stats log line reads the same atomics, so the two can never disagree.
+mod response;
+
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -118,110 +120,6 @@ impl StatsCollector {
             "Ring records that could not be decoded.",
             Counter,
             [(vec![], v(&s.source.decode_errors))],
-        )?;
-        Ok(())
-    }
-
-    fn encode_response(&self, enc: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use MetricType::{Counter, Gauge};
-        let r = &self.stats.response;
-        let blocks: Vec<(Labels, u64)> = r
-            .blocks
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .map(|((action, mode), n)| {
-                        let l: Labels = vec![
-                            (Cow::Borrowed("action"), action.clone().into()),
-                            (Cow::Borrowed("mode"), mode.clone().into()),
-                        ];
-                        (l, *n)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        family(
-            enc,
-            "aurora_blocks",
-            "Policy decisions made in the kernel, by action (blocked, killed, would_block) and mode.",
-            Counter,
-            blocks,
-        )?;
-        let entries: Vec<(Labels, u64)> = r
-            .entries
-            .lock()
-            .map(|e| {
-                e.iter()
-                    .map(|(list, mode, n)| {
-                        let l: Labels = vec![
-                            (Cow::Borrowed("list"), Cow::Borrowed(*list)),
-                            (Cow::Borrowed("mode"), Cow::Borrowed(*mode)),
-                        ];
-                        (l, *n)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        family(
-            enc,
-            "aurora_policy_entries",
-            "Deny entries of the policies in force, by list and mode.",
-            Gauge,
-            entries,
-        )?;
-        let enforcement: Vec<(Labels, u64)> = r
-            .enforcement
-            .lock()
-            .map(|e| {
-                e.iter()
-                    .map(|(op, how)| {
-                        let l: Labels = vec![
-                            (Cow::Borrowed("operation"), op.clone().into()),
-                            (Cow::Borrowed("mechanism"), how.clone().into()),
-                        ];
-                        (l, 1)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        family(
-            enc,
-            "aurora_enforcement_info",
-            "How each denied operation is enforced on this kernel.",
-            Gauge,
-            enforcement,
-        )?;
-        family(
-            enc,
-            "aurora_policy_reloads",
-            "Policy reloads (SIGHUP) by result; a failed one keeps the running policy.",
-            Counter,
-            [
-                (label("result", "ok"), v(&r.reloads_ok)),
-                (label("result", "failed"), v(&r.reloads_failed)),
-            ],
-        )?;
-        family(
-            enc,
-            "aurora_exec_holds",
-            "Executables held at exec for sha256 checks, by outcome (allowed, denied, failed: hashed \
-             or read failed and resumed, gone: exited before it was hashed).",
-            Counter,
-            [
-                (label("outcome", "allowed"), v(&r.holds_allowed)),
-                (label("outcome", "denied"), v(&r.holds_denied)),
-                (label("outcome", "failed"), v(&r.holds_failed)),
-                (label("outcome", "gone"), v(&r.holds_gone)),
-            ],
-        )?;
-        family(
-            enc,
-            "aurora_response",
-            "Rule-driven responses by outcome (killed, would_kill, rate_limited, refused, gone).",
-            Counter,
-            r.outcomes()
-                .into_iter()
-                .map(|(o, n)| (label("outcome", o), n)),
         )?;
         Ok(())
     }
@@ -564,7 +462,7 @@ impl Collector for StatsCollector {
         self.encode_rules(&mut enc)?;
         self.encode_enrichment(&mut enc)?;
         self.encode_log_sources(&mut enc)?;
-        self.encode_response(&mut enc)?;
+        response::encode(&mut enc, &self.stats.response)?;
         self.encode_sinks(&mut enc)
     }
 }

@@ -21,6 +21,7 @@ use crate::{co_re, maps};
 
 const SIGKILL: u32 = 9;
 const SIGSTOP: u32 = 19;
+const SIGCONT: u32 = 18;
 /// What an LSM hook returns to refuse.
 pub const EPERM: i32 = 1;
 
@@ -239,12 +240,15 @@ unsafe fn hold_unknown(task: *const c_void, file: *const c_void, key: FileKey) {
         entry: NO_ENTRY,
         flags: 0,
     };
-    // Stopped only once the hold is in the ring: a hold the agent never hears of would stop
-    // the process for good. (Within this program run nothing can resume it first: the agent
-    // needs a wakeup and a hash before it sends SIGCONT.)
-    if unsafe { emit(file, key, hold, BLOCK_ACTION_HELD, BLOCK_TARGET_EXEC) } {
-        // SAFETY: signals the current process; no pointers.
-        unsafe { bpf_send_signal(SIGSTOP) };
+    // SIGSTOP is queued before the hold is reported: the agent's SIGCONT can then only come
+    // after it, and cancels it even while it is still pending. (The other order lost a
+    // race: a task preempted between the report and its SIGSTOP was resumed first, then
+    // stopped for good.) A hold the agent will never hear of is taken back at once.
+    // SAFETY: signals the current process; no pointers.
+    unsafe { bpf_send_signal(SIGSTOP) };
+    if !unsafe { emit(file, key, hold, BLOCK_ACTION_HELD, BLOCK_TARGET_EXEC) } {
+        // SAFETY: as above; SIGCONT discards the pending SIGSTOP.
+        unsafe { bpf_send_signal(SIGCONT) };
     }
 }
 

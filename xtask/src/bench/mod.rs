@@ -75,6 +75,17 @@ pub(crate) struct Agent {
     pub ready: Value,
 }
 
+/// A part that fails half-way must not leave an agent behind (one with a policy would keep
+/// enforcing it on the whole machine).
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Agent {
     pub(crate) fn start(args: &[String]) -> Result<Agent> {
         let bin = root().join("target/release/aurora");

@@ -23,8 +23,9 @@ fn write_policy(dir: &Path) -> Result<std::path::PathBuf> {
     let mut text = String::from("mode: enforce\ndeny_exec:\n");
     text.push_str(&format!("  - sha256: {}\n", "ab".repeat(32)));
     for i in 1..POLICY_ENTRIES {
-        // Device 0:1 holds no executable here: nothing in the loop is denied.
-        text.push_str(&format!("  - dev: \"0:1\"\n    ino: {}\n", 1_000_000 + i));
+        // No superblock has device 0:0 (anonymous devices start at 0:1, which is a real one:
+        // the kernel's internal tmpfs, where memfd executables live): nothing is denied.
+        text.push_str(&format!("  - dev: \"0:0\"\n    ino: {}\n", 1_000_000 + i));
     }
     let p = dir.join("deny-10k.yml");
     std::fs::write(&p, text)?;
