@@ -150,6 +150,15 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
         ("throttle_burst", detect.throttle_burst.to_string()),
         ("min_level", detect.min_level.as_str().into()),
         (
+            "audit_from_sensors",
+            if detect.audit_from_sensors {
+                "on"
+            } else {
+                "off"
+            }
+            .into(),
+        ),
+        (
             "stats_interval",
             crate::telemetry::DEFAULT_STATS_INTERVAL_SECS.to_string(),
         ),

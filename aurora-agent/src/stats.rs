@@ -70,6 +70,10 @@ pub struct DetectStats {
     pub matches: AtomicU64,
     pub alerts: AtomicU64,
     pub excluded: AtomicU64,
+    /// auditd records made from the sensors' events (`detect::audit_feed`), and auditd
+    /// records not evaluated because the other origin's copy was.
+    pub audit_made: AtomicU64,
+    pub audit_duplicates: AtomicU64,
     /// Per rule key. The detector keeps each rule's Arc and bumps it without the lock (rules
     /// that match every event are throttled on every event).
     pub rules: Mutex<BTreeMap<String, Arc<RuleCounters>>>,

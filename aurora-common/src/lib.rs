@@ -418,6 +418,11 @@ pub const MAX_EXEMPT_CGROUPS: u32 = 1024;
 
 /// [`DenyEntry::flags`]: the entry's policy is in enforce mode (else audit: reported only).
 pub const DENY_ENFORCE: u32 = 1;
+/// A watch, not a deny: every open of the file is reported (`BLOCK_ACTION_WATCHED`), never
+/// refused. Fed to the auditd rules that name the file (PATH records).
+pub const DENY_WATCH_ANY: u32 = 2;
+/// A watch of opens for writing only.
+pub const DENY_WATCH_WRITE: u32 = 4;
 
 /// A deny map's value: which policy entry matched (an index into the agent's table of the
 /// loaded policies) and how to act.
@@ -438,6 +443,8 @@ pub const BLOCK_ACTION_WOULD_BLOCK: u32 = 3;
 /// The process was stopped (SIGSTOP) at exec until user space has hashed its executable
 /// (the policy has sha256 entries and the file is not in `KNOWN_EXEC`).
 pub const BLOCK_ACTION_HELD: u32 = 4;
+/// A watched file was opened (nothing was stopped).
+pub const BLOCK_ACTION_WATCHED: u32 = 5;
 /// [`BlockRecord::entry`] of a record no entry matched yet (a hold).
 pub const NO_ENTRY: u32 = u32::MAX;
 
@@ -488,6 +495,9 @@ pub const ENFORCE_POLICY_OPEN: u32 = 1;
 pub const ENFORCE_POLICY_EXEMPT_IMAGES: u32 = 2;
 /// The policy has sha256 entries: hold executables not in the hash cache.
 pub const ENFORCE_POLICY_HASH: u32 = 4;
+/// The policy has directory (`prefix:`) open entries: opens walk up the opened file's
+/// directories (without, an open costs one map lookup).
+pub const ENFORCE_POLICY_OPEN_DIRS: u32 = 8;
 /// Directory levels above an opened file checked against `prefix:` entries.
 pub const DENY_DIR_DEPTH: usize = 16;
 

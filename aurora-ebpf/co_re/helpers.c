@@ -479,6 +479,15 @@ AURORA_API __u32 aurora_open_flags(struct open_flags *op) {
   return (__u32)v;
 }
 
+// Whether an open file was opened for writing (FMODE_WRITE in f_mode).
+AURORA_API __u32 aurora_file_writable(struct file *file) {
+  unsigned int mode = 0;
+  if (!file)
+    return 0;
+  CORE_READ_INTO(&mode, file->f_mode);
+  return (mode & 0x2) != 0;
+}
+
 // The kernel's copy of the path the caller gave (struct filename->name).
 AURORA_API const char *aurora_filename_name(struct filename *name) {
   const char *v = 0;

@@ -18,6 +18,7 @@ unsafe extern "C" {
     pub fn aurora_file_path(file: *const c_void, scratch: *mut u8, out: *mut u8) -> i32;
     pub fn aurora_file_action(file: *const c_void, open_flags: u32) -> u32;
     pub fn aurora_open_flags(op: *const c_void) -> u32;
+    pub fn aurora_file_writable(file: *const c_void) -> u32;
     pub fn aurora_open_mode(op: *const c_void) -> u32;
     pub fn aurora_filename_name(name: *const c_void) -> *const u8;
     pub fn aurora_uring_open_fd(ctx: *const c_void) -> i32;

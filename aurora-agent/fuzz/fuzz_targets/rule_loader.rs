@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             collected: None,
             threads: 1,
             defer_compile: false,
+            audit_from_sensors: true,
         },
         &mut entries,
     );

@@ -107,6 +107,40 @@ impl Live {
         Ok(())
     }
 
+    /// Watch the files the active auditd rules name (their opens become PATH records): added
+    /// to the policy in force, which keeps them across reloads.
+    pub fn watch(
+        &mut self,
+        watches: &[crate::detect::audit_feed::Watch],
+        policy: &PolicyHandle,
+        stats: &Stats,
+    ) -> Result<()> {
+        if watches.is_empty() {
+            return Ok(());
+        }
+        let specs: Vec<crate::policy::WatchSpec> = watches
+            .iter()
+            .map(|w| crate::policy::WatchSpec {
+                pattern: w.pattern.clone(),
+                reads: w.access == crate::detect::audit_feed::Access::Any,
+            })
+            .collect();
+        let mut set = (*policy.get()).clone();
+        set.add_watches(&specs);
+        self.session
+            .sensors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply_policy(&set)?;
+        stats.response.set_entries(set.counts());
+        tracing::info!(
+            "auditd rules: watching {} file(s) they name",
+            set.entries.iter().filter(|e| e.list == "watch").count()
+        );
+        policy.set(set);
+        Ok(())
+    }
+
     /// SIGHUP: reload the policy files; a set that fails to load or resolve is refused and
     /// the running policy stays (counted in `aurora_policy_reloads_total`).
     pub fn spawn_policy_reloader(
@@ -120,8 +154,10 @@ impl Live {
         let sensors = self.session.sensors.clone();
         Ok(tokio::spawn(async move {
             while hup.recv().await.is_some() {
+                let watches = policy.get().watches.clone();
                 let loaded = crate::policy::PolicySet::load(&files).map_err(anyhow::Error::from);
-                let applied = loaded.and_then(|set| {
+                let applied = loaded.and_then(|mut set| {
+                    set.add_watches(&watches);
                     sensors
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -18,6 +18,7 @@ pub fn run(args: RulesCheckArgs) -> Result<bool> {
         collected: None,
         threads: cfg.compile_threads,
         defer_compile: false,
+        audit_from_sensors: true,
     };
     let entries = rules::load(&args.dirs, &map, &opts)?;
     let summary = rules::summarize(&entries);

@@ -93,6 +93,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let loaded = loaded
             .await
             .map_err(|_| anyhow::anyhow!("pipeline thread ended while loading the rules"))??;
+        live.watch(&loaded.audit_watches, &response.policy, &stats)?;
         live.ready(Some(loaded.rule_count))?;
         tracing::info!("watching");
 

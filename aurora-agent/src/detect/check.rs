@@ -29,12 +29,19 @@ pub fn write_text(
         let title = e.meta.as_ref().map(|m| m.title.as_str()).unwrap_or("-");
         let id = e.meta.as_ref().and_then(|m| m.id.as_deref()).unwrap_or("-");
         match &e.status {
-            RuleStatus::Active { kind, .. } => writeln!(
-                w,
-                "active    {:<19} {id}  {}  {title}",
-                kind.category(),
-                e.path.display()
-            )?,
+            RuleStatus::Active { kind, fed_by, .. } => {
+                let fed = if fed_by.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (fed by {})", fed_by.join(" and "))
+                };
+                writeln!(
+                    w,
+                    "active    {:<19} {id}  {}  {title}{fed}",
+                    kind.category(),
+                    e.path.display()
+                )?
+            }
             RuleStatus::Inactive { reason } => writeln!(
                 w,
                 "inactive  {:<19} {id}  {}  {title}: {reason}",

@@ -34,6 +34,28 @@ pub struct DetectArgs {
     /// Example: --process-exclude /usr/lib/snapd/
     #[arg(long, value_name = "SUBSTR")]
     pub process_exclude: Vec<String>,
+    /// Feed SigmaHQ's auditd rules from the eBPF sensors: EXECVE, SYSCALL and PATH records
+    /// made from execs, file creations and opens of the files PATH rules name (`off`: only
+    /// an auditd log feeds them).
+    #[arg(long, value_name = "on|off")]
+    pub audit_from_sensors: Option<OnOff>,
+}
+
+/// A switch (`on`/`off`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnOff::On => "on",
+            OnOff::Off => "off",
+        }
+    }
 }
 
 impl DetectArgs {
@@ -67,6 +89,9 @@ impl DetectArgs {
             throttle_burst,
             process_exclude: self.process_exclude.clone(),
             event_time_throttle,
+            audit_from_sensors: self
+                .audit_from_sensors
+                .map_or(defaults.audit_from_sensors, |s| s == OnOff::On),
             ..defaults
         })
     }

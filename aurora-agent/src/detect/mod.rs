@@ -3,6 +3,7 @@
 //! compiled and evaluated by rsigma; which rules to evaluate per event is decided by our
 //! prefilter (`prefilter/`).
 pub mod alert;
+pub mod audit_feed;
 pub mod check;
 pub mod config;
 pub mod logsource;
@@ -23,6 +24,7 @@ use crate::event::time::UtcTimeCache;
 use crate::event::{Event, EventKind};
 use crate::stats::{bump, DetectStats, RuleCounters, RuleStates};
 use alert::{Alert, MatchInfo};
+use audit_feed::{AuditFeed, Watch};
 use logsource::LogsourceMap;
 use rules::{AlertLevel, LoadedRule, RuleEntry, RuleMeta, RuleStatus, Summary};
 use ruleset::{PreparedRule, RuleSet};
@@ -51,6 +53,9 @@ pub struct DetectConfig {
     /// parses every rule; a rule that parses but does not compile is reported on first use.
     /// Reloads compile everything.
     pub defer_compile: bool,
+    /// Make auditd records from the sensors' events for the auditd rules they can feed
+    /// (`audit_feed`).
+    pub audit_from_sensors: bool,
 }
 
 impl Default for DetectConfig {
@@ -66,6 +71,7 @@ impl Default for DetectConfig {
             collected: None,
             compile_threads: 4,
             defer_compile: false,
+            audit_from_sensors: true,
         }
     }
 }
@@ -137,6 +143,10 @@ pub struct Detector {
     times: UtcTimeCache,
     /// The hits of one rule set on one event, reused.
     hits: Vec<ruleset::RuleHit>,
+    /// auditd records made from the sensors' events, when an active auditd rule can use them.
+    feed: Option<AuditFeed>,
+    /// The records made from one event, reused.
+    made: Vec<Event>,
     /// Per rule, its counters in `stats.rules`, fetched on the rule's first match.
     counters: Vec<Option<Arc<RuleCounters>>>,
     exclude: Vec<String>,
@@ -181,6 +191,7 @@ impl Detector {
             collected: cfg.collected.as_deref(),
             threads: cfg.compile_threads,
             defer_compile: cfg.defer_compile,
+            audit_from_sensors: cfg.audit_from_sensors,
         };
         let mut entries = rules::load(&cfg.rule_dirs, &map, &opts)?;
         let throttle = if cfg.event_time_throttle {
@@ -194,7 +205,7 @@ impl Detector {
         let mut per_route = PerRoute::new();
         let mut pending: [Vec<PendingRule>; EventKind::COUNT] = Default::default();
         for (entry, e) in entries.iter_mut().enumerate() {
-            let (RuleStatus::Active { route, kind }, Some(m), Some(rule)) =
+            let (RuleStatus::Active { route, kind, .. }, Some(m), Some(rule)) =
                 (&e.status, &e.meta, e.rule.take())
             else {
                 continue;
@@ -220,7 +231,20 @@ impl Detector {
             }
         }
         let summary = rules::summarize(&entries);
+        let auditd_too = cfg
+            .collected
+            .as_ref()
+            .is_none_or(|k| k.contains(&EventKind::Audit));
+        let feed = AuditFeed::new(
+            entries
+                .iter()
+                .filter(|e| matches!(e.status, RuleStatus::Active { .. }))
+                .filter_map(|e| e.audit_feed.as_ref()),
+            auditd_too,
+        );
         Ok(Detector {
+            feed,
+            made: Vec::new(),
             sets,
             pending,
             routes,
@@ -325,6 +349,43 @@ impl Detector {
             bump(&self.stats.excluded);
             return;
         }
+        if ev.kind == EventKind::Audit && self.audit_duplicate(ev, false) {
+            return;
+        }
+        self.evaluate_kind(ev, out);
+        if let Some(feed) = &mut self.feed {
+            let mut made = std::mem::take(&mut self.made);
+            feed.make(ev, &mut made);
+            for m in made.drain(..) {
+                bump(&self.stats.audit_made);
+                bump(&self.stats.events_per_kind[EventKind::Audit.index()]);
+                if !self.audit_duplicate(&m, true) {
+                    self.evaluate_kind(&m, out);
+                }
+            }
+            self.made = made;
+        }
+    }
+
+    /// An auditd record already evaluated from the other origin (counted).
+    fn audit_duplicate(&mut self, ev: &Event, made: bool) -> bool {
+        let Some(dedup) = self.feed.as_mut().and_then(|f| f.dedup.as_mut()) else {
+            return false;
+        };
+        let sensors = made || audit_feed::from_sensors(ev);
+        let t = ev
+            .get_str(f::UTC_TIME)
+            .and_then(|s| self.times.ns(s))
+            .unwrap_or(0);
+        let dup = dedup.duplicate(ev, sensors, t);
+        if dup {
+            bump(&self.stats.audit_duplicates);
+        }
+        dup
+    }
+
+    /// The rule sets of the event's kind on one event.
+    fn evaluate_kind(&mut self, ev: &Event, out: &mut Vec<Alert>) {
         if !self.pending[ev.kind.index()].is_empty() {
             self.compile_pending(ev.kind);
         }
@@ -396,6 +457,20 @@ impl Detector {
             self.compile_pending(kind);
         }
         self.sets[kind.index()].iter_mut().map(|r| &mut r.set)
+    }
+
+    /// The files active auditd rules' PATH selections name, for the kernel to watch.
+    pub fn audit_watches(&self) -> Vec<Watch> {
+        let mut w: Vec<Watch> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.status, RuleStatus::Active { .. }))
+            .filter_map(|e| e.audit_feed.as_ref())
+            .flat_map(|f| f.watches.iter().cloned())
+            .collect();
+        w.sort();
+        w.dedup();
+        w
     }
 
     /// Kinds that have at least one active rule.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rsigma_parser::{Level, SigmaRule};
 use serde::Serialize;
 
+use super::audit_feed::{self, analyze::Feed};
 use super::logsource::{self, LogsourceMap};
 use super::parallel;
 use super::ruleset::PreparedRule;
@@ -83,6 +84,10 @@ pub enum RuleStatus {
         /// The logsource mapping entry routing it (rules of one entry share a rule set).
         #[serde(skip)]
         route: usize,
+        /// auditd rules: what feeds them here, `auditd` (its log) and/or `ebpf` (records
+        /// made from the sensors' events, `audit_feed`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        fed_by: Vec<&'static str>,
     },
     Inactive {
         reason: String,
@@ -99,6 +104,8 @@ pub struct RuleEntry {
     pub status: RuleStatus,
     /// The rule, for active rules: compiled, or only parsed when compiling is deferred.
     pub rule: Option<LoadedRule>,
+    /// auditd rules the sensors can feed: which made records can match, which files to watch.
+    pub audit_feed: Option<Feed>,
 }
 
 /// An active rule as loading leaves it.
@@ -122,6 +129,9 @@ pub struct LoadOptions<'a> {
     pub threads: usize,
     /// Leave active rules parsed, not compiled (see `LoadedRule::Parsed`).
     pub defer_compile: bool,
+    /// The eBPF sensors run (or their records are replayed): auditd rules they can feed are
+    /// active without an auditd log.
+    pub audit_from_sensors: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +212,7 @@ fn invalid(path: &Path, reason: String) -> RuleEntry {
         meta: None,
         status: RuleStatus::Invalid { reason },
         rule: None,
+        audit_feed: None,
     }
 }
 
@@ -243,28 +254,30 @@ pub fn load_text(
                 meta: Some(m),
                 status: RuleStatus::Invalid { reason },
                 rule: None,
+                audit_feed: None,
             });
             continue;
         }
-        let (status, loaded) = classify(rule, &m, map, opts);
+        let (status, loaded, audit_feed) = classify(rule, &m, map, opts);
         out.push(RuleEntry {
             path: path.to_path_buf(),
             meta: Some(m),
             status,
             rule: loaded,
+            audit_feed,
         });
     }
 }
 
-/// A parsed rule's status, and the rule when it is active (compiled unless deferred).
-/// Inactive rules are not compiled: they cost nothing.
+/// A parsed rule's status, the rule when it is active (compiled unless deferred), and what
+/// the sensors can feed it (auditd rules). Inactive rules are not compiled: they cost nothing.
 fn classify(
     rule: SigmaRule,
     m: &RuleMeta,
     map: &LogsourceMap,
     opts: &LoadOptions,
-) -> (RuleStatus, Option<LoadedRule>) {
-    let inactive = |reason| (RuleStatus::Inactive { reason }, None);
+) -> (RuleStatus, Option<LoadedRule>, Option<Feed>) {
+    let inactive = |reason| (RuleStatus::Inactive { reason }, None, None);
     let Some(r) = map.route(&rule.logsource) else {
         return inactive(format!(
             "logsource {} is not collected",
@@ -278,23 +291,37 @@ fn classify(
             opts.min_level.as_str()
         ));
     }
-    if opts.collected.is_some_and(|kinds| !kinds.contains(&r.kind)) {
+    let feed = (r.kind == EventKind::Audit && opts.audit_from_sensors)
+        .then(|| audit_feed::analyze::analyze(&rule))
+        .filter(Feed::fed);
+    let source_runs = opts.collected.is_none_or(|kinds| kinds.contains(&r.kind));
+    if !source_runs && feed.is_none() {
         return inactive(format!(
             "no {} source runs here ({})",
             r.kind,
             source_hint(r.kind)
         ));
     }
+    let mut fed_by = Vec::new();
+    if r.kind == EventKind::Audit {
+        if source_runs {
+            fed_by.push("auditd");
+        }
+        if feed.is_some() {
+            fed_by.push("ebpf");
+        }
+    }
     let active = RuleStatus::Active {
         kind: r.kind,
         route: r.index,
+        fed_by,
     };
     if opts.defer_compile {
-        return (active, Some(LoadedRule::Parsed(Box::new(rule))));
+        return (active, Some(LoadedRule::Parsed(Box::new(rule))), feed);
     }
     match compile(&rule) {
-        Ok(c) => (active, Some(LoadedRule::Compiled(Box::new(c)))),
-        Err(reason) => (RuleStatus::Invalid { reason }, None),
+        Ok(c) => (active, Some(LoadedRule::Compiled(Box::new(c))), feed),
+        Err(reason) => (RuleStatus::Invalid { reason }, None, None),
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Fields are a small ordered vector: building one is a few pushes, matching is a short scan
 //! comparing names (no per-event JSON round trip), and output keeps Sysmon's field order.
+pub mod audit;
 mod sigma;
 pub mod text;
 pub mod time;

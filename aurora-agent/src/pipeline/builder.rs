@@ -52,6 +52,8 @@ pub type PipelineThread = std::thread::JoinHandle<Option<AlertHandler>>;
 /// What the rules that loaded are, for the ready file and the log.
 pub struct Loaded {
     pub rule_count: usize,
+    /// Files the active auditd rules name, for the kernel to watch (`detect::audit_feed`).
+    pub audit_watches: Vec<crate::detect::audit_feed::Watch>,
 }
 
 impl Topology {
@@ -139,9 +141,14 @@ impl DetectionStage {
         }
         let responder =
             crate::response::kill::Responder::new(&self.response, self.stats.response.clone())?;
+        let audit_watches = detector.audit_watches();
         let handler = AlertHandler::new(detector, self.sinks, self.trace, self.control)
             .with_response(responder, self.stats.response.clone());
-        Ok((Pipeline::new(enricher, handler), Loaded { rule_count }))
+        let loaded = Loaded {
+            rule_count,
+            audit_watches,
+        };
+        Ok((Pipeline::new(enricher, handler), loaded))
     }
 
     /// `load` and then `consume` on a thread of its own (the rules' allocations stay in the

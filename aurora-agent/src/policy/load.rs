@@ -101,6 +101,8 @@ pub struct PolicySet {
     pub exempt_cgroups: BTreeSet<u64>,
     pub exempt_images: BTreeSet<FileKey>,
     pub files: Vec<PathBuf>,
+    /// The watches added to it (`watch.rs`), resolved again on reload.
+    pub watches: Vec<super::WatchSpec>,
 }
 
 impl PolicySet {
@@ -199,8 +201,9 @@ impl PolicySet {
         }
     }
 
+    /// No deny entries (watches do not count: they never refuse anything).
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.iter().all(|e| e.list == "watch")
     }
 
     /// Entries per list and mode, for the deny-entry gauges: `(list, mode, count)`.

@@ -3,12 +3,14 @@
 //! enricher (`PolicyHandle`), and how this kernel enforces it (`Enforcement`). Below the
 //! pipeline's stages: the sensors, enrichment and telemetry all read it.
 mod load;
+mod watch;
 
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
 pub use load::{cgroup2_root, file_key, kernel_dev, Entry, Mode, PolicyError, PolicySet};
+pub use watch::WatchSpec;
 
 /// The policies in force, shared by the sensors' map writer and the enricher (which names the
 /// entry a block event matched). Replaced whole on reload.

@@ -148,6 +148,20 @@ impl StatsCollector {
             Counter,
             [(vec![], v(&d.excluded))],
         )?;
+        family(
+            enc,
+            "aurora_audit_records_made",
+            "auditd records made from the eBPF sensors' events for the auditd rules.",
+            Counter,
+            [(vec![], v(&d.audit_made))],
+        )?;
+        family(
+            enc,
+            "aurora_audit_duplicates",
+            "auditd records not evaluated: the same record from the other origin (auditd's log or the sensors) was.",
+            Counter,
+            [(vec![], v(&d.audit_duplicates))],
+        )?;
         Ok(())
     }
 

@@ -6,9 +6,10 @@
 //! open returns its descriptor).
 use aurora_common::{
     BlockRecord, DenyEntry, FileKey, FileStamp, RecordKind, BLOCK_ACTION_BLOCKED,
-    BLOCK_ACTION_HELD, BLOCK_ACTION_KILLED, BLOCK_ACTION_WOULD_BLOCK, BLOCK_TARGET_EXEC,
-    BLOCK_TARGET_OPEN, DENY_DIR_DEPTH, DENY_ENFORCE, ENFORCE_LSM_EXEC, ENFORCE_LSM_OPEN,
-    ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_HASH, ENFORCE_POLICY_OPEN, ENFORCE_SLOT_LSM,
+    BLOCK_ACTION_HELD, BLOCK_ACTION_KILLED, BLOCK_ACTION_WATCHED, BLOCK_ACTION_WOULD_BLOCK,
+    BLOCK_TARGET_EXEC, BLOCK_TARGET_OPEN, DENY_DIR_DEPTH, DENY_ENFORCE, DENY_WATCH_ANY,
+    DENY_WATCH_WRITE, ENFORCE_LSM_EXEC, ENFORCE_LSM_OPEN, ENFORCE_POLICY_EXEMPT_IMAGES,
+    ENFORCE_POLICY_HASH, ENFORCE_POLICY_OPEN, ENFORCE_POLICY_OPEN_DIRS, ENFORCE_SLOT_LSM,
     ENFORCE_SLOT_POLICY, NO_ENTRY, PATH_LEN, RING_EXEC,
 };
 use aya_ebpf::helpers::{
@@ -84,6 +85,9 @@ unsafe fn open_entry(file: *const c_void) -> Option<(FileKey, DenyEntry)> {
     if let Some(d) = unsafe { maps::DENY_OPEN.get(&key) } {
         return Some((key, *d));
     }
+    if flags(ENFORCE_SLOT_POLICY) & ENFORCE_POLICY_OPEN_DIRS == 0 {
+        return None;
+    }
     // SAFETY: dentries read through probe reads; the loop is bounded.
     unsafe {
         let mut d = co_re::aurora_file_dentry(file);
@@ -146,9 +150,17 @@ unsafe fn emit(
     true
 }
 
-/// Enforce mode: refuse (LSM) or kill (fallback); audit mode: report only.
+/// Enforce mode: refuse (LSM) or kill (fallback); audit mode: report only; a watch: report
+/// the open if it is one the watch wants.
 #[inline(always)]
 unsafe fn act(file: *const c_void, key: FileKey, deny: DenyEntry, target: u32, lsm: bool) -> i32 {
+    if deny.flags & (DENY_WATCH_ANY | DENY_WATCH_WRITE) != 0 {
+        // SAFETY: `file` is the hook's file, read through probe reads.
+        if deny.flags & DENY_WATCH_ANY != 0 || unsafe { co_re::aurora_file_writable(file) } != 0 {
+            unsafe { emit(file, key, deny, BLOCK_ACTION_WATCHED, target) };
+        }
+        return 0;
+    }
     let (action, ret) = match (deny.flags & DENY_ENFORCE != 0, lsm) {
         (false, _) => (BLOCK_ACTION_WOULD_BLOCK, 0),
         (true, true) => (BLOCK_ACTION_BLOCKED, -EPERM),

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::{bail, Context as _, Result};
 use aurora_common::{
     DenyEntry, FileKey, FileStamp, ENFORCE_POLICY_EXEMPT_IMAGES, ENFORCE_POLICY_HASH,
-    ENFORCE_POLICY_OPEN, ENFORCE_SLOT_POLICY, MAX_DENY_ENTRIES, MAX_EXEMPT_CGROUPS,
+    ENFORCE_POLICY_OPEN, ENFORCE_POLICY_OPEN_DIRS, ENFORCE_SLOT_POLICY, MAX_DENY_ENTRIES,
+    MAX_EXEMPT_CGROUPS,
 };
 use aya::maps::{Array, HashMap, Map, MapData};
 use aya::Pod;
@@ -116,6 +117,9 @@ impl PolicyMaps {
         let mut flags = 0;
         if !set.deny_open.is_empty() || !set.deny_open_dirs.is_empty() {
             flags |= ENFORCE_POLICY_OPEN;
+        }
+        if !set.deny_open_dirs.is_empty() {
+            flags |= ENFORCE_POLICY_OPEN_DIRS;
         }
         if !set.exempt_images.is_empty() {
             flags |= ENFORCE_POLICY_EXEMPT_IMAGES;
