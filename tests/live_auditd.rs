@@ -6,90 +6,16 @@
 mod common;
 
 use std::ffi::OsString;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::auditd::{Auditd, KEY};
 use common::*;
 use serde_json::Value;
 
-const KEY: &str = "aurora-live-test";
 const PERMISSIONS_CHANGE: &str = "74c01ace-0152-4094-8ae2-6fd776dd43e5";
 const HIDDEN_PATH: &str = "9e1bef8d-0fff-46f6-8465-9aa54e128c1e";
 /// SigmaHQ's `'|all': [grep, password]` EXECVE rule: the keywords in a0 and a2.
 const CRED_IN_FILES: &str = "df3fcaea-2715-4214-99c5-0056ea59eb35";
-
-struct Auditd {
-    child: Child,
-}
-
-fn auditctl(args: &[&str]) {
-    let out = Command::new("auditctl")
-        .args(args)
-        .output()
-        .expect("auditctl (apt package auditd; `cargo xtask setup --test-deps` installs it)");
-    assert!(
-        out.status.success(),
-        "auditctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Auditd {
-    fn start(dir: &Path, watch: &Path) -> Auditd {
-        let running = Command::new("pgrep")
-            .args(["-x", "auditd"])
-            .output()
-            .unwrap();
-        assert!(
-            !running.status.success(),
-            "an auditd already runs here (pid {}): this test starts its own",
-            String::from_utf8_lossy(&running.stdout).trim()
-        );
-        let conf = dir.join("auditd.conf");
-        // The private instance's configuration, shared with tests/fixtures/record_auditd.sh.
-        let text = include_str!("helpers/auditd.conf")
-            .replace("@LOG_FILE@", &dir.join("audit.log").display().to_string());
-        std::fs::write(&conf, text).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let child = Command::new("auditd")
-            .arg("-c")
-            .arg(dir)
-            .arg("-n")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("auditd (apt package auditd)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !dir.join("audit.log").exists() {
-            assert!(Instant::now() < deadline, "auditd wrote no log in 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        auditctl(&["-D"]);
-        auditctl(&[
-            "-a",
-            "always,exit",
-            "-F",
-            "arch=b64",
-            "-S",
-            "execve",
-            "-k",
-            KEY,
-        ]);
-        auditctl(&["-w", watch.to_str().unwrap(), "-p", "wa", "-k", KEY]);
-        Auditd { child }
-    }
-}
-
-impl Drop for Auditd {
-    fn drop(&mut self) {
-        let _ = Command::new("auditctl").arg("-D").output();
-        nix_kill(self.child.id(), 15);
-        let _ = self.child.wait();
-        let _ = Command::new("auditctl").args(["-e", "0"]).output();
-    }
-}
 
 fn run(cmd: &str, args: &[&str]) {
     assert!(Command::new(cmd).args(args).status().unwrap().success());
@@ -108,7 +34,7 @@ fn auditd_records_alert_live_and_a_restart_neither_loses_nor_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let auditd = Auditd::start(dir.path(), &work);
+    let auditd = Auditd::start(dir.path(), &work, KEY);
     let m = marker("audit");
     let agent_dir = dir.path().join("agent");
     std::fs::create_dir(&agent_dir).unwrap();
@@ -118,6 +44,9 @@ fn auditd_records_alert_live_and_a_restart_neither_loses_nor_repeats() {
         "--audit-log".into(),
         dir.path().join("audit.log").into(),
         "--system-log".into(),
+        "off".into(),
+        // The auditd source is what is tested here, not the records made from the sensors.
+        "--audit-from-sensors".into(),
         "off".into(),
         "--state-dir".into(),
         agent_dir.join("state").into(),

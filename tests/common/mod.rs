@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod auditd;
 pub mod daemons;
 pub mod nats;
 pub mod testdata;

@@ -19,7 +19,8 @@ const BUILD_PKGS: &[&str] = &[
 /// systemd-analyze for the unit checks; QEMU, busybox, cpio and liburing (the io_uring
 /// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus); dnsmasq for
 /// the DNS correlation test; auditd (a private instance) for the audit-log source test;
-/// nats-server (JetStream) for the fleet transport tests.
+/// nats-server (JetStream) for the fleet transport tests; zip, one of the archivers the
+/// auditd-rules test runs.
 const TEST_PKGS: &[&str] = &[
     "auditd",
     "rsyslog",
@@ -35,6 +36,7 @@ const TEST_PKGS: &[&str] = &[
     "nats-server",
     "nftables",
     "iproute2",
+    "zip",
 ];
 
 /// What `cargo xtask dist` needs (rpmbuild; objcopy comes with the toolchain's binutils) and

@@ -3,7 +3,8 @@
 //! each file creation its PATH record (nametype CREATE); the opens of files PATH rules name
 //! come from the kernel's watch (`enrich/block.rs`). Only the shapes some active rule can
 //! match are made (`analyze`). When auditd's own log is followed too, a record both made
-//! is evaluated once (`dedup`).
+//! is evaluated once (`dedup`). Compared with auditd's own records in
+//! tests/audit_feed_parity.rs.
 pub mod analyze;
 mod dedup;
 
@@ -109,6 +110,3 @@ const EXEC_SHAPES: u8 = shape::EXECVE | shape::SYSCALL_EXEC | shape::PATH_EXEC;
 pub fn from_sensors(ev: &Event) -> bool {
     ev.get_str(AUDIT_SOURCE) == Some(audit::FROM_SENSORS)
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,8 +1,11 @@
-//! The made records against auditd's own for the same exec (a captured audit.log event run
-//! through the auditd source), and the duplicate check between the two.
-use super::*;
-use crate::event::Value;
-use crate::sources::auditd::{assemble::Assembler, parse::parse_line};
+//! The auditd records Aurora makes from its sensors' events against auditd's own for the
+//! same exec (a captured audit.log event run through the auditd source), and the duplicate
+//! check between the two.
+use aurora_agent::detect::audit_feed::analyze::shape;
+use aurora_agent::detect::audit_feed::{AuditFeed, Feed};
+use aurora_agent::event::audit::AUDIT_SOURCE;
+use aurora_agent::event::{names as f, Event, EventKind, Value};
+use aurora_agent::sources::auditd::{assemble::Assembler, parse::parse_line};
 
 /// One exec as auditd logged it (tests/fixtures/auditd_capture.log).
 const AUDITD_EXEC: &[&str] = &[
