@@ -157,7 +157,9 @@ fn replay_alerts_exactly_on_the_matching_events() {
     std::fs::write(&input, text).unwrap();
     let stdout = run_ok(
         Command::new(aurora())
-            .args(["replay", "--json", "--throttle-rate", "0", "--rules"])
+            // Each case's auditd events are given: none are to be made from its others.
+            .args(["replay", "--json", "--throttle-rate", "0"])
+            .args(["--audit-from-sensors", "off", "--rules"])
             .arg(dir.path())
             .arg(&input),
     );

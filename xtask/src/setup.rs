@@ -115,6 +115,16 @@ fn ensure_tracefs() -> Result<()> {
     run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
 }
 
+/// securityfs, where the kernel lists its active LSMs (the agent reads it to choose BPF LSM
+/// or the fallback).
+fn ensure_securityfs() -> Result<()> {
+    if Path::new("/sys/kernel/security/lsm").exists() {
+        return Ok(());
+    }
+    step("mounting securityfs at /sys/kernel/security");
+    run(Command::new("mount").args(["-t", "securityfs", "securityfs", "/sys/kernel/security"]))
+}
+
 pub fn ensure(test_deps: bool) -> Result<()> {
     if !nix_is_root() {
         bail!("run as root: installing packages and loading eBPF programs need it");
@@ -145,6 +155,7 @@ pub fn ensure(test_deps: bool) -> Result<()> {
             ])
             .env("LLVM_PREFIX", "/usr/lib/llvm-22"))?;
     }
+    ensure_securityfs()?;
     ensure_tracefs()
 }
 

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use crate::{root, run as run_cmd, step};
 
+mod audit_feed;
 mod exec;
 mod fleet;
 mod peers;
@@ -28,7 +29,7 @@ mod syscalls;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Parts to run (comma-separated): detect, exec, storms, ring, syscalls, auditd, nats,
-    /// response, fuzz.
+    /// response, auditfeed, fuzz.
     /// [default: all]
     #[arg(long, value_delimiter = ',')]
     parts: Vec<String>,
@@ -291,6 +292,9 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     if want("response") {
         results["response"] = response::part_response(&a)?;
     }
+    if want("auditfeed") {
+        results["auditfeed"] = audit_feed::part(&a, &sigmahq)?;
+    }
     if want("fuzz") {
         let secs = if a.quick { 10 } else { 60 };
         crate::fuzz::run_fuzz(secs)?;
@@ -388,6 +392,12 @@ fn print_table(r: &Value) {
         ("response", "policy_cost_pts_per_round", "cost of the policy, per round (points)", "-"),
         ("response", "kill_latency_ms_median", "rule-driven kill latency, median (ms)", "-"),
         ("response", "kill_latency_ms_p99", "rule-driven kill latency, p99 (ms)", "-"),
+        ("auditfeed", "slowdown_pct_feed_off", "exec loop slowdown, auditd feed off (%)", "-"),
+        ("auditfeed", "slowdown_pct_feed_on", "exec loop slowdown, auditd feed on (%)", "-"),
+        ("auditfeed", "feed_cost_pts", "cost of the auditd feed (points)", "<= 0.3"),
+        ("auditfeed", "feed_cost_pts_per_round", "cost of the auditd feed, per round (points)", "-"),
+        ("auditfeed", "feed_cpu_us_per_exec", "agent CPU the feed adds per exec (us)", "<= 0.5"),
+        ("auditfeed", "feed_cpu_us_per_exec_per_round", "the same, per round (us)", "-"),
     ];
     for (part, key, label, target) in ROWS {
         if let Some(p) = r.get(part) {
