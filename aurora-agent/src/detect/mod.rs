@@ -391,16 +391,18 @@ impl Detector {
         }
         let mut shared: Option<Arc<Event>> = None;
         let mut hits = std::mem::take(&mut self.hits);
-        for r in 0..self.sets[ev.kind.index()].len() {
-            let routed = &mut self.sets[ev.kind.index()][r];
-            if !routed.route.admits(ev) {
-                continue;
+        crate::event::keyword_scope(|| {
+            for r in 0..self.sets[ev.kind.index()].len() {
+                let routed = &mut self.sets[ev.kind.index()][r];
+                if !routed.route.admits(ev) {
+                    continue;
+                }
+                routed.set.evaluate(ev, &mut hits);
+                if !hits.is_empty() {
+                    self.alert(ev, r, &mut hits, &mut shared, out);
+                }
             }
-            routed.set.evaluate(ev, &mut hits);
-            if !hits.is_empty() {
-                self.alert(ev, r, &mut hits, &mut shared, out);
-            }
-        }
+        });
         self.hits = hits;
     }
 

@@ -8,6 +8,8 @@ mod sigma;
 pub mod text;
 pub mod time;
 
+pub use sigma::{keyword_scope, with_keyword_line as with_keyword_text};
+
 use std::borrow::Cow;
 
 use compact_str::CompactString;

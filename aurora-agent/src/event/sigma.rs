@@ -85,16 +85,46 @@ pub fn keyword_line(ev: &Event) -> Option<String> {
     write_keyword_line(ev, &mut line).then_some(line)
 }
 
+thread_local! {
+    /// The keyword line of the event being evaluated: (built, has one, text). Reset by
+    /// `keyword_scope`; outside a scope it is rebuilt on every use.
+    static LINE: RefCell<(bool, bool, String)> = const { RefCell::new((false, false, String::new())) };
+    static SCOPED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (every rule's evaluation of one event, which does not change meanwhile) with the
+/// event's keyword line built at most once: every keyword of every keyword rule that missed
+/// the field values asks for it, and an auditd record's line is a few hundred bytes.
+pub fn keyword_scope<R>(f: impl FnOnce() -> R) -> R {
+    let reset = || {
+        LINE.with(|c| {
+            if let Ok(mut l) = c.try_borrow_mut() {
+                l.0 = false;
+            }
+        })
+    };
+    reset();
+    SCOPED.with(|s| s.set(true));
+    let r = f();
+    SCOPED.with(|s| s.set(false));
+    reset();
+    r
+}
+
 /// `keyword_line` into a buffer reused per thread (keyword rules evaluate it per event).
-fn with_keyword_line<R>(ev: &Event, f: impl FnOnce(Option<&str>) -> R) -> R {
-    thread_local! {
-        static LINE: RefCell<String> = const { RefCell::new(String::new()) };
-    }
+pub fn with_keyword_line<R>(ev: &Event, f: impl FnOnce(Option<&str>) -> R) -> R {
+    let scoped = SCOPED.with(|s| s.get());
     LINE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut line) => {
-            line.clear();
-            if write_keyword_line(ev, &mut line) {
-                f(Some(&line))
+        Ok(mut l) => {
+            if !(scoped && l.0) {
+                let mut text = std::mem::take(&mut l.2);
+                text.clear();
+                l.1 = write_keyword_line(ev, &mut text);
+                l.2 = text;
+                l.0 = true;
+            }
+            if l.1 {
+                f(Some(&l.2))
             } else {
                 f(None)
             }
@@ -121,14 +151,19 @@ fn write_keyword_line(ev: &Event, out: &mut String) -> bool {
             true
         }
         EventKind::Audit => {
+            // push_str, not write!: a record's line is built for every auditd event a keyword
+            // rule may see, and formatting was most of that.
             if let Some(t) = ev.get("type") {
-                let _ = write!(out, "type={}", t.as_text());
+                out.push_str("type=");
+                out.push_str(&t.as_text());
             }
             for (k, v) in ev.fields.iter().filter(|(k, _)| *k != "type") {
                 if !out.is_empty() {
                     out.push(' ');
                 }
-                let _ = write!(out, "{k}={}", v.as_text());
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&v.as_text());
             }
             true
         }

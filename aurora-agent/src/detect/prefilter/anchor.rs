@@ -6,7 +6,7 @@
 //! needs a hit in each), `or` builds clauses that take one clause from every operand, a regex
 //! contributes the literals all its matches start or end with (regex-syntax's extractor) and
 //! its shortest match length, an integral value its number, and anything we cannot bound
-//! (`not`, number ranges, keywords, `|exists: true`, short literal-free regexes) leaves that
+//! (`not`, number ranges, `|exists: true`, short literal-free regexes) leaves that
 //! branch unbounded (`None`).
 //!
 //! Each rule is then classified:
@@ -182,10 +182,29 @@ fn condition_anchor(cond: &ConditionExpr, rule: &CompiledRule) -> Option<Anchor>
     }
 }
 
+/// The pseudo-field of keywords: a keyword hits when any string value of the event (or its
+/// log line, for the kinds that have one) contains it. No event has a field of this name.
+pub const ANY_VALUE: &str = "\u{1}any value";
+
+/// A keyword matcher's anchor on `ANY_VALUE`: its needles, wherever they are in a value
+/// (positions and other tests are not kept: unbounded then).
+fn keyword_anchor(m: &CompiledMatcher) -> Option<Anchor> {
+    let mut anchor = matcher_anchor(ANY_VALUE, m)?;
+    for atom in anchor.iter_mut().flatten() {
+        match &mut atom.test {
+            Test::Substr(_, pos) if !atom.from_regex => *pos = Pos::Anywhere,
+            _ => return None,
+        }
+    }
+    Some(anchor)
+}
+
 pub fn detection_anchor(det: &CompiledDetection) -> Option<Anchor> {
     match det {
         CompiledDetection::AllOf(items) => best(items.iter().map(|item| {
-            let field = item.field.as_deref()?;
+            let Some(field) = item.field.as_deref() else {
+                return keyword_anchor(&item.matcher);
+            };
             match item.exists {
                 Some(false) => return atom(field, Test::Absent),
                 Some(true) => return None,
@@ -199,9 +218,8 @@ pub fn detection_anchor(det: &CompiledDetection) -> Option<Anchor> {
         })),
         CompiledDetection::AnyOf(subs) => union(subs.iter().map(detection_anchor)),
         CompiledDetection::And(subs) => best(subs.iter().map(detection_anchor)),
-        CompiledDetection::Keywords(_)
-        | CompiledDetection::ArrayMatch { .. }
-        | CompiledDetection::Conditional { .. } => None,
+        CompiledDetection::Keywords(m) => keyword_anchor(m),
+        CompiledDetection::ArrayMatch { .. } | CompiledDetection::Conditional { .. } => None,
     }
 }
 

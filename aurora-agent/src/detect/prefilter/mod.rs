@@ -132,6 +132,10 @@ impl Prefilter {
         self.hits[words..].fill(0);
         let names = name_mask(event);
         for (fi, &bit) in self.fields.iter().zip(&self.name_bits) {
+            if fi.field == anchor::ANY_VALUE {
+                mark_any(fi, event, &mut self.hits, &mut self.lowered);
+                continue;
+            }
             let value = if names & bit == 0 {
                 None
             } else {
@@ -183,6 +187,26 @@ fn name_mask(event: &Event) -> u64 {
         .fields
         .iter()
         .fold(0, |mask, (name, _)| mask | name_bit(name))
+}
+
+/// Keyword needles: the event's log line when its kind has one (every value is in it), else
+/// each string value (what rsigma's keyword matching looks at).
+fn mark_any(fi: &FieldIndex, event: &Event, hits: &mut [u64], lowered: &mut String) {
+    let scanned_line = crate::event::with_keyword_text(event, |line| match line {
+        Some(l) => {
+            mark_str(fi, l, hits, lowered);
+            true
+        }
+        None => false,
+    });
+    if scanned_line {
+        return;
+    }
+    for (_, v) in &event.fields {
+        if let crate::event::Value::Str(s) = v {
+            mark_str(fi, s, hits, lowered);
+        }
+    }
 }
 
 fn mark(hits: &mut [u64], rules: &[u32]) {
