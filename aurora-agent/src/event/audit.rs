@@ -100,8 +100,9 @@ pub fn push_syscall_fields(ev: &mut Event, p: &AuditProcess<'_>, sc: Syscall) {
     if let Some((uid, _)) = p.uid {
         // The sensors see the real uid; the effective and filesystem ones usually equal it
         // (setuid executables are the exception auditd would show).
+        let uid = itoa(i64::from(uid));
         for k in ["uid", "euid", "suid", "fsuid"] {
-            push(ev, k, itoa(i64::from(uid)));
+            push(ev, k, uid.clone());
         }
     }
     push(ev, "comm", comm_of(p.exe));
@@ -121,7 +122,8 @@ pub fn push_syscall_fields(ev: &mut Event, p: &AuditProcess<'_>, sc: Syscall) {
 }
 
 fn itoa(n: i64) -> compact_str::CompactString {
-    compact_str::format_compact!("{n}")
+    // compact_str's integer conversion, not format!: three records per exec carry several.
+    compact_str::ToCompactString::to_compact_string(&n)
 }
 
 /// `a0`…`a63` as static names (argv beyond is cut, as `argc` says).
