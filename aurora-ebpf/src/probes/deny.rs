@@ -138,11 +138,14 @@ unsafe fn emit(
                 (*rec).path_len = n as u32;
             }
         }
-        // A decision is rare and someone may be waiting on it: wake the agent now.
-        if maps::EXEC_RING
-            .output::<BlockRecord>(&*rec, maps::BPF_RB_FORCE_WAKEUP)
-            .is_err()
-        {
+        // A decision is rare and someone may be waiting on it: wake the agent now. A watched
+        // open is only telemetry, possibly frequent: it waits for the batch like an exec.
+        let flags = if action == BLOCK_ACTION_WATCHED {
+            maps::wakeup_flags(&maps::EXEC_RING)
+        } else {
+            maps::BPF_RB_FORCE_WAKEUP
+        };
+        if maps::EXEC_RING.output::<BlockRecord>(&*rec, flags).is_err() {
             maps::count_lost(RING_EXEC);
             return false;
         }
