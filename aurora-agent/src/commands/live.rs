@@ -74,19 +74,12 @@ impl Live {
             tracing::warn!("the host is isolated (aurora unisolate lifts it)");
         }
         let set = policy.get();
-        self.session
-            .sensors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .apply_policy(&set)?;
+        {
+            let mut sensors = self.session.sensors();
+            sensors.apply_policy(&set)?;
+            self.enforcement = sensors.enforcement().to_vec();
+        }
         stats.response.set_entries(set.counts());
-        self.enforcement = self
-            .session
-            .sensors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .enforcement()
-            .to_vec();
         if let Ok(mut e) = stats.response.enforcement.lock() {
             *e = self
                 .enforcement
@@ -127,11 +120,7 @@ impl Live {
             .collect();
         let mut set = (*policy.get()).clone();
         set.add_watches(&specs);
-        self.session
-            .sensors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .apply_policy(&set)?;
+        self.session.sensors().apply_policy(&set)?;
         stats.response.set_entries(set.counts());
         tracing::info!(
             "auditd rules: watching {} file(s) they name",
@@ -266,10 +255,15 @@ impl LiveSession {
         ))
     }
 
+    /// The sensors, locked (a lock poisoned by a panic still holds usable sensors).
+    pub fn sensors(&self) -> std::sync::MutexGuard<'_, Sensors> {
+        self.sensors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// What the ready file says of the sensors: every program with its attach state and
     /// verifier cost, and the file sensor's mode.
     pub fn ready_state(&self, rules_active: Option<usize>) -> ReadyState {
-        let s = self.sensors.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.sensors();
         let mut state = ReadyState::new(
             s.programs().to_vec(),
             s.file_sensor().clone(),
