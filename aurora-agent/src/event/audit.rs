@@ -135,6 +135,11 @@ const ARG_NAMES: [&str; 64] = [
     "a54", "a55", "a56", "a57", "a58", "a59", "a60", "a61", "a62", "a63",
 ];
 
+/// The static name of argument `i` (`a0`…`a63`), None beyond.
+pub fn arg_name(i: usize) -> Option<&'static str> {
+    ARG_NAMES.get(i).copied()
+}
+
 /// The EXECVE record of an exec with these arguments.
 pub fn execve<'a>(p: &AuditProcess<'_>, args: impl Iterator<Item = &'a str> + Clone) -> Event {
     let mut ev = record("EXECVE", p.time);

@@ -11,7 +11,7 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use crate::event::audit::Syscall;
+use crate::event::audit::{self, Syscall};
 use crate::event::Event;
 
 /// Nanoseconds between two records of one syscall at most (both clocks are the kernel's;
@@ -50,11 +50,10 @@ impl Dedup {
         exec.hash(&mut h);
         match (rtype, exec) {
             ("EXECVE", _) => {
-                for i in 0.. {
-                    match ev.get_str(&format!("a{i}")) {
-                        Some(a) => a.hash(&mut h),
-                        None => break,
-                    }
+                // Static names, no format! per argument: this runs for every record.
+                let args = (0..).map_while(audit::arg_name);
+                for a in args.map_while(|name| ev.get_str(name)) {
+                    a.hash(&mut h);
                 }
             }
             ("SYSCALL", true) => field(ev, "exe").hash(&mut h),
