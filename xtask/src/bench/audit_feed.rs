@@ -9,7 +9,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::exec::exec_loop;
-use super::{cpu_seconds, median, tempdir, Agent, BenchArgs};
+use super::{cpu_seconds, median, rotated, tempdir, Agent, BenchArgs};
 use crate::step;
 
 /// One loop under the agent with the feed `on`: (seconds, agent CPU µs per exec).
@@ -54,24 +54,19 @@ pub(crate) fn part(a: &BenchArgs, sigmahq: &Path) -> Result<Value> {
             r + 1,
             a.rounds
         ));
-        // Rotate which loop runs first: a drift favours none over the rounds.
-        let mut times = [0f64; 3];
-        for k in 0..3 {
-            let which = (k + r) % 3;
-            times[which] = match which {
-                0 => exec_loop(a.execs, &dir, r)?.as_secs_f64(),
-                1 => {
-                    let (t, c) = agent_loop(a, sigmahq, &dir, r, false)?;
-                    cpu_off.push(c);
-                    t
-                }
-                _ => {
-                    let (t, c) = agent_loop(a, sigmahq, &dir, r, true)?;
-                    cpu_on.push(c);
-                    t
-                }
-            };
-        }
+        let times = rotated(r, |which| match which {
+            0 => Ok(exec_loop(a.execs, &dir, r)?.as_secs_f64()),
+            1 => {
+                let (t, c) = agent_loop(a, sigmahq, &dir, r, false)?;
+                cpu_off.push(c);
+                Ok(t)
+            }
+            _ => {
+                let (t, c) = agent_loop(a, sigmahq, &dir, r, true)?;
+                cpu_on.push(c);
+                Ok(t)
+            }
+        })?;
         off.push((times[1] / times[0] - 1.0) * 100.0);
         on.push((times[2] / times[0] - 1.0) * 100.0);
     }

@@ -49,6 +49,17 @@ pub struct BenchArgs {
     quick: bool,
 }
 
+/// Round `r` of three loops (`run(0)`, `run(1)`, `run(2)`), each loop's time at its index.
+/// Which runs first rotates with the round: a drift of the machine favours none of them.
+pub(crate) fn rotated(r: usize, mut run: impl FnMut(usize) -> Result<f64>) -> Result<[f64; 3]> {
+    let mut times = [0f64; 3];
+    for k in 0..3 {
+        let which = (k + r) % 3;
+        times[which] = run(which)?;
+    }
+    Ok(times)
+}
+
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::exec::{exec_loop, workload};
-use super::{median, tempdir, Agent, BenchArgs};
+use super::{median, rotated, tempdir, Agent, BenchArgs};
 use crate::{root, step};
 
 /// Entries of the large deny policy: inode entries (no files needed, the same kernel lookups
@@ -70,16 +70,11 @@ fn policy_rounds(a: &BenchArgs, dir: &Path) -> Result<Value> {
             r + 1,
             a.rounds
         ));
-        // Rotate which of the three loops runs first: a drift favours none over the rounds.
-        let mut times = [0f64; 3];
-        for k in 0..3 {
-            let which = (k + r) % 3;
-            times[which] = match which {
-                0 => exec_loop(a.execs, dir, r)?.as_secs_f64(),
-                1 => agent_loop(a, dir, r, &[])?,
-                _ => agent_loop(a, dir, r, &with_policy)?,
-            };
-        }
+        let times = rotated(r, |which| match which {
+            0 => Ok(exec_loop(a.execs, dir, r)?.as_secs_f64()),
+            1 => agent_loop(a, dir, r, &[]),
+            _ => agent_loop(a, dir, r, &with_policy),
+        })?;
         plain.push(times[1] / times[0] - 1.0);
         denied.push(times[2] / times[0] - 1.0);
     }
