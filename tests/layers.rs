@@ -2,7 +2,8 @@
 //! aurora-agent names is one its layer may import. Data flows one way — sources → enrich →
 //! detect → sinks, put together by pipeline, driven by commands — and telemetry, stats,
 //! config, nats, event and policy are below them all. response acts on what detection and
-//! the kernel decided, so it sits above sources, enrich and detect, below pipeline.
+//! the kernel decided, so it sits above sources, enrich and detect, below pipeline. fleet, the
+//! control plane, sits beside the pipeline: it reads the counters and asks response to act.
 mod common;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["policy", "sources", "enrich", "detect", "event", "stats"],
     ),
     (
+        "fleet",
+        &[
+            "response",
+            "policy",
+            "sources",
+            "detect",
+            "stats",
+            "telemetry",
+            "nats",
+        ],
+    ),
+    (
         "pipeline",
         &[
             "response",
@@ -52,6 +65,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "fleet",
             "response",
             "policy",
             "sources",

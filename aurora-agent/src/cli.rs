@@ -58,6 +58,11 @@ pub enum Command {
     Isolate(IsolateArgs),
     /// Lift the isolation `aurora isolate` put in place.
     Unisolate(UnisolateArgs),
+    /// The fleet's control plane on NATS: status, commands, signed bundles, identities.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// The agent's sensor loader child (started by the agent with a socket as stdin).
     #[command(hide = true, name = "load-sensors")]
     LoadSensors {
@@ -80,6 +85,103 @@ pub enum PolicyCommand {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Every agent's last heartbeat: sensors, enforcement, rules, counters, isolation
+    /// (wanted by operators / reported by the agent), bundles; stale after 3 intervals.
+    Status {
+        #[command(flatten)]
+        conn: FleetConnArgs,
+        /// One JSON document (an array of hosts) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one agent a command and print its reply: ping, isolate, unisolate, reload,
+    /// kill PROCESS_GUID, policy-mode audit|enforce. Example: aurora fleet cmd web-1 isolate
+    Cmd {
+        #[command(flatten)]
+        conn: FleetConnArgs,
+        /// Who is asking (recorded with the command; $USER when set).
+        #[arg(long, value_name = "NAME", env = "USER", default_value = "operator")]
+        operator: String,
+        /// The agent's host id (as `fleet status` lists it).
+        #[arg(value_name = "HOST")]
+        host: String,
+        /// The command and its argument.
+        #[arg(value_name = "COMMAND", required = true, num_args = 1..)]
+        words: Vec<String>,
+    },
+    /// Check rule directories (as `rules check`), sign them as one bundle and store it;
+    /// agents run with --fleet-rules take it.
+    PushRules {
+        #[command(flatten)]
+        conn: FleetConnArgs,
+        /// The signing key (`fleet keygen`'s .seed file).
+        #[arg(long, value_name = "FILE", required = true)]
+        key: PathBuf,
+        #[arg(value_name = "DIR", required = true)]
+        dirs: Vec<PathBuf>,
+    },
+    /// Check policy files (as `policy check`), sign them as one bundle and store it; agents
+    /// run with --fleet-policy take it.
+    PushPolicy {
+        #[command(flatten)]
+        conn: FleetConnArgs,
+        #[arg(long, value_name = "FILE", required = true)]
+        key: PathBuf,
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Make a bundle signing key: PREFIX.seed (secret) and PREFIX.pub (for --fleet-key).
+    Keygen {
+        #[arg(value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Make NATS identities: an nkey seed per host (DIR/HOST.nk) and one for operators, and
+    /// DIR/accounts.conf giving each agent only its own subjects (include it from the
+    /// nats-server configuration in deploy/nats).
+    Enroll {
+        /// The operators' identity name.
+        #[arg(long, value_name = "NAME", default_value = "operator")]
+        operator: String,
+        #[arg(long, value_name = "DIR", required = true)]
+        dir: PathBuf,
+        #[arg(value_name = "HOST", required = true)]
+        hosts: Vec<String>,
+    },
+    /// Create the fleet's buckets, object store and stream.
+    Init {
+        #[command(flatten)]
+        conn: FleetConnArgs,
+    },
+    /// Heartbeat as many simulated agents from one process (`cargo xtask bench`).
+    #[command(hide = true)]
+    Simulate(crate::fleet::simulate::SimulateArgs),
+}
+
+impl FleetCommand {
+    /// `-v` where the subcommand takes it.
+    pub fn verbose(&self) -> u8 {
+        match self {
+            FleetCommand::Status { conn, .. }
+            | FleetCommand::Cmd { conn, .. }
+            | FleetCommand::PushRules { conn, .. }
+            | FleetCommand::PushPolicy { conn, .. }
+            | FleetCommand::Init { conn } => conn.global.verbose,
+            _ => 0,
+        }
+    }
+}
+
+/// How `aurora fleet` reaches NATS: the agent's flags, or its config file (-c).
+#[derive(Args, Debug, Clone)]
+pub struct FleetConnArgs {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(flatten)]
+    pub nats: crate::nats::NatsConnectArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -192,6 +294,11 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
         ("syslog_rfc", SinkCommon::DEFAULT_RFC.to_string()),
         ("syslog_facility", SinkCommon::DEFAULT_FACILITY.into()),
         ("sink_queue", SinkCommon::DEFAULT_QUEUE.to_string()),
+        (
+            "heartbeat_interval",
+            crate::fleet::FleetConfig::DEFAULT_INTERVAL_SECS.to_string(),
+        ),
+        ("fleet_dir", crate::fleet::FleetConfig::DEFAULT_DIR.into()),
     ]
 }
 
@@ -279,6 +386,8 @@ pub struct RunArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub response: crate::response::ResponseArgs,
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetArgs,
     #[command(flatten)]
     pub agent: AgentArgs,
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod detect;
 pub mod enrich;
 pub mod event;
+pub mod fleet;
 pub mod nats;
 pub mod pipeline;
 pub mod policy;

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Some(Command::Isolate(a)) => a.global.verbose,
         Some(Command::Unisolate(a)) => a.global.verbose,
         Some(Command::LoadSensors { verbose }) => *verbose,
+        Some(Command::Fleet { command }) => command.verbose(),
         _ => cli.run.global.verbose,
     };
     init_logging(verbose);
@@ -98,6 +99,13 @@ fn main() -> ExitCode {
         Some(Command::Unisolate(args)) => {
             commands::respond::unisolate(&args).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Fleet { command }) => commands::fleet::run(command).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Some(Command::LoadSensors { .. }) => {
             aurora_agent::sources::ebpf::loader::serve().map(|()| ExitCode::SUCCESS)
         }

@@ -1,18 +1,45 @@
-//! NATS plumbing shared by the NATS sink (publishing) and the JetStream source (`aurora
-//! consume`): where the servers are and how to authenticate (`NatsConfig`), the connection
-//! with its outage reporting, and the stream.
+//! NATS plumbing shared by the NATS sink (publishing), the JetStream source (`aurora
+//! consume`) and the fleet control plane: where the servers are and how to authenticate
+//! (`NatsConnectArgs` → `NatsConnect`), the connection with its outage reporting, and the
+//! stream.
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use serde::{Deserialize, Serialize};
 
 use crate::stats::SinkStats;
 
-/// How to reach NATS and what to publish, resolved from `config::NatsArgs`.
+/// How to reach NATS and who this host is there: the flags every NATS user (the agent's sink,
+/// `consume`, `aurora fleet`) shares, also config-file keys.
+#[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct NatsConnectArgs {
+    /// Publish alerts to NATS JetStream (subject aurora.alerts.HOST), acknowledged, through a
+    /// disk spool, and join the fleet (heartbeats, commands) (repeatable: servers of one
+    /// cluster). Example: --nats-url nats://10.0.0.7:4222
+    #[arg(long = "nats-url", value_name = "URL")]
+    pub nats_url: Vec<String>,
+    /// NATS credentials file (JWT + nkey). Example: --nats-creds /etc/aurora/nats.creds
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+    /// File holding an nkey seed for NATS authentication (`aurora fleet enroll` writes one).
+    #[arg(long, value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
+    /// CA certificate (PEM) of tls:// NATS servers.
+    #[arg(long, value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// This host's name in subjects, the fleet's key-value buckets and its NATS permissions.
+    /// [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub host_id: Option<String>,
+}
+
+/// `NatsConnectArgs`, resolved.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NatsConfig {
+pub struct NatsConnect {
     /// Server URLs (several: the client fails over between them).
     pub urls: Vec<String>,
     pub credentials: Option<PathBuf>,
@@ -20,6 +47,67 @@ pub struct NatsConfig {
     pub nkey: Option<PathBuf>,
     /// CA certificate for `tls://` servers.
     pub tls_ca: Option<PathBuf>,
+    /// This host as one subject token.
+    pub host: String,
+}
+
+impl NatsConnectArgs {
+    /// None without a URL.
+    pub fn resolve(&self) -> anyhow::Result<Option<NatsConnect>> {
+        if self.nats_url.is_empty() {
+            if self.nats_creds.is_some() || self.nats_nkey.is_some() {
+                anyhow::bail!("--nats-creds/--nats-nkey given without --nats-url");
+            }
+            return Ok(None);
+        }
+        for u in &self.nats_url {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| anyhow::anyhow!("--nats-url {u}: {e}"))?;
+        }
+        let host = match &self.host_id {
+            Some(h) if host_token_ok(h) => h.clone(),
+            Some(h) => anyhow::bail!(
+                "--host-id {h:?}: expected letters, digits, '-' and '_' only (it is a subject token)"
+            ),
+            None => subject_token(
+                &nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".into()),
+            ),
+        };
+        Ok(Some(NatsConnect {
+            urls: self.nats_url.clone(),
+            credentials: self.nats_creds.clone(),
+            nkey: self.nats_nkey.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            host,
+        }))
+    }
+}
+
+/// `a.b c` → `a_b_c`: a host name as one subject token.
+pub fn subject_token(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '.' | '*' | '>' | ' ' | '\t' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// A host id usable as a subject token and a key-value key.
+pub fn host_token_ok(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 128
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// How to reach NATS and what to publish, resolved from `config::NatsArgs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NatsConfig {
+    pub connect: NatsConnect,
     /// Publish every event too, not only alerts.
     pub events: bool,
     pub stream: String,
@@ -47,14 +135,15 @@ impl NatsConfig {
 
 /// Connection options from the config (credentials, nkey, TLS) with reconnects forever. With
 /// `stats`, each outage is logged once when it starts (with the client's reason) and once when
-/// it ends, and the reconnection is counted.
+/// it ends, and the reconnection is counted. Replies come to `_INBOX.<host>.…`, so a server can
+/// let each host read only its own (deploy/nats).
 pub async fn connect(
-    cfg: &NatsConfig,
+    cfg: &NatsConnect,
     stats: Option<Arc<SinkStats>>,
 ) -> anyhow::Result<async_nats::Client> {
     use anyhow::Context as _;
-    let mut opts = async_nats::ConnectOptions::new()
-        .name("aurora")
+    let mut opts = options(cfg)
+        .await?
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(|n| Duration::from_millis((100 * n as u64).min(2000)));
@@ -69,6 +158,25 @@ pub async fn connect(
             }
         });
     }
+    let urls = server_addrs(cfg)?;
+    opts.connect(urls).await.context("connecting to NATS")
+}
+
+/// The URLs as the client takes them.
+pub fn server_addrs(cfg: &NatsConnect) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    use anyhow::Context as _;
+    cfg.urls
+        .iter()
+        .map(|u| u.parse().with_context(|| format!("--nats-url {u}")))
+        .collect()
+}
+
+/// Authentication, TLS and the inbox prefix: what every connection of this host shares.
+pub async fn options(cfg: &NatsConnect) -> anyhow::Result<async_nats::ConnectOptions> {
+    use anyhow::Context as _;
+    let mut opts = async_nats::ConnectOptions::new()
+        .name("aurora")
+        .custom_inbox_prefix(format!("_INBOX.{}", cfg.host));
     if let Some(c) = &cfg.credentials {
         opts = opts
             .credentials_file(c)
@@ -83,12 +191,7 @@ pub async fn connect(
     if let Some(ca) = &cfg.tls_ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
-    let urls: Vec<async_nats::ServerAddr> = cfg
-        .urls
-        .iter()
-        .map(|u| u.parse().with_context(|| format!("--nats-url {u}")))
-        .collect::<anyhow::Result<_>>()?;
-    opts.connect(urls).await.context("connecting to NATS")
+    Ok(opts)
 }
 
 /// One connection's outages as the client reports them: the first event of an outage is
@@ -139,7 +242,7 @@ impl Outage {
 
 /// Why no server answers, in the operating system's words (the client retries quietly): the
 /// first URL's TCP connect error, or None when a server does accept connections.
-pub async fn unreachable_reason(cfg: &NatsConfig) -> Option<String> {
+pub async fn unreachable_reason(cfg: &NatsConnect) -> Option<String> {
     let url = cfg.urls.first()?;
     let addr: async_nats::ServerAddr = url.parse().ok()?;
     let target = (addr.host().to_owned(), addr.port());

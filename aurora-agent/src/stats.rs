@@ -55,11 +55,13 @@ pub struct RuleStates {
     pub invalid: u64,
 }
 
-/// The last SIGHUP reload: when, and whether the new set replaced the old one.
-#[derive(Clone, Copy, Debug)]
+/// The last SIGHUP reload: when, whether the new set replaced the old one, and its active rules
+/// or why it was refused.
+#[derive(Clone, Debug)]
 pub struct ReloadResult {
     pub unix_seconds: f64,
     pub ok: bool,
+    pub detail: String,
 }
 
 #[derive(Default)]
@@ -82,6 +84,10 @@ pub struct DetectStats {
     /// SIGHUP reloads that replaced the rules, and those refused.
     pub reloads_ok: AtomicU64,
     pub reloads_refused: AtomicU64,
+    /// sha256 of the running rule files (`rules::digest`), for the fleet's heartbeats.
+    pub rule_digest: Mutex<String>,
+    /// When the last alert was made, in Unix milliseconds (0: none yet).
+    pub last_alert_ms: AtomicU64,
 }
 
 impl DetectStats {
@@ -127,20 +133,31 @@ impl DetectStats {
         }
     }
 
-    pub fn record_reload(&self, ok: bool) {
+    /// A reload's outcome: the new set's active rules, or why it was refused. The result is
+    /// in place before the counter moves, so a reader that saw the counter move reads it.
+    pub fn record_reload(&self, outcome: Result<usize, String>) {
+        let ok = outcome.is_ok();
+        let unix_seconds = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let detail = match outcome {
+            Ok(n) => format!("{n} active rules"),
+            Err(e) => e,
+        };
+        if let Ok(mut g) = self.last_reload.lock() {
+            *g = Some(ReloadResult {
+                unix_seconds,
+                ok,
+                detail,
+            });
+        }
         let counter = if ok {
             &self.reloads_ok
         } else {
             &self.reloads_refused
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        let unix_seconds = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        if let Ok(mut g) = self.last_reload.lock() {
-            *g = Some(ReloadResult { unix_seconds, ok });
-        }
     }
 }
 

@@ -354,10 +354,23 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(dir: &Path, args: &[std::ffi::OsString]) -> Agent {
+        Agent::start_in(dir, None, args)
+    }
+
+    /// `start`, in the network namespace `netns` (`ip netns exec`) when given.
+    pub fn start_in(dir: &Path, netns: Option<&str>, args: &[std::ffi::OsString]) -> Agent {
         let log = dir.join("alerts.log");
         let ready_path = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready_path);
-        let mut child = Command::new(aurora())
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(aurora());
+                c
+            }
+            None => Command::new(aurora()),
+        };
+        let mut child = cmd
             .args(["--no-stdout", "--json", "--throttle-rate", "0", "--logfile"])
             .arg(&log)
             .arg("--ready-file")

@@ -143,10 +143,16 @@ impl Live {
         let sensors = self.session.sensors.clone();
         Ok(tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                let watches = policy.get().watches.clone();
+                let (watches, forced) = {
+                    let running = policy.get();
+                    (running.watches.clone(), running.forced_mode)
+                };
                 let loaded = crate::policy::PolicySet::load(&files).map_err(anyhow::Error::from);
                 let applied = loaded.and_then(|mut set| {
                     set.add_watches(&watches);
+                    if let Some(mode) = forced {
+                        set.force_mode(mode);
+                    }
                     sensors
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -169,15 +175,21 @@ impl Live {
         }))
     }
 
-    /// Everything is up: write the ready file and answer /readyz with 200.
-    pub fn ready(&mut self, rules_active: Option<usize>) -> Result<()> {
+    /// Everything is up: write the ready file and answer /readyz with 200. Returns what the
+    /// ready file says (the fleet's heartbeats report it).
+    pub fn ready(&mut self, rules_active: Option<usize>) -> Result<ReadyState> {
         let mut state = self.session.ready_state(rules_active);
         state.enforcement = self.enforcement.clone();
         state.isolated = self.isolated;
         state.metrics = self.telemetry.addr;
         self.ready = Some(ReadyFile::publish(self.ready_file.as_deref(), &state)?);
         self.telemetry.ready(&state);
-        Ok(())
+        Ok(state)
+    }
+
+    /// The sensors, shared (the fleet's commands change the policy in force).
+    pub fn shared_sensors(&self) -> Arc<Mutex<crate::sources::ebpf::Sensors>> {
+        self.session.sensors.clone()
     }
 
     /// Detach, drain what the rings and logs still hold, close the queue (the pipeline then

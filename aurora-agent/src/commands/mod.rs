@@ -1,6 +1,7 @@
 //! One module per subcommand; `main.rs` only dispatches.
 pub mod assets;
 pub mod consume;
+pub mod fleet;
 pub mod live;
 pub mod record;
 pub mod replay;

@@ -63,10 +63,7 @@ pub fn isolate(args: &IsolateArgs) -> Result<()> {
     }
     // The agent's own collectors stay reachable: its syslog targets and NATS servers.
     let outputs = crate::cli::OutputArgs::default().layered(&file)?;
-    let mut collectors: Vec<String> = outputs.nats.nats_url.clone();
-    collectors.extend(outputs.udp.udp_target.clone());
-    collectors.extend(outputs.tcp.tcp_target.clone());
-    allows.extend(isolate::collectors(&collectors));
+    allows.extend(collector_allows(&outputs));
     allows.dedup();
     isolate::isolate(&allows)?;
     println!(
@@ -74,6 +71,14 @@ pub fn isolate(args: &IsolateArgs) -> Result<()> {
         serde_json::to_string(&response_event("isolated", &allows))?
     );
     Ok(())
+}
+
+/// What isolation keeps reachable of an agent's outputs: its NATS servers and syslog targets.
+pub fn collector_allows(outputs: &crate::cli::OutputArgs) -> Vec<isolate::Allow> {
+    let mut collectors: Vec<String> = outputs.nats.connect.nats_url.clone();
+    collectors.extend(outputs.udp.udp_target.clone());
+    collectors.extend(outputs.tcp.tcp_target.clone());
+    isolate::collectors(&collectors)
 }
 
 pub fn unisolate(_args: &UnisolateArgs) -> Result<()> {

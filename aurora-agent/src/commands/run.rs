@@ -4,9 +4,10 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 
 use super::live::Live;
-use super::settings::{detect_config, Settings};
+use super::settings::Settings;
 use crate::cli::{AgentArgs, CpuPolicy, RunArgs};
 use crate::detect::DetectConfig;
+use crate::fleet::agent::{FleetAgent, RuleValidator};
 use crate::pipeline::builder::{close_sinks, Topology, TopologyConfig, SHUTDOWN_BUDGET_LIVE};
 
 /// nice 10 and the idle I/O class, so the agent yields to the workload it watches.
@@ -49,16 +50,57 @@ pub(super) fn apply_cpu_policy(policy: CpuPolicy) -> Result<()> {
     Ok(())
 }
 
+/// How the fleet checks a rule bundle before swapping it in: as a reload would load it, alone
+/// (all or nothing), with the agent's detection settings.
+fn rule_validator(base: &DetectConfig) -> RuleValidator {
+    let base = base.clone();
+    std::sync::Arc::new(move |dir: &std::path::Path| {
+        let cfg = DetectConfig {
+            rule_dirs: vec![dir.to_path_buf()],
+            optional_rule_dirs: vec![],
+            ..base.clone()
+        };
+        let stats = std::sync::Arc::new(crate::stats::DetectStats::default());
+        crate::detect::Detector::reload(&cfg, stats)
+            .map(|d| d.rule_count())
+            .map_err(|e| e.to_string())
+    })
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     let mut settings = Settings::for_sensors(&args.global, &args.sensors)?;
-    let response = settings.file.layer(&args.response)?.build()?;
+    let outputs = args.output.layered(&settings.file)?;
+    // The fleet's bundles are one more rules directory and one more policy path, each empty
+    // until a bundle is accepted.
+    let fleet = settings.file.layer(&args.fleet)?.build()?;
+    let nats = outputs.nats.connect.resolve()?;
+    if (fleet.rules || fleet.policy) && nats.is_none() {
+        anyhow::bail!("--fleet-rules/--fleet-policy need --nats-url");
+    }
+    if fleet.rules || fleet.policy {
+        crate::fleet::agent::prepare_dir(&fleet)?;
+    }
+    let mut response_args = settings.file.layer(&args.response)?;
+    if fleet.policy {
+        response_args
+            .policy
+            .push(fleet.current(crate::fleet::bundle::BundleKind::Policy));
+    }
+    let response = response_args.build()?;
     settings.enrich.policy = response.policy.clone();
     let file = &settings.file;
     let agent: AgentArgs = file.layer(&args.agent)?;
-    let outputs = args.output.layered(file)?;
-    let mut detect: DetectConfig = detect_config(&args.detect, file, false)?;
+    let optional_rules = if fleet.rules {
+        vec![fleet.current(crate::fleet::bundle::BundleKind::Rules)]
+    } else {
+        vec![]
+    };
+    let mut detect: DetectConfig = file
+        .layer(&args.detect)?
+        .build_with(false, optional_rules)?;
     detect.collected = Some(settings.collected_kinds());
     detect.compile_threads = 1;
+    let detect_for_fleet = detect.clone();
     // Fail fast on the logsource mapping before touching the kernel (flags and rule
     // directories were validated by detect_config).
     crate::detect::mapping(&detect)?;
@@ -94,8 +136,25 @@ pub fn run(args: RunArgs) -> Result<()> {
             .await
             .map_err(|_| anyhow::anyhow!("pipeline thread ended while loading the rules"))??;
         live.watch(&loaded.audit_watches, &response.policy, &stats)?;
-        live.ready(Some(loaded.rule_count))?;
+        let ready = live.ready(Some(loaded.rule_count))?;
         tracing::info!("watching");
+        let fleet_task = match nats {
+            Some(connect) => Some(
+                FleetAgent {
+                    cfg: fleet,
+                    connect,
+                    stats: stats.clone(),
+                    ready,
+                    policy: response.policy.clone(),
+                    sensors: live.shared_sensors(),
+                    allows: super::respond::collector_allows(&outputs),
+                    validate_rules: rule_validator(&detect_for_fleet),
+                }
+                .spawn()
+                .await?,
+            ),
+            None => None,
+        };
 
         let reloader = topology.spawn_reloader()?;
         let policy_reloader = live.spawn_policy_reloader(
@@ -114,6 +173,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         let started = Instant::now();
         reporter.abort();
         reloader.abort();
+        if let Some(t) = fleet_task {
+            t.abort();
+        }
         policy_reloader.abort();
         let _ready = live.stop().await;
         let mut handler = tokio::task::spawn_blocking(move || consumer.join())

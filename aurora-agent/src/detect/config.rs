@@ -62,8 +62,18 @@ impl DetectArgs {
     /// Detection's config. `event_time_throttle`: throttle on the events' own times (replay,
     /// consume) instead of the wall clock (live).
     pub fn build(&self, event_time_throttle: bool) -> Result<DetectConfig> {
+        self.build_with(event_time_throttle, vec![])
+    }
+
+    /// `build`, with directories loaded when they hold rules (the fleet's bundle): with one,
+    /// `--rules` may be left out.
+    pub fn build_with(
+        &self,
+        event_time_throttle: bool,
+        optional_rule_dirs: Vec<PathBuf>,
+    ) -> Result<DetectConfig> {
         let rule_dirs = self.rules.clone();
-        if rule_dirs.is_empty() {
+        if rule_dirs.is_empty() && optional_rule_dirs.is_empty() {
             bail!("no rules: give --rules DIR (repeatable), e.g. --rules rules");
         }
         for dir in &rule_dirs {
@@ -92,6 +102,7 @@ impl DetectArgs {
             audit_from_sensors: self
                 .audit_from_sensors
                 .map_or(defaults.audit_from_sensors, |s| s == OnOff::On),
+            optional_rule_dirs,
             ..defaults
         })
     }

@@ -56,6 +56,20 @@ pub struct DetectConfig {
     /// Make auditd records from the sensors' events for the auditd rules they can feed
     /// (`audit_feed`).
     pub audit_from_sensors: bool,
+    /// Rule directories loaded when they hold rules (the fleet's accepted bundle, empty until
+    /// one arrives).
+    pub optional_rule_dirs: Vec<PathBuf>,
+}
+
+impl DetectConfig {
+    /// The directories to load now: the given ones and the optional ones holding rules.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        let optional = self
+            .optional_rule_dirs
+            .iter()
+            .filter(|d| rules::rule_files(d).is_ok());
+        self.rule_dirs.iter().chain(optional).cloned().collect()
+    }
 }
 
 impl Default for DetectConfig {
@@ -72,6 +86,7 @@ impl Default for DetectConfig {
             compile_threads: 4,
             defer_compile: false,
             audit_from_sensors: true,
+            optional_rule_dirs: vec![],
         }
     }
 }
@@ -82,7 +97,7 @@ pub fn mapping(cfg: &DetectConfig) -> Result<LogsourceMap, logsource::MapError> 
     if let Some(p) = &cfg.logsource_map {
         return LogsourceMap::load(p);
     }
-    for d in &cfg.rule_dirs {
+    for d in &cfg.dirs() {
         let p = d.join(logsource::FILE_NAME);
         if p.is_file() {
             return LogsourceMap::load(&p);
@@ -152,6 +167,8 @@ pub struct Detector {
     exclude: Vec<String>,
     host: Arc<str>,
     stats: Arc<DetectStats>,
+    /// sha256 of the rule files this set was loaded from (`rules::digest`).
+    pub digest: String,
     pub entries: Vec<RuleEntry>,
     pub summary: Summary,
 }
@@ -193,7 +210,9 @@ impl Detector {
             defer_compile: cfg.defer_compile,
             audit_from_sensors: cfg.audit_from_sensors,
         };
-        let mut entries = rules::load(&cfg.rule_dirs, &map, &opts)?;
+        let dirs = cfg.dirs();
+        let mut entries = rules::load(&dirs, &map, &opts)?;
+        let digest = rules::digest(&dirs);
         let throttle = if cfg.event_time_throttle {
             Throttle::event_time(cfg.throttle_rate, cfg.throttle_burst)?
         } else {
@@ -259,6 +278,7 @@ impl Detector {
             stats,
             entries,
             summary,
+            digest,
         })
     }
 
@@ -320,8 +340,11 @@ impl Detector {
         Ok(d)
     }
 
-    /// Publish this set's rule states (active/inactive/invalid) as the running ones.
+    /// Publish this set's rule states (active/inactive/invalid) and digest as the running ones.
     pub fn publish_states(&self) {
+        if let Ok(mut d) = self.stats.rule_digest.lock() {
+            d.clone_from(&self.digest);
+        }
         self.stats.set_rule_states(RuleStates {
             active: self.summary.active as u64,
             inactive: self.summary.inactive as u64,
@@ -438,8 +461,13 @@ impl Detector {
             let meta = self.metas[idx].clone();
             let fields = set.matched_fields(&hit, ev);
             bump(&self.stats.alerts);
+            let now = chrono::Utc::now();
+            self.stats.last_alert_ms.store(
+                now.timestamp_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             out.push(Alert {
-                time: chrono::Utc::now(),
+                time: now,
                 host: self.host.clone(),
                 rule: meta,
                 matched: MatchInfo {

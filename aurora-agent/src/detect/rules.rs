@@ -170,6 +170,24 @@ pub fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
+/// sha256 over every rule file of `dirs` (its path below its directory and its text, in load
+/// order): the same rules give the same digest wherever they are installed. Unreadable
+/// directories and files count as empty.
+pub fn digest(dirs: &[PathBuf]) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for dir in dirs {
+        for file in rule_files(dir).unwrap_or_default() {
+            let rel = file.strip_prefix(dir).unwrap_or(&file);
+            h.update(rel.as_os_str().as_encoded_bytes());
+            h.update([0]);
+            h.update(std::fs::read(&file).unwrap_or_default());
+            h.update([0]);
+        }
+    }
+    format!("{:x}", h.finalize())
+}
+
 fn meta(rule: &SigmaRule, path: &Path) -> RuleMeta {
     RuleMeta {
         id: rule.id.clone(),

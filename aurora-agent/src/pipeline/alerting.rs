@@ -34,13 +34,13 @@ pub fn spawn_reloader(
         while hup.recv().await.is_some() {
             match Detector::reload(&cfg, stats.clone()) {
                 Ok(d) => {
-                    stats.record_reload(true);
+                    stats.record_reload(Ok(d.summary.active));
                     if let Ok(mut slot) = control.new_detector.lock() {
                         *slot = Some(d);
                     }
                 }
                 Err(e) => {
-                    stats.record_reload(false);
+                    stats.record_reload(Err(e.to_string()));
                     tracing::error!("rule reload failed, keeping the current rules: {e}")
                 }
             }

@@ -103,24 +103,60 @@ pub struct PolicySet {
     pub files: Vec<PathBuf>,
     /// The watches added to it (`watch.rs`), resolved again on reload.
     pub watches: Vec<super::WatchSpec>,
+    /// sha256 of the files' names and texts, in order (what the fleet's heartbeats report).
+    pub digest: String,
+    /// A mode the fleet imposed on every deny entry (`aurora fleet cmd HOST policy-mode`),
+    /// kept across reloads like the watches.
+    pub forced_mode: Option<Mode>,
 }
 
 impl PolicySet {
-    /// Load and resolve every file, in order; the first error stops it.
+    /// Load and resolve every file, in order; the first error stops it. A directory stands
+    /// for its `*.yml`/`*.yaml` files in name order (the fleet's policy bundle is one).
     pub fn load(files: &[PathBuf]) -> Result<PolicySet, PolicyError> {
+        use sha2::Digest as _;
         let mut set = PolicySet {
             files: files.to_vec(),
             ..Default::default()
         };
-        for f in files {
-            let text = std::fs::read_to_string(f).map_err(|e| PolicyError {
+        let mut digest = sha2::Sha256::new();
+        for f in expand_dirs(files)? {
+            let text = std::fs::read_to_string(&f).map_err(|e| PolicyError {
                 file: f.display().to_string(),
                 line: 0,
                 reason: format!("cannot read policy file: {e}"),
             })?;
-            set.add(f, &text)?;
+            digest.update(f.file_name().unwrap_or_default().as_encoded_bytes());
+            digest.update([0]);
+            digest.update(text.as_bytes());
+            digest.update([0]);
+            set.add(&f, &text)?;
         }
+        set.digest = format!("{:x}", digest.finalize());
         Ok(set)
+    }
+
+    /// Every deny entry in `mode` (watches keep theirs: they never refuse anything).
+    pub fn force_mode(&mut self, mode: Mode) {
+        self.forced_mode = Some(mode);
+        let watch: Vec<bool> = self.entries.iter().map(|e| e.list == "watch").collect();
+        for (e, _) in self.entries.iter_mut().zip(&watch).filter(|(_, w)| !**w) {
+            e.mode = mode;
+        }
+        let maps = [
+            self.deny_exec.values_mut().collect::<Vec<_>>(),
+            self.deny_open.values_mut().collect(),
+            self.deny_open_dirs.values_mut().collect(),
+            self.deny_sha256.values_mut().collect(),
+        ];
+        for d in maps.into_iter().flatten() {
+            if watch.get(d.entry as usize) == Some(&false) {
+                d.flags = match mode {
+                    Mode::Enforce => d.flags | DENY_ENFORCE,
+                    Mode::Audit => d.flags & !DENY_ENFORCE,
+                };
+            }
+        }
     }
 
     /// Parse one file's text into the set.
@@ -214,6 +250,31 @@ impl PolicySet {
         }
         m.into_iter().map(|((l, md), n)| (l, md, n)).collect()
     }
+}
+
+/// Files as given, directories replaced by their policy files in name order.
+fn expand_dirs(files: &[PathBuf]) -> Result<Vec<PathBuf>, PolicyError> {
+    let mut out = Vec::new();
+    for f in files {
+        if !f.is_dir() {
+            out.push(f.clone());
+            continue;
+        }
+        let list = std::fs::read_dir(f).map_err(|e| PolicyError {
+            file: f.display().to_string(),
+            line: 0,
+            reason: format!("cannot read policy directory: {e}"),
+        })?;
+        let mut found: Vec<PathBuf> = list
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+            .collect();
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 enum Target {

@@ -233,6 +233,36 @@ impl Responder {
     }
 }
 
+/// A kill an operator commanded (`aurora fleet cmd HOST kill GUID`): the process the
+/// ProcessGuid names, if it still runs and is neither PID 1, a kernel thread, the agent nor an
+/// ancestor of it. Returns its pid.
+pub fn kill_guid(guid: &str) -> anyhow::Result<u32> {
+    let hex: String = guid.trim_matches(['{', '}']).chars().collect();
+    let parts: Vec<&str> = hex.split('-').collect();
+    let pid = match parts.as_slice() {
+        [_, _, _, _, pid] if pid.len() == 12 => u32::from_str_radix(pid, 16).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| anyhow::anyhow!("{guid:?}: not a ProcessGuid"))?;
+    if pid == 1 || pid == 0 {
+        anyhow::bail!("{guid}: refused: pid {pid}");
+    }
+    if ancestors(std::process::id()).contains(&pid) {
+        anyhow::bail!("{guid}: refused: the agent or its ancestor");
+    }
+    if is_kernel_thread(pid) {
+        anyhow::bail!("{guid}: refused: kernel thread");
+    }
+    let canonical = format!("{{{}}}", hex.to_ascii_lowercase());
+    match kill_verified(pid, Some((&GuidMaker::from_system(), &canonical))) {
+        Ok(()) => Ok(pid),
+        Err(KillError::Gone) => {
+            anyhow::bail!("{guid}: no such process (it ended, or the pid was reused)")
+        }
+        Err(KillError::Os(e)) => anyhow::bail!("{guid}: refused: {e}"),
+    }
+}
+
 #[derive(Debug)]
 pub(super) enum KillError {
     Gone,

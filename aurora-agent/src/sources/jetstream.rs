@@ -44,7 +44,7 @@ impl JetStreamSource {
     /// Pull from `nats.stream` as the durable consumer `name` (created when missing), waiting
     /// up to 30 s for the stream to exist.
     pub async fn subscribe(nats: &NatsConfig, name: &str) -> Result<JetStreamSource> {
-        let js = jetstream::new(connect(nats, None).await?);
+        let js = jetstream::new(connect(&nats.connect, None).await?);
         let deadline = Instant::now() + Duration::from_secs(30);
         while let Err(e) = ensure_stream(&js, nats).await {
             anyhow::ensure!(Instant::now() < deadline, "NATS: {e}");

@@ -224,7 +224,7 @@ impl StatsCollector {
                 (label("result", "refused"), v(&d.reloads_refused)),
             ],
         )?;
-        if let Some(r) = d.last_reload.lock().ok().and_then(|g| *g) {
+        if let Some(r) = d.last_reload.lock().ok().and_then(|g| g.clone()) {
             family(
                 enc,
                 "aurora_rules_last_reload_timestamp_seconds",

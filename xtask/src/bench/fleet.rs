@@ -139,3 +139,64 @@ pub fn part_nats(a: &BenchArgs) -> Result<Value> {
         "plain_s_per_round": plain,
     }))
 }
+
+/// The control plane at fleet scale: one process heartbeats as 1,000 agents on one
+/// nats-server (`aurora fleet simulate`), then `aurora fleet status` is timed while they go
+/// on; the bucket must hold one key per host however many heartbeats were put.
+pub fn part_control(a: &BenchArgs) -> Result<Value> {
+    const AGENTS: usize = 1000;
+    const INTERVAL_S: f64 = 10.0;
+    let dir = tempdir()?;
+    let (_srv, url) = server(&dir)?;
+    let aurora = root().join("target/release/aurora");
+    step(&format!(
+        "control: {AGENTS} simulated agents heartbeating every {INTERVAL_S} s"
+    ));
+    let sim = Command::new(&aurora)
+        .args(["fleet", "simulate", "--nats-url", &url])
+        .args(["--agents", &AGENTS.to_string()])
+        .args(["--interval", &INTERVAL_S.to_string()])
+        .args(["--duration", "40"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("aurora fleet simulate")?;
+    // Every agent has put its first heartbeat after one interval.
+    std::thread::sleep(Duration::from_secs_f64(INTERVAL_S + 2.0));
+    let mut seconds = Vec::new();
+    let mut listed = Vec::new();
+    for _ in 0..a.rounds.max(10) {
+        let t = Instant::now();
+        let out = Command::new(&aurora)
+            .args(["fleet", "status", "--json", "--nats-url", &url])
+            .output()?;
+        seconds.push(t.elapsed().as_secs_f64());
+        if !out.status.success() {
+            bail!("fleet status: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let hosts: Vec<Value> = serde_json::from_slice(&out.stdout)?;
+        listed.push(hosts.len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = sim.wait_with_output()?;
+    if !out.status.success() {
+        bail!("fleet simulate: exit {:?}", out.status.code());
+    }
+    let sim: Value = serde_json::from_slice(&out.stdout).context("simulate's summary")?;
+    let after = Command::new(&aurora)
+        .args(["fleet", "status", "--json", "--nats-url", &url])
+        .output()?;
+    let keys = serde_json::from_slice::<Vec<Value>>(&after.stdout)?.len();
+    let round3 = |v: f64| (v * 1000.0).round() / 1000.0;
+    Ok(json!({
+        "agents": AGENTS,
+        "heartbeat_interval_s": INTERVAL_S,
+        "heartbeats_put": sim["puts"],
+        "status_seconds_median": round3(median(seconds.clone())),
+        "status_seconds_max": round3(seconds.iter().cloned().fold(0.0, f64::max)),
+        "status_seconds_per_round": seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
+        "hosts_listed_per_round": listed,
+        "keys_after": keys,
+        "heartbeat_bytes": sim["heartbeat_bytes"],
+        "heartbeat_bytes_per_agent_hour": sim["bytes_per_agent_hour"],
+    }))
+}

@@ -29,7 +29,7 @@ mod syscalls;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Parts to run (comma-separated): detect, exec, storms, ring, syscalls, auditd, nats,
-    /// response, auditfeed, fuzz.
+    /// control, response, auditfeed, fuzz.
     /// [default: all]
     #[arg(long, value_delimiter = ',')]
     parts: Vec<String>,
@@ -300,6 +300,9 @@ pub fn run(mut a: BenchArgs) -> Result<()> {
     if want("nats") {
         results["nats"] = fleet::part_nats(&a)?;
     }
+    if want("control") {
+        results["control"] = fleet::part_control(&a)?;
+    }
     if want("response") {
         results["response"] = response::part_response(&a)?;
     }
@@ -397,6 +400,11 @@ fn print_table(r: &Value) {
         ("exec", "agent_rss_after_storm_mb", "agent RSS after the storm (MB)", "-"),
         ("exec", "events_lost", "events lost in the storm", "0"),
         ("exec", "triggers_alerted_of_10", "triggers alerted under load (of 10)", "10 [8]"),
+        ("control", "status_seconds_median", "fleet status, 1,000 heartbeating agents (s)", "< 1"),
+        ("control", "status_seconds_max", "fleet status, slowest round (s)", "< 1"),
+        ("control", "keys_after", "heartbeat keys after every agent put several", "1000"),
+        ("control", "heartbeat_bytes", "heartbeat size (bytes)", "-"),
+        ("control", "heartbeat_bytes_per_agent_hour", "heartbeat bytes per agent per hour", "-"),
         ("response", "slowdown_pct_no_policy", "exec loop slowdown, no policy (%)", "-"),
         ("response", "slowdown_pct_with_policy", "exec loop slowdown, 10,000-entry policy (%)", "-"),
         ("response", "policy_cost_pts", "cost of the policy (points)", "<= 0.5"),

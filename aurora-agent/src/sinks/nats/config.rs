@@ -7,28 +7,19 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{NatsConfig, NatsSink};
+use crate::nats::NatsConnectArgs;
 use crate::sinks::registry::{SinkConfig, SinkContext};
 use crate::sinks::Sink;
 
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct NatsArgs {
-    /// Publish alerts to NATS JetStream (subject aurora.alerts.HOST), acknowledged, through a
-    /// disk spool (repeatable: servers of one cluster). Example: --nats-url nats://10.0.0.7:4222
-    #[arg(long = "nats-url", value_name = "URL")]
-    pub nats_url: Vec<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub connect: NatsConnectArgs,
     /// Also publish every enriched event (aurora.events.HOST.KIND) for central detection.
     #[arg(long)]
     pub nats_events: bool,
-    /// NATS credentials file (JWT + nkey). Example: --nats-creds /etc/aurora/nats.creds
-    #[arg(long, value_name = "FILE")]
-    pub nats_creds: Option<PathBuf>,
-    /// File holding an nkey seed for NATS authentication.
-    #[arg(long, value_name = "FILE")]
-    pub nats_nkey: Option<PathBuf>,
-    /// CA certificate (PEM) of tls:// NATS servers.
-    #[arg(long, value_name = "FILE")]
-    pub nats_tls_ca: Option<PathBuf>,
     /// JetStream stream (created with subjects aurora.> when missing).
     #[arg(long, value_name = "NAME")]
     pub nats_stream: Option<String>,
@@ -80,16 +71,12 @@ fn byte_size(flag: &str, s: &str) -> Result<u64> {
 impl NatsArgs {
     /// The resolved settings, with defaults; None without a URL.
     pub fn resolve(&self, drain: Duration) -> Result<Option<NatsConfig>> {
-        if self.nats_url.is_empty() {
-            if self.nats_events || self.nats_creds.is_some() || self.nats_stream.is_some() {
-                bail!("--nats-events/--nats-creds/--nats-stream given without --nats-url");
+        let Some(connect) = self.connect.resolve()? else {
+            if self.nats_events || self.nats_stream.is_some() {
+                bail!("--nats-events/--nats-stream given without --nats-url");
             }
             return Ok(None);
-        }
-        for u in &self.nats_url {
-            u.parse::<async_nats::ServerAddr>()
-                .map_err(|e| anyhow::anyhow!("--nats-url {u}: {e}"))?;
-        }
+        };
         let stream_max_bytes = match &self.nats_stream_max_bytes {
             Some(s) => i64::try_from(byte_size("--nats-stream-max-bytes", s)?)?,
             None => NatsConfig::DEFAULT_STREAM_MAX_BYTES,
@@ -104,10 +91,7 @@ impl NatsArgs {
             None => NatsConfig::DEFAULT_STREAM_MAX_AGE,
         };
         Ok(Some(NatsConfig {
-            urls: self.nats_url.clone(),
-            credentials: self.nats_creds.clone(),
-            nkey: self.nats_nkey.clone(),
-            tls_ca: self.nats_tls_ca.clone(),
+            connect,
             events: self.nats_events,
             stream: self
                 .nats_stream

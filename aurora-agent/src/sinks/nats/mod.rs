@@ -25,16 +25,6 @@ pub use crate::nats::NatsConfig;
 pub use config::NatsArgs;
 use spool::{Record, Spool, SpoolWriter};
 
-/// `a.b c` → `a_b_c`: a host name as one subject token.
-pub fn subject_token(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '.' | '*' | '>' | ' ' | '\t' => '_',
-            c => c,
-        })
-        .collect()
-}
-
 /// Message ids unique across runs: host, this run's start time, a counter.
 struct Ids {
     prefix: String,
@@ -86,10 +76,7 @@ impl NatsSink {
                 "nats: {carried} alerts and {carried_events} events spooled by an earlier run are delivered first"
             );
         }
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into());
+        let host = cfg.connect.host.clone();
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let notify = Arc::new(Notify::new());
         let (stop, stop_rx) = watch::channel(false);
@@ -107,10 +94,10 @@ impl NatsSink {
             events,
             budget: cfg.spool_max_bytes,
             ids: Ids {
-                prefix: format!("{}-{started:x}", subject_token(&host)),
+                prefix: format!("{host}-{started:x}"),
                 seq: 0,
             },
-            host: subject_token(&host),
+            host,
             notify,
             stop,
             task: Some(task),

@@ -30,7 +30,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
     stats: Arc<SinkStats>,
 ) {
-    let client = match connect(&cfg, Some(stats.clone())).await {
+    let client = match connect(&cfg.connect, Some(stats.clone())).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("nats: {e:#}");
@@ -63,7 +63,7 @@ pub async fn run(
                 // connection problem: say that, not the timeout.
                 let e = match client.connection_state() {
                     async_nats::connection::State::Connected => e,
-                    _ => unreachable_reason(&cfg).await.unwrap_or(e),
+                    _ => unreachable_reason(&cfg.connect).await.unwrap_or(e),
                 };
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     tracing::warn!("nats: {e}; stopping");
