@@ -35,6 +35,10 @@ fn help_text() -> String {
         &["record"],
         &["rules", "check"],
         &["consume"],
+        &["fleet", "cmd"],
+        &["fleet", "push-rules"],
+        &["fleet", "enroll"],
+        &["fleet", "status"],
     ] {
         let out = Command::new(aurora())
             .args(sub)

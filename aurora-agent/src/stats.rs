@@ -376,6 +376,28 @@ pub struct Stats {
     pub detect: std::sync::Arc<DetectStats>,
     pub sinks: Mutex<Vec<std::sync::Arc<SinkStats>>>,
     pub response: std::sync::Arc<ResponseStats>,
+    pub fleet: std::sync::Arc<FleetStats>,
+}
+
+/// The fleet control plane: heartbeats put, commands answered, bundles taken or refused, and
+/// the times the kernel was brought to the operator's intent.
+#[derive(Default, Debug)]
+pub struct FleetStats {
+    pub heartbeats_ok: AtomicU64,
+    pub heartbeats_failed: AtomicU64,
+    pub commands_ok: AtomicU64,
+    pub commands_failed: AtomicU64,
+    /// (kind, state) → bundles.
+    pub bundles: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    pub convergences: AtomicU64,
+}
+
+impl FleetStats {
+    pub fn count_bundle(&self, kind: &'static str, state: &'static str) {
+        if let Ok(mut m) = self.bundles.lock() {
+            *m.entry((kind, state)).or_default() += 1;
+        }
+    }
 }
 
 /// Adds one to a counter that a single thread writes (the detector's counters: one detector

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 pub mod auditd;
 pub mod daemons;
+pub mod fleet;
 pub mod nats;
 pub mod testdata;
 

@@ -4,6 +4,7 @@
 //! and nothing here stops detection.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,10 +136,20 @@ impl FleetAgent {
                 }
                 anyhow::Ok(())
             };
-            match tokio::time::timeout(Duration::from_secs(5), put).await {
-                Ok(Ok(())) => said.ok("heartbeat"),
-                Ok(Err(e)) => said.warn_once("heartbeat", &e),
-                Err(_) => said.warn_once("heartbeat", &anyhow::anyhow!("no answer within 5 s")),
+            let result = match tokio::time::timeout(Duration::from_secs(5), put).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow::anyhow!("no answer within 5 s")),
+            };
+            let fleet = &self.stats.fleet;
+            match result {
+                Ok(()) => {
+                    fleet.heartbeats_ok.fetch_add(1, Relaxed);
+                    said.ok("heartbeat");
+                }
+                Err(e) => {
+                    fleet.heartbeats_failed.fetch_add(1, Relaxed);
+                    said.warn_once("heartbeat", &e);
+                }
             }
         }
     }
@@ -174,7 +185,10 @@ impl FleetAgent {
             }
         }
         match self.converge(st).await {
-            Ok(Some(done)) => tracing::warn!("fleet: {done} (operator intent)"),
+            Ok(Some(done)) => {
+                self.stats.fleet.convergences.fetch_add(1, Relaxed);
+                tracing::warn!("fleet: {done} (operator intent)");
+            }
             Ok(None) => st.said.ok("isolation intent"),
             Err(e) => st.said.warn_once("isolation intent", &e),
         }
@@ -278,6 +292,7 @@ impl FleetAgent {
                 ("refused", Some(format!("{e:#}")))
             }
         };
+        self.stats.fleet.count_bundle(kind.name(), state);
         Some(BundleState {
             digest: stated,
             state: state.into(),
@@ -299,47 +314,20 @@ impl FleetAgent {
         let key = self.cfg.key.clone().unwrap_or_default();
         let b = bundle::verify(&payload, &info.metadata, &key, kind)?;
         let digest = bundle::sha256_hex(&payload);
-        let target = self
-            .cfg
-            .dir
-            .join(format!("{}-{}", kind.name(), &digest[..16]));
-        let current = self.cfg.current(kind);
-        if std::fs::read_link(&current).ok().as_deref()
-            == Some(target.file_name().unwrap_or_default().as_ref())
-        {
-            return Ok("already running".into());
+        // Files and validation off the runtime thread, which also drains the sensors' rings.
+        let (cfg, validate) = (self.cfg.clone(), self.validate_rules.clone());
+        let installed =
+            tokio::task::spawn_blocking(move || install(&cfg, kind, &b, &digest, &validate))
+                .await??;
+        match installed {
+            Some(summary) => Ok(format!("{summary}; {}", self.reload().await)),
+            None => Ok("already running".into()),
         }
-        let staging = self.cfg.dir.join(format!(".staging-{}", kind.name()));
-        let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging)?;
-        b.unpack(&staging)?;
-        let summary = match kind {
-            BundleKind::Rules => {
-                let validate = self.validate_rules.clone();
-                let dir = staging.clone();
-                let n = tokio::task::spawn_blocking(move || validate(&dir))
-                    .await?
-                    .map_err(|e| anyhow::anyhow!("invalid rules: {e}"))?;
-                format!("{} files, {n} active rules", b.files.len())
-            }
-            BundleKind::Policy => {
-                let set = PolicySet::load(std::slice::from_ref(&staging))
-                    .map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
-                format!("{} files, {} entries", b.files.len(), set.entries.len())
-            }
-        };
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::rename(&staging, &target)?;
-        swap_link(&current, &target)?;
-        remove_others(&self.cfg.dir, kind, &target);
-        let reloaded = self.reload().await;
-        Ok(format!("{summary}; {reloaded}"))
     }
 
     /// SIGHUP ourselves (rules and policies reload as on `systemctl reload`) and wait for the
     /// rule reload's outcome.
     async fn reload(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
         let d = &self.stats.detect;
         let before = d.reloads_ok.load(Relaxed) + d.reloads_refused.load(Relaxed);
         // SAFETY: a signal to our own process, which handles SIGHUP.
@@ -371,6 +359,12 @@ impl FleetAgent {
                     Ok(r) => (true, r),
                     Err(e) => (false, format!("{e:#}")),
                 };
+                let counter = if ok {
+                    &self.stats.fleet.commands_ok
+                } else {
+                    &self.stats.fleet.commands_failed
+                };
+                counter.fetch_add(1, Relaxed);
                 tracing::info!(
                     "fleet: {} from {} (id {}): {}{result}",
                     req.command.name(),
@@ -459,6 +453,42 @@ impl FleetAgent {
             }
         }
     }
+}
+
+/// Validate bundle `b` in a staging directory and make it the current one of its kind: what it
+/// holds, or None when it already is the current one.
+fn install(
+    cfg: &FleetConfig,
+    kind: BundleKind,
+    b: &bundle::Bundle,
+    digest: &str,
+    validate: &RuleValidator,
+) -> Result<Option<String>> {
+    let target = cfg.dir.join(format!("{}-{}", kind.name(), &digest[..16]));
+    let current = cfg.current(kind);
+    if std::fs::read_link(&current).ok().as_deref() == target.file_name().map(Path::new) {
+        return Ok(None);
+    }
+    let staging = cfg.dir.join(format!(".staging-{}", kind.name()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    b.unpack(&staging)?;
+    let summary = match kind {
+        BundleKind::Rules => {
+            let n = validate(&staging).map_err(|e| anyhow::anyhow!("invalid rules: {e}"))?;
+            format!("{} files, {n} active rules", b.files.len())
+        }
+        BundleKind::Policy => {
+            let set = PolicySet::load(std::slice::from_ref(&staging))
+                .map_err(|e| anyhow::anyhow!("invalid policy: {e}"))?;
+            format!("{} files, {} entries", b.files.len(), set.entries.len())
+        }
+    };
+    let _ = std::fs::remove_dir_all(&target);
+    std::fs::rename(&staging, &target)?;
+    swap_link(&current, &target)?;
+    remove_others(&cfg.dir, kind, &target);
+    Ok(Some(summary))
 }
 
 /// Point `link` at `target` in one step (a new link renamed over the old one).

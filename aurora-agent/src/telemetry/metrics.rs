@@ -1,6 +1,7 @@
 //! Prometheus metrics from the one set of counters (`stats::Stats`): rendered at scrape time by
 //! a prometheus-client collector, in the classic text format promtool and every Prometheus read.
 //! The periodic stats log line reads the same atomics, so the two can never disagree.
+mod fleet;
 mod response;
 
 use std::borrow::Cow;
@@ -477,6 +478,7 @@ impl Collector for StatsCollector {
         self.encode_enrichment(&mut enc)?;
         self.encode_log_sources(&mut enc)?;
         response::encode(&mut enc, &self.stats.response)?;
+        fleet::encode(&mut enc, &self.stats.fleet)?;
         self.encode_sinks(&mut enc)
     }
 }
