@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use async_nats::jetstream;
-use futures_util::TryStreamExt as _;
 
 use crate::cli::{FleetCommand, FleetConnArgs};
 use crate::fleet::bundle::{self, Bundle, BundleKind};
@@ -145,16 +144,9 @@ async fn status(conn: &FleetConnArgs, json: bool) -> Result<bool> {
     let stores = Stores::open(&js, false).await?;
     let now = crate::fleet::unix_now();
     let mut rows = Vec::new();
-    let mut keys = stores.heartbeats.keys().await?;
-    let mut hosts = Vec::new();
-    while let Some(k) = keys.try_next().await? {
-        hosts.push(k);
-    }
-    hosts.sort();
-    for host in hosts {
-        let Some(bytes) = stores.heartbeats.get(&host).await? else {
-            continue;
-        };
+    let heartbeats = crate::fleet::latest_values(&stores.heartbeats).await?;
+    let intents = crate::fleet::latest_values(&stores.intent).await?;
+    for (host, bytes) in heartbeats {
         let heartbeat: Heartbeat = match serde_json::from_slice(&bytes) {
             Ok(h) => h,
             Err(e) => {
@@ -162,10 +154,9 @@ async fn status(conn: &FleetConnArgs, json: bool) -> Result<bool> {
                 continue;
             }
         };
-        let wanted = intent::wanted(&stores.intent, &host)
-            .await
-            .ok()
-            .flatten()
+        let wanted = intents
+            .get(&intent::isolation_key(&host))
+            .and_then(|b| serde_json::from_slice::<intent::IsolationIntent>(b).ok())
             .map(|w| w.isolated);
         rows.push(StatusRow {
             stale: heartbeat.stale(now),

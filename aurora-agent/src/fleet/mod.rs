@@ -210,6 +210,35 @@ async fn key_value(
         .with_context(|| format!("key-value bucket {bucket}"))
 }
 
+/// The newest value of every key of a bucket, read in one pass (one ordered consumer over the
+/// last value per key; a `get` per key cost a round trip each).
+pub async fn latest_values(
+    store: &kv::Store,
+) -> Result<std::collections::BTreeMap<String, bytes::Bytes>> {
+    use futures_util::StreamExt as _;
+    let mut out = std::collections::BTreeMap::new();
+    if store.status().await?.values() == 0 {
+        return Ok(out);
+    }
+    let mut watch = store.watch_with_history(">").await?;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .context("reading the bucket: no answer within 10 s")?;
+        let Some(entry) = next else { break };
+        let entry = entry?;
+        if entry.operation == kv::Operation::Put {
+            out.insert(entry.key, entry.value);
+        } else {
+            out.remove(&entry.key);
+        }
+        if entry.delta == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Seconds since the epoch, now.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
