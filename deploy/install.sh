@@ -28,7 +28,8 @@ systemd_running() { [ -z "$dest" ] && [ -d /run/systemd/system ]; }
 if [ "$mode" = uninstall ]; then
     if systemd_running; then systemctl disable --now aurora.service 2>/dev/null || true; fi
     rm -f "$dest$prefix/bin/aurora" "$dest/etc/systemd/system/aurora.service" \
-          "$dest/usr/share/doc/aurora/README.md" "$dest/usr/share/doc/aurora/rsyslog-aurora.conf"
+          "$dest/usr/share/doc/aurora/README.md" "$dest/usr/share/doc/aurora/rsyslog-aurora.conf" \
+          "$dest/usr/share/doc/aurora/aurora-response.conf" "$dest/usr/share/doc/aurora/nats-server.conf"
     rm -rf "$dest/etc/aurora/rules"
     if [ -e "$dest/etc/audit/rules.d/aurora.rules" ]; then
         rm -f "$dest/etc/audit/rules.d/aurora.rules"
@@ -57,6 +58,8 @@ fi
 install -m 0644 "$top/README.md" "$dest/usr/share/doc/aurora/README.md"
 install -m 0644 "$here/rsyslog-aurora.conf" "$dest/usr/share/doc/aurora/rsyslog-aurora.conf"
 install -m 0644 "$here/auditd/aurora.rules" "$dest/usr/share/doc/aurora/aurora.rules"
+install -m 0644 "$here/aurora-response.conf" "$dest/usr/share/doc/aurora/aurora-response.conf"
+install -m 0644 "$here/nats/nats-server.conf" "$dest/usr/share/doc/aurora/nats-server.conf"
 install -d -m 0700 "$dest/var/lib/aurora"
 if [ "$audit_rules" = yes ]; then
     install -d -m 0750 "$dest/etc/audit/rules.d"

@@ -483,7 +483,12 @@ fn sighup_reload_applies_within_a_second_while_events_keep_coming() {
 }
 
 fn unit_with_binary(dir: &Path) -> std::path::PathBuf {
-    let unit = std::fs::read_to_string(repo().join("deploy/aurora.service")).unwrap();
+    unit_with(dir, "")
+}
+
+/// The unit with this binary, and `drop_in`'s lines after it (as systemd merges a drop-in).
+fn unit_with(dir: &Path, drop_in: &str) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(repo().join("deploy/aurora.service")).unwrap() + drop_in;
     let p = dir.join("aurora.service");
     std::fs::write(
         &p,
@@ -496,7 +501,21 @@ fn unit_with_binary(dir: &Path) -> std::path::PathBuf {
 #[test]
 fn systemd_unit_verifies_and_scores_at_most_4_5() {
     let dir = tempfile::tempdir().unwrap();
-    let unit = unit_with_binary(dir.path());
+    verify_and_score(&unit_with_binary(dir.path()));
+}
+
+#[test]
+fn systemd_unit_with_the_response_drop_in_verifies_and_scores_at_most_4_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let drop_in = std::fs::read_to_string(repo().join("deploy/aurora-response.conf")).unwrap();
+    let unit = unit_with(dir.path(), &drop_in);
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("CAP_KILL CAP_NET_ADMIN") && text.contains("AF_NETLINK"));
+    verify_and_score(&unit);
+}
+
+/// `systemd-analyze verify` passes and `security --offline` scores it at most 4.5.
+fn verify_and_score(unit: &Path) {
     let v = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)

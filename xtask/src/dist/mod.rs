@@ -171,11 +171,13 @@ pub fn stage(dir: &Path, inputs: &Inputs, layout: &Layout) -> Result<Vec<String>
         &gzip(&read("README.md")?)?,
         0o644,
     )?;
-    write(
-        &at(&format!("{doc}/rsyslog-aurora.conf")),
-        &read("deploy/rsyslog-aurora.conf")?,
-        0o644,
-    )?;
+    for (name, from) in [
+        ("rsyslog-aurora.conf", "deploy/rsyslog-aurora.conf"),
+        ("aurora-response.conf", "deploy/aurora-response.conf"),
+        ("nats-server.conf", "deploy/nats/nats-server.conf"),
+    ] {
+        write(&at(&format!("{doc}/{name}")), &read(from)?, 0o644)?;
+    }
     if layout.debian_docs {
         write(
             &at(&format!("{doc}/copyright")),
@@ -331,6 +333,8 @@ pub fn build() -> Result<Vec<PathBuf>> {
         "rsyslog-aurora.conf",
         "aurora.logrotate",
         "auditd/aurora.rules",
+        "aurora-response.conf",
+        "nats/nats-server.conf",
     ] {
         let mode = if f.ends_with(".sh") { 0o755 } else { 0o644 };
         write(
