@@ -518,7 +518,7 @@ fn systemd_unit_with_the_response_drop_in_verifies_and_scores_at_most_4_5() {
 fn verify_and_score(unit: &Path) {
     let v = Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&unit)
+        .arg(unit)
         .output()
         .expect("systemd-analyze");
     assert!(
@@ -528,7 +528,7 @@ fn verify_and_score(unit: &Path) {
     );
     let s = Command::new("systemd-analyze")
         .args(["security", "--offline=true"])
-        .arg(&unit)
+        .arg(unit)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&s.stdout);
