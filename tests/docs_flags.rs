@@ -39,6 +39,7 @@ fn help_text() -> String {
         &["fleet", "push-rules"],
         &["fleet", "enroll"],
         &["fleet", "status"],
+        &["console"],
     ] {
         let out = Command::new(aurora())
             .args(sub)

@@ -3,7 +3,8 @@
 //! detect → sinks, put together by pipeline, driven by commands — and telemetry, stats,
 //! config, nats, event and policy are below them all. response acts on what detection and
 //! the kernel decided, so it sits above sources, enrich and detect, below pipeline. fleet, the
-//! control plane, sits beside the pipeline: it reads the counters and asks response to act.
+//! control plane, sits beside the pipeline: it reads the counters and asks response to act;
+//! console, the fleet's web face, only talks to the control plane and the stream.
 mod common;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "nats",
         ],
     ),
+    ("console", &["fleet", "nats"]),
     (
         "pipeline",
         &[
@@ -65,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "console",
             "fleet",
             "response",
             "policy",

@@ -58,6 +58,9 @@ pub enum Command {
     Isolate(IsolateArgs),
     /// Lift the isolation `aurora isolate` put in place.
     Unisolate(UnisolateArgs),
+    /// The fleet's web console: agents, live alerts with their process chains, and commands
+    /// for operators who logged in. Example: aurora console --nats-url URL --users FILE
+    Console(Box<crate::console::ConsoleArgs>),
     /// The fleet's control plane on NATS: status, commands, signed bundles, identities.
     Fleet {
         #[command(subcommand)]

@@ -7,6 +7,7 @@ mod alloc;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod enrich;
 pub mod event;

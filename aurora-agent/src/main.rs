@@ -99,6 +99,7 @@ fn main() -> ExitCode {
         Some(Command::Unisolate(args)) => {
             commands::respond::unisolate(&args).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Console(args)) => commands::console::run(*args).map(|()| ExitCode::SUCCESS),
         Some(Command::Fleet { command }) => commands::fleet::run(command).map(|ok| {
             if ok {
                 ExitCode::SUCCESS

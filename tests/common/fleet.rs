@@ -288,3 +288,145 @@ pub fn client(
     });
     (rt, client, refused)
 }
+
+pub fn marker_rule(dir: &Path, name: &str, marker: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.yml")),
+        format!(
+            "title: Fleet bundle {name}\nid: 6d0b3c1e-1111-4a5b-9c0d-{:012}\nstatus: test\n\
+             logsource:\n  category: process_creation\n  product: linux\n\
+             detection:\n  selection:\n    CommandLine|contains: {marker}\n  condition: selection\n\
+             level: high\n",
+            name.len()
+        ),
+    )
+    .unwrap();
+}
+
+pub fn run_marker(marker: &str) {
+    Command::new("sh")
+        .args(["-c", &format!("echo {marker} > /dev/null")])
+        .status()
+        .unwrap();
+}
+
+pub fn alerted(agent: &Agent, title: &str, n: usize) -> bool {
+    agent
+        .wait_for(15, n, |a| a["rule"]["title"].as_str() == Some(title))
+        .len()
+        >= n
+}
+
+/// The running fleet: the network, the server, keys, and the two agents.
+pub struct Fleet {
+    // Dropped in this order: agents, server, namespaces, files.
+    pub agents: [Option<Agent>; 2],
+    pub server: Server,
+    pub net: Net,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// More flags for both agents.
+    extra: Vec<String>,
+}
+
+/// Seconds between heartbeats in these tests.
+pub const INTERVAL: &str = "1";
+
+pub const HOSTS: [&str; 2] = ["hosta", "hostb"];
+
+impl Fleet {
+    /// Server, identities, keys and both agents (with `extra` flags), up.
+    pub fn start(extra: &[&str]) -> Fleet {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let net = Net::create();
+        let addr = net.server_addr();
+        std::fs::create_dir_all(dir.join("tls")).unwrap();
+        make_tls(&dir.join("tls"), &addr);
+        let aurora_fleet = |args: &[&str], path: PathBuf| {
+            run_ok(Command::new(aurora()).arg("fleet").args(args).arg(path));
+        };
+        aurora_fleet(
+            &["enroll", "--operator", "ops", "hosta", "hostb", "--dir"],
+            dir.join("aurora"),
+        );
+        aurora_fleet(&["keygen"], dir.join("fleet"));
+        aurora_fleet(&["keygen"], dir.join("other"));
+        let port = free_port();
+        let server = Server::start(dir, &addr, port);
+        let (ok, _, err) = server.fleet(&["init"]);
+        assert!(ok, "fleet init: {err}");
+        let mut fleet = Fleet {
+            dir: tmp,
+            server,
+            net,
+            port,
+            agents: [None, None],
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        fleet.start_agent(0);
+        fleet.start_agent(1);
+        fleet
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn start_agent(&mut self, side: usize) {
+        let host = HOSTS[side];
+        let mut args: Vec<std::ffi::OsString> = self
+            .server
+            .flags(host)
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        for (flag, value) in [
+            ("--host-id", host.into()),
+            ("--heartbeat-interval", INTERVAL.into()),
+            ("--fleet-key", self.path("fleet.pub")),
+            ("--fleet-dir", self.path(&format!("fleet-{host}"))),
+            ("--spool-dir", self.path(&format!("spool-{host}"))),
+            ("--rules", repo().join("rules")),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+        args.push("--fleet-rules".into());
+        args.push("--fleet-policy".into());
+        args.extend(self.extra.iter().map(Into::into));
+        let dir = self.path(&format!("agent-{host}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        self.agents[side] = Some(Agent::start_in(&dir, Some(self.net.ns(side)), &args));
+    }
+
+    pub fn agent(&self, side: usize) -> &Agent {
+        self.agents[side].as_ref().expect("agent running")
+    }
+
+    /// `aurora fleet cmd HOST WORDS` as the operator; the reply.
+    pub fn reply(&self, host: &str, words: &[&str]) -> Value {
+        let mut args = vec!["cmd", "--operator", "test-operator", host];
+        args.extend_from_slice(words);
+        let (ok, out, err) = self.server.fleet(&args);
+        assert!(ok, "fleet cmd {words:?}: {out}{err}");
+        serde_json::from_str(out.trim()).expect("a reply")
+    }
+
+    pub fn push_rules(&self, key: &str, dir: &Path) -> (bool, String) {
+        let key = self.path(key).display().to_string();
+        let (ok, out, err) =
+            self.server
+                .fleet(&["push-rules", "--key", &key, &dir.display().to_string()]);
+        (ok, out + &err)
+    }
+
+    /// Wait until every agent's heartbeat says what `pred` wants of its rules bundle.
+    pub fn wait_bundle(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        for host in HOSTS {
+            self.server
+                .wait_host(what, host, |h| pred(&h["bundles"]["rules"]));
+        }
+    }
+}

@@ -20,7 +20,8 @@ const BUILD_PKGS: &[&str] = &[
 /// file-creation helper) for the kernel matrix and the live file tests; promtool (prometheus); dnsmasq for
 /// the DNS correlation test; auditd (a private instance) for the audit-log source test;
 /// nats-server (JetStream) for the fleet transport tests; zip, one of the archivers the
-/// auditd-rules test runs.
+/// auditd-rules test runs; chromium, its WebDriver and python3-selenium for the console's
+/// browser test.
 const TEST_PKGS: &[&str] = &[
     "auditd",
     "rsyslog",
@@ -37,6 +38,9 @@ const TEST_PKGS: &[&str] = &[
     "nftables",
     "iproute2",
     "zip",
+    "chromium",
+    "chromium-driver",
+    "python3-selenium",
 ];
 
 /// What `cargo xtask dist` needs (rpmbuild; objcopy comes with the toolchain's binutils) and

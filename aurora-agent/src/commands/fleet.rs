@@ -10,9 +10,9 @@ use async_nats::jetstream;
 
 use crate::cli::{FleetCommand, FleetConnArgs};
 use crate::fleet::bundle::{self, Bundle, BundleKind};
-use crate::fleet::command::{Command, Reply, Request};
-use crate::fleet::heartbeat::{Heartbeat, StatusRow};
-use crate::fleet::{intent, Stores};
+use crate::fleet::command::Command;
+use crate::fleet::operator::Sent;
+use crate::fleet::Stores;
 use crate::nats::NatsConnect;
 
 /// Returns whether the command did what it was asked.
@@ -141,30 +141,8 @@ fn with_refusals(e: impl std::fmt::Display, refused: &Mutex<Vec<String>>) -> any
 async fn status(conn: &FleetConnArgs, json: bool) -> Result<bool> {
     let (client, _) = connect(conn).await?;
     let js = jetstream::new(client);
-    let stores = Stores::open(&js, false).await?;
-    let now = crate::fleet::unix_now();
-    let mut rows = Vec::new();
-    let heartbeats = crate::fleet::latest_values(&stores.heartbeats).await?;
-    let intents = crate::fleet::latest_values(&stores.intent).await?;
-    for (host, bytes) in heartbeats {
-        let heartbeat: Heartbeat = match serde_json::from_slice(&bytes) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("fleet: heartbeat of {host}: unreadable ({e}); skipped");
-                continue;
-            }
-        };
-        let wanted = intents
-            .get(&intent::isolation_key(&host))
-            .and_then(|b| serde_json::from_slice::<intent::IsolationIntent>(b).ok())
-            .map(|w| w.isolated);
-        rows.push(StatusRow {
-            stale: heartbeat.stale(now),
-            age: (now - heartbeat.sent).max(0.0),
-            wanted_isolated: wanted,
-            heartbeat,
-        });
-    }
+    Stores::open(&js, false).await?;
+    let rows = crate::fleet::heartbeat::status_rows(&js).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if json {
@@ -185,70 +163,24 @@ async fn command(
     words: &[String],
 ) -> Result<bool> {
     let cmd = Command::parse(words).map_err(anyhow::Error::msg)?;
-    if !crate::nats::host_token_ok(host) {
-        bail!("{host:?}: not a host id");
-    }
     let (client, refused) = connect(conn).await?;
-    let js = jetstream::new(client.clone());
-    let req = Request {
-        id: client
-            .new_inbox()
-            .rsplit('.')
-            .next()
-            .unwrap_or("")
-            .to_owned(),
-        host: host.to_owned(),
-        by: operator.to_owned(),
-        sent: crate::fleet::unix_now(),
-        command: cmd.clone(),
-    };
-    let body: bytes::Bytes = serde_json::to_vec(&req)?.into();
-    // The operator's intent first: an agent that is down converges to it when it is back.
-    if matches!(cmd, Command::Isolate | Command::Unisolate) {
-        let stores = Stores::open(&js, false).await?;
-        let want = intent::IsolationIntent {
-            isolated: cmd == Command::Isolate,
-            by: operator.to_owned(),
-            at: req.sent,
-        };
-        intent::set(&stores.intent, host, &want)
-            .await
-            .map_err(|e| with_refusals(format!("{e:#}"), &refused))?;
-    }
-    let recorded = js
-        .publish(crate::fleet::record_subject(host, "command"), body.clone())
+    let sent = crate::fleet::operator::send(&client, host, operator, cmd.clone())
         .await
-        .map_err(|e| with_refusals(format!("recording the command: {e}"), &refused))?;
-    tokio::time::timeout(Duration::from_secs(5), recorded)
-        .await
-        .map_err(|_| with_refusals("recording the command: no answer", &refused))?
-        .map_err(|e| with_refusals(format!("recording the command: {e}"), &refused))?;
-    let answer = tokio::time::timeout(
-        crate::fleet::REPLY_TIMEOUT,
-        client.request(crate::fleet::command_subject(host), body),
-    )
-    .await;
-    let reply = match answer {
-        Ok(Ok(msg)) => serde_json::from_slice::<Reply>(&msg.payload)
-            .with_context(|| format!("{host} answered something that is not a reply"))?,
-        failed => {
-            let why = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => format!("no reply within {:?}", crate::fleet::REPLY_TIMEOUT),
-            };
-            if matches!(cmd, Command::Isolate | Command::Unisolate) {
-                println!(
-                    "{host}: intent recorded ({}); the agent did not answer ({why}): it \
-                     converges when it is back",
-                    cmd.name()
-                );
-                return Ok(true);
-            }
-            return Err(with_refusals(format!("{host}: {why}"), &refused));
+        .map_err(|e| with_refusals(format!("{e:#}"), &refused))?;
+    match sent {
+        Sent::Replied(reply) => {
+            println!("{}", serde_json::to_string(&reply)?);
+            Ok(reply.ok)
         }
-    };
-    println!("{}", serde_json::to_string(&reply)?);
-    Ok(reply.ok)
+        Sent::IntentRecorded { host, why } => {
+            println!(
+                "{host}: intent recorded ({}); the agent did not answer ({why}): it converges \
+                 when it is back",
+                cmd.name()
+            );
+            Ok(true)
+        }
+    }
 }
 
 async fn push(

@@ -1,5 +1,6 @@
 //! One module per subcommand; `main.rs` only dispatches.
 pub mod assets;
+pub mod console;
 pub mod consume;
 pub mod fleet;
 pub mod live;

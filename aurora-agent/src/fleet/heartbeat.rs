@@ -139,6 +139,34 @@ pub struct StatusRow {
     pub wanted_isolated: Option<bool>,
 }
 
+/// Every host of the fleet with its last heartbeat, staleness and wanted isolation, by host id.
+pub async fn status_rows(js: &async_nats::jetstream::Context) -> anyhow::Result<Vec<StatusRow>> {
+    let now = super::unix_now();
+    let heartbeats = super::latest_values(js, super::HEARTBEATS).await?;
+    let intents = super::latest_values(js, super::INTENT).await?;
+    let mut rows = Vec::with_capacity(heartbeats.len());
+    for (host, bytes) in heartbeats {
+        let heartbeat: Heartbeat = match serde_json::from_slice(&bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!("fleet: heartbeat of {host}: unreadable ({e}); skipped");
+                continue;
+            }
+        };
+        let wanted = intents
+            .get(&super::intent::isolation_key(&host))
+            .and_then(|b| serde_json::from_slice::<super::intent::IsolationIntent>(b).ok())
+            .map(|w| w.isolated);
+        rows.push(StatusRow {
+            stale: heartbeat.stale(now),
+            age: (now - heartbeat.sent).max(0.0),
+            wanted_isolated: wanted,
+            heartbeat,
+        });
+    }
+    Ok(rows)
+}
+
 /// The table `aurora fleet status` prints.
 pub fn table(rows: &[StatusRow]) -> String {
     let mut out = format!(

@@ -18,6 +18,7 @@ pub mod command;
 pub mod enroll;
 pub mod heartbeat;
 pub mod intent;
+pub mod operator;
 pub mod simulate;
 
 use std::path::PathBuf;
@@ -210,13 +211,19 @@ async fn key_value(
         .with_context(|| format!("key-value bucket {bucket}"))
 }
 
-/// The newest value of every key of a bucket, read in one pass (one ordered consumer over the
+/// The newest value of every key of `bucket`, read in one pass (one ordered consumer over the
 /// last value per key; a `get` per key cost a round trip each).
 pub async fn latest_values(
-    store: &kv::Store,
+    js: &jetstream::Context,
+    bucket: &str,
 ) -> Result<std::collections::BTreeMap<String, bytes::Bytes>> {
     use futures_util::StreamExt as _;
     let mut out = std::collections::BTreeMap::new();
+    // Opened now: a store's status is what it was when it was opened.
+    let store = js
+        .get_key_value(bucket)
+        .await
+        .with_context(|| format!("key-value bucket {bucket}"))?;
     if store.status().await?.values() == 0 {
         return Ok(out);
     }
