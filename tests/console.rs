@@ -209,12 +209,12 @@ fn console_refuses_without_session_csrf_or_role_and_works_in_a_browser() {
         .args([
             &format!("http://127.0.0.1:{port}"),
             "ann",
-            "operator-pass-1",
             "aurora-console-marker",
             "Fleet bundle console",
             "hosta",
         ])
         .arg(&shots)
+        .env("AURORA_CONSOLE_PASSWORD", "operator-pass-1")
         .output()
         .expect("python3 with selenium (apt python3-selenium)");
     let said = String::from_utf8_lossy(&out.stdout);

@@ -6,8 +6,10 @@ reported), log out and be refused. Screenshots go to SHOTS. Exit 0 when every st
 Python selenium rather than a Rust WebDriver client: Debian packages it next to chromium, and
 it handles the driver's session, waits and dialogs without adding a crate to the build.
 
-Usage: console_browser.py URL USER PASSWORD MARKER RULE_TITLE HOST SHOTS
+Usage: AURORA_CONSOLE_PASSWORD=… console_browser.py URL USER MARKER RULE_TITLE HOST SHOTS
+(the password in the environment, not on a command line every process can read)
 """
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +22,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-url, user, password, marker, title, host, shots = sys.argv[1:8]
+url, user, marker, title, host, shots = sys.argv[1:7]
+password = os.environ["AURORA_CONSOLE_PASSWORD"]
 
 
 def step(s):
