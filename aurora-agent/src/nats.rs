@@ -17,9 +17,9 @@ use crate::stats::SinkStats;
 #[derive(clap::Args, Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
 pub struct NatsConnectArgs {
-    /// Publish alerts to NATS JetStream (subject aurora.alerts.HOST), acknowledged, through a
-    /// disk spool, and join the fleet (heartbeats, commands) (repeatable: servers of one
-    /// cluster). Example: --nats-url nats://10.0.0.7:4222
+    /// NATS server (repeatable: servers of one cluster). The agent publishes its alerts there
+    /// (aurora.alerts.HOST, acknowledged, through a disk spool) and joins the fleet
+    /// (heartbeats, commands). Example: --nats-url nats://10.0.0.7:4222
     #[arg(long = "nats-url", value_name = "URL")]
     pub nats_url: Vec<String>,
     /// NATS credentials file (JWT + nkey). Example: --nats-creds /etc/aurora/nats.creds
