@@ -8,7 +8,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::daemons::poll_until;
@@ -183,26 +182,16 @@ fn commands(f: &Fleet) {
 fn records(f: &Fleet) {
     let (rt, ops, _) = client(&f.server, "ops", "ops");
     let records: Vec<Value> = rt.block_on(async {
-        use futures_util::StreamExt as _;
         let js = async_nats::jetstream::new(ops);
-        let stream = js.get_stream("AURORA").await.unwrap();
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-                filter_subject: "aurora.fleet.>".into(),
-                ..Default::default()
-            })
+        common::nats::read_subject(&js, "aurora.fleet.>")
             .await
-            .unwrap();
-        let mut msgs = consumer.messages().await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_millis(700), msgs.next()).await
-        {
-            let mut v: Value = serde_json::from_slice(&m.payload).unwrap();
-            v["subject"] = m.subject.to_string().into();
-            out.push(v);
-        }
-        out
+            .into_iter()
+            .map(|m| {
+                let mut v: Value = serde_json::from_slice(&m.payload).unwrap();
+                v["subject"] = m.subject.to_string().into();
+                v
+            })
+            .collect()
     });
     let ping = records
         .iter()
@@ -289,9 +278,9 @@ fn isolation(f: &mut Fleet) {
 
 /// Wait (on the client's runtime, which handles the server's errors) until the server refused
 /// a publish to each of `subjects`.
-async fn wait_refused(refused: &Mutex<Vec<String>>, subjects: &[&str]) {
+async fn wait_refused(refused: &aurora_agent::nats::Refusals, subjects: &[&str]) {
     let all = || {
-        let r = refused.lock().unwrap();
+        let r = refused.all();
         subjects.iter().all(|sub| {
             let said = format!("Permissions Violation for Publish to \"{sub}\"");
             r.iter().any(|e| e.contains(&said))
@@ -302,7 +291,7 @@ async fn wait_refused(refused: &Mutex<Vec<String>>, subjects: &[&str]) {
         assert!(
             Instant::now() < deadline,
             "not refused: {:?}",
-            refused.lock().unwrap()
+            refused.all()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -162,6 +162,42 @@ pub async fn connect(
     opts.connect(urls).await.context("connecting to NATS")
 }
 
+/// What the server refused on one connection: permission violations arrive as server errors,
+/// apart from the request that caused them (which then only times out), so the fleet's
+/// commands and the console keep them to say with the error that followed.
+#[derive(Clone, Debug, Default)]
+pub struct Refusals(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Refusals {
+    /// `opts`, keeping the server's errors here.
+    pub fn watch(&self, opts: async_nats::ConnectOptions) -> async_nats::ConnectOptions {
+        let seen = self.0.clone();
+        opts.event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    if let Ok(mut s) = seen.lock() {
+                        s.push(e.to_string());
+                    }
+                }
+            }
+        })
+    }
+
+    /// Every refusal so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// `e`, with what the server refused before it.
+    pub fn explain(&self, e: impl std::fmt::Display) -> anyhow::Error {
+        match self.all().join("; ") {
+            r if r.is_empty() => anyhow::anyhow!("{e}"),
+            r => anyhow::anyhow!("{e} (the server refused: {r})"),
+        }
+    }
+}
+
 /// The URLs as the client takes them.
 pub fn server_addrs(cfg: &NatsConnect) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
     use anyhow::Context as _;

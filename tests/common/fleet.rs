@@ -3,7 +3,6 @@
 //! the enrolled identities.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -255,7 +254,7 @@ pub fn client(
 ) -> (
     tokio::runtime::Runtime,
     async_nats::Client,
-    Arc<Mutex<Vec<String>>>,
+    aurora_agent::nats::Refusals,
 ) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -268,20 +267,10 @@ pub fn client(
         tls_ca: Some(server.dir.join("tls/ca.pem")),
         host: host.into(),
     };
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let seen = refused.clone();
+    let refused = aurora_agent::nats::Refusals::default();
     let client = rt.block_on(async {
-        aurora_agent::nats::options(&cfg)
-            .await
-            .unwrap()
-            .event_callback(move |e| {
-                let seen = seen.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = e {
-                        seen.lock().unwrap().push(e.to_string());
-                    }
-                }
-            })
+        refused
+            .watch(aurora_agent::nats::options(&cfg).await.unwrap())
             .connect(aurora_agent::nats::server_addrs(&cfg).unwrap())
             .await
             .unwrap()

@@ -67,31 +67,45 @@ pub fn stream_messages(url: &str, subject: &str) -> Vec<(String, Value)> {
     rt.block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let Ok(stream) = js.get_stream("AURORA").await else {
-            return Vec::new();
-        };
-        let consumer = stream
-            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-                filter_subject: subject.into(),
-                ..Default::default()
-            })
+        read_subject(&js, subject)
             .await
-            .unwrap();
-        let mut msgs = consumer.messages().await.unwrap();
-        let mut out = Vec::new();
-        while let Ok(Some(Ok(m))) =
-            tokio::time::timeout(Duration::from_millis(700), msgs.next()).await
-        {
-            let id = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("Nats-Msg-Id"))
-                .map(|v| v.to_string())
-                .unwrap_or_default();
-            out.push((id, serde_json::from_slice(&m.payload).unwrap()));
-        }
-        out
+            .into_iter()
+            .map(|m| {
+                let id = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Msg-Id"))
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                (id, serde_json::from_slice(&m.payload).unwrap())
+            })
+            .collect()
     })
+}
+
+/// Every message on `subject` in stream AURORA, read until 700 ms pass without one (none
+/// when the stream does not exist).
+pub async fn read_subject(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+) -> Vec<async_nats::jetstream::Message> {
+    let Ok(stream) = js.get_stream("AURORA").await else {
+        return Vec::new();
+    };
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: subject.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(700), msgs.next()).await
+    {
+        out.push(m);
+    }
+    out
 }
 
 /// Pull requests waiting on the durable consumer `name` (0 while it does not exist).

@@ -2,7 +2,6 @@
 //! one agent, signed bundles, signing keys, NATS identities and the buckets themselves.
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -13,7 +12,7 @@ use crate::fleet::bundle::{self, Bundle, BundleKind};
 use crate::fleet::command::Command;
 use crate::fleet::operator::Sent;
 use crate::fleet::Stores;
-use crate::nats::NatsConnect;
+use crate::nats::{NatsConnect, Refusals};
 
 /// Returns whether the command did what it was asked.
 pub fn run(cmd: FleetCommand) -> Result<bool> {
@@ -75,7 +74,7 @@ async fn init(conn: &FleetConnArgs) -> Result<bool> {
     let js = jetstream::new(client);
     Stores::open(&js, true)
         .await
-        .map_err(|e| with_refusals(format!("{e:#}"), &refused))?;
+        .map_err(|e| refused.explain(format!("{e:#}")))?;
     let file = super::settings::load_file(&conn.global)?;
     let args = crate::sinks::nats::NatsArgs {
         connect: file.layer(&conn.nats)?,
@@ -100,48 +99,28 @@ async fn init(conn: &FleetConnArgs) -> Result<bool> {
 
 /// Connect once (no endless retry: an operator wants the error) and keep what the server
 /// refuses (permission violations arrive apart from the request that caused them).
-async fn connect(conn: &FleetConnArgs) -> Result<(async_nats::Client, Arc<Mutex<Vec<String>>>)> {
+async fn connect(conn: &FleetConnArgs) -> Result<(async_nats::Client, Refusals)> {
     let file = super::settings::load_file(&conn.global)?;
     let args: crate::nats::NatsConnectArgs = file.layer(&conn.nats)?;
     let cfg: NatsConnect = args
         .resolve()?
         .context("give --nats-url URL (the fleet's NATS server)")?;
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let seen = refused.clone();
+    let refused = Refusals::default();
     let opts = crate::nats::options(&cfg)
         .await?
-        .connection_timeout(Duration::from_secs(5))
-        .event_callback(move |event| {
-            let seen = seen.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = event {
-                    if let Ok(mut s) = seen.lock() {
-                        s.push(e.to_string());
-                    }
-                }
-            }
-        });
-    let client = opts
+        .connection_timeout(Duration::from_secs(5));
+    let client = refused
+        .watch(opts)
         .connect(crate::nats::server_addrs(&cfg)?)
         .await
         .with_context(|| format!("connecting to {}", cfg.urls.join(", ")))?;
     Ok((client, refused))
 }
 
-/// What the server refused, said with the error that followed it.
-fn with_refusals(e: impl std::fmt::Display, refused: &Mutex<Vec<String>>) -> anyhow::Error {
-    let r = refused.lock().map(|r| r.join("; ")).unwrap_or_default();
-    if r.is_empty() {
-        anyhow::anyhow!("{e}")
-    } else {
-        anyhow::anyhow!("{e} (the server refused: {r})")
-    }
-}
-
 async fn status(conn: &FleetConnArgs, json: bool) -> Result<bool> {
     let (client, _) = connect(conn).await?;
     let js = jetstream::new(client);
-    Stores::open(&js, false).await?;
+    // Each bucket is opened by the read itself (an earlier open's status would be stale).
     let rows = crate::fleet::heartbeat::status_rows(&js).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -166,7 +145,7 @@ async fn command(
     let (client, refused) = connect(conn).await?;
     let sent = crate::fleet::operator::send(&client, host, operator, cmd.clone())
         .await
-        .map_err(|e| with_refusals(format!("{e:#}"), &refused))?;
+        .map_err(|e| refused.explain(format!("{e:#}")))?;
     match sent {
         Sent::Replied(reply) => {
             println!("{}", serde_json::to_string(&reply)?);
@@ -197,7 +176,7 @@ async fn push(
     let stores = Stores::open(&js, false).await?;
     bundle::put(&stores, kind, &signed)
         .await
-        .map_err(|e| with_refusals(format!("{e:#}"), &refused))?;
+        .map_err(|e| refused.explain(format!("{e:#}")))?;
     println!(
         "fleet: {} bundle {} pushed ({} files, signed by {})",
         kind.name(),

@@ -10,7 +10,7 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -59,7 +59,7 @@ pub struct ConsoleArgs {
 pub struct Console {
     client: async_nats::Client,
     js: async_nats::jetstream::Context,
-    refused: Arc<Mutex<Vec<String>>>,
+    refused: crate::nats::Refusals,
     users: Users,
     sessions: Sessions,
     feed: Arc<Feed>,
@@ -109,21 +109,9 @@ pub async fn serve(
         _ => None,
     };
     let cfg = args.nats.resolve()?.context("give --nats-url URL")?;
-    let refused = Arc::new(Mutex::new(Vec::new()));
-    let seen = refused.clone();
-    let client = crate::nats::options(&cfg)
-        .await?
-        .retry_on_initial_connect()
-        .event_callback(move |e| {
-            let seen = seen.clone();
-            async move {
-                if let async_nats::Event::ServerError(e) = e {
-                    if let Ok(mut s) = seen.lock() {
-                        s.push(e.to_string());
-                    }
-                }
-            }
-        })
+    let refused = crate::nats::Refusals::default();
+    let client = refused
+        .watch(crate::nats::options(&cfg).await?.retry_on_initial_connect())
         .connect(crate::nats::server_addrs(&cfg)?)
         .await?;
     let js = async_nats::jetstream::new(client.clone());
@@ -419,12 +407,7 @@ async fn api_cmd(State(c): State<Shared>, headers: HeaderMap, Json(b): Json<CmdB
         Ok(crate::fleet::operator::Sent::Replied(r)) => Json(json!(r)).into_response(),
         Ok(sent) => Json(json!(sent)).into_response(),
         Err(e) => {
-            let refused = c.refused.lock().map(|r| r.join("; ")).unwrap_or_default();
-            let error = if refused.is_empty() {
-                format!("{e:#}")
-            } else {
-                format!("{e:#} (the server refused: {refused})")
-            };
+            let error = c.refused.explain(format!("{e:#}")).to_string();
             (StatusCode::BAD_GATEWAY, Json(json!({"error": error}))).into_response()
         }
     }
