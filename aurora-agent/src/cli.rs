@@ -240,6 +240,13 @@ fn shown_defaults() -> Vec<(&'static str, String)> {
         ),
         ("file_sensor", FileSensorMode::default().name().into()),
         (
+            "container_socket",
+            format!(
+                "those of {} that answer",
+                crate::enrich::containers::DEFAULT_SOCKETS.join(", ")
+            ),
+        ),
+        (
             "audit_log",
             format!("{} when it exists", auditd::DEFAULT_LOG),
         ),

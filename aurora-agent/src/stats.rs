@@ -34,6 +34,21 @@ pub struct EnrichStats {
     /// Outbound connections whose destination had / had not been resolved on this host.
     pub dns_connects_resolved: AtomicU64,
     pub dns_connects_unresolved: AtomicU64,
+    /// Container runtimes connected now, and the containers whose names are known.
+    pub container_runtimes_up: AtomicU64,
+    pub container_cache_entries: AtomicU64,
+    /// Runtime inspections, and their outcomes.
+    pub container_lookups: AtomicU64,
+    pub container_resolved: AtomicU64,
+    /// Container ids no connected runtime knew (or none was connected).
+    pub container_unknown: AtomicU64,
+    pub container_api_errors: AtomicU64,
+    /// Events of a container process with and without its names (not known yet, or unknown).
+    pub container_events_named: AtomicU64,
+    pub container_events_unnamed: AtomicU64,
+    /// Lookups not asked because the resolver's queue was full (asked again on a later event).
+    pub container_requests_dropped: AtomicU64,
+    pub container_evictions: AtomicU64,
 }
 
 /// Counters of one rule (by id, else title), shared by every rule set loaded since start so

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod auditd;
+pub mod containers;
 pub mod daemons;
 pub mod fleet;
 pub mod nats;

@@ -21,7 +21,8 @@ const BUILD_PKGS: &[&str] = &[
 /// the DNS correlation test; auditd (a private instance) for the audit-log source test;
 /// nats-server (JetStream) for the fleet transport tests; zip, one of the archivers the
 /// auditd-rules test runs; chromium, its WebDriver and python3-selenium for the console's
-/// browser test.
+/// browser test; podman with runc, and docker.io, for the container tests (each test starts
+/// its own Podman API service and dockerd, without networking of their own).
 const TEST_PKGS: &[&str] = &[
     "auditd",
     "rsyslog",
@@ -41,6 +42,9 @@ const TEST_PKGS: &[&str] = &[
     "chromium",
     "chromium-driver",
     "python3-selenium",
+    "podman",
+    "runc",
+    "docker.io",
 ];
 
 /// What `cargo xtask dist` needs (rpmbuild; objcopy comes with the toolchain's binutils) and

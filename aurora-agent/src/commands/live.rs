@@ -40,6 +40,7 @@ impl Live {
     ) -> Result<(Live, Enricher, mpsc::Receiver<RawEvent>)> {
         let telemetry = Telemetry::start(settings.metrics_listen, stats.clone()).await?;
         let mut enricher = Enricher::new(&settings.enrich, stats.enrich.clone());
+        enricher.name_containers(&settings.enrich.containers);
         let (session, rx) = LiveSession::start(
             &settings.ebpf,
             &settings.logs,

@@ -61,6 +61,7 @@ impl Enricher {
                 ev.push_str(f::MODE, mode);
             }
         }
+        self.container_fields(&mut ev, info.cgroup.as_ref());
         ev
     }
 

@@ -24,7 +24,7 @@ pub fn parse_proc_cgroup(contents: &str) -> Option<&str> {
     first
 }
 
-fn is_hex_id(s: &str) -> bool {
+pub fn is_hex_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -51,30 +51,103 @@ pub fn container_id(path: &str) -> Option<&str> {
     None
 }
 
+/// Path and container of /proc/PID/cgroup contents. The container id is looked for in every
+/// hierarchy: on a hybrid host (v1 controllers + an empty unified tree) the v2 path is `/` and
+/// only the v1 paths name the container.
+pub fn info_of(contents: &str) -> Option<CgroupInfo> {
+    let path = parse_proc_cgroup(contents)?;
+    let id = container_id(path).or_else(|| {
+        contents
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .find_map(container_id)
+    });
+    Some(CgroupInfo {
+        path: path.into(),
+        container_id: id.map(Into::into),
+    })
+}
+
 pub struct CgroupCache {
     by_id: LruCache<u64, CgroupInfo>,
+    /// Where the cgroup2 tree is mounted (`None`: v1 only, ids cannot be walked).
+    root: Option<std::path::PathBuf>,
+    /// Ids the walk did not find, and when.
+    not_found: LruCache<u64, std::time::Instant>,
+}
+
+/// How long an id the walk did not find is not walked for again.
+const WALK_AGAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Directories of the cgroup2 tree looked at, at most, to find one id (a node runs hundreds).
+const MAX_WALK: usize = 20_000;
+
+/// The path (as /proc/PID/cgroup shows it) of the cgroup2 directory whose inode is `id`: the
+/// kernel's cgroup id is that inode.
+fn path_of_id(root: &std::path::Path, id: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let found = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| e.file_type().is_dir())
+        .take(MAX_WALK)
+        .filter_map(Result::ok)
+        .find(|e| e.metadata().is_ok_and(|m| m.ino() == id))?;
+    let rel = found.path().strip_prefix(root).ok()?;
+    Some(format!("/{}", rel.display()))
 }
 
 impl CgroupCache {
     pub fn new(capacity: usize) -> Self {
         CgroupCache {
             by_id: super::growing_lru(capacity),
+            root: crate::policy::cgroup2_root(),
+            not_found: super::growing_lru(1024),
         }
     }
 
     /// The cgroup of `pid` (kernel cgroup id `cgroup_id`); reads /proc only for unseen ids.
+    /// A process gone before /proc was read (a container's first command often is) is found
+    /// by its cgroup's id in the cgroup2 tree instead.
     pub fn lookup(&mut self, pid: u32, cgroup_id: u64) -> Option<CgroupInfo> {
         if let Some(i) = self.by_id.get(&cgroup_id) {
             return Some(i.clone());
         }
-        let contents = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let path = parse_proc_cgroup(&contents)?;
-        let info = CgroupInfo {
-            path: path.into(),
-            container_id: container_id(path).map(Into::into),
+        let info = match Self::lookup_path(pid) {
+            Some(info) => info,
+            None => self.walk_for(cgroup_id)?,
         };
         self.by_id.put(cgroup_id, info.clone());
         Some(info)
+    }
+
+    /// The cgroup2 tree walked for `cgroup_id`, once a minute at most per id it lacks.
+    fn walk_for(&mut self, cgroup_id: u64) -> Option<CgroupInfo> {
+        let now = std::time::Instant::now();
+        if let Some(at) = self.not_found.get(&cgroup_id) {
+            if now.duration_since(*at) < WALK_AGAIN {
+                return None;
+            }
+        }
+        let found = self
+            .root
+            .as_deref()
+            .and_then(|root| path_of_id(root, cgroup_id));
+        let Some(path) = found else {
+            self.not_found.put(cgroup_id, now);
+            return None;
+        };
+        Some(CgroupInfo {
+            container_id: container_id(&path).map(Into::into),
+            path: path.into(),
+        })
+    }
+
+    /// The cgroup of `pid` from /proc, uncached (no kernel cgroup id to key it: processes
+    /// found by the /proc scan).
+    pub fn lookup_path(pid: u32) -> Option<CgroupInfo> {
+        let contents = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        info_of(&contents)
     }
 }
 
@@ -102,6 +175,16 @@ mod tests {
             None
         );
         assert_eq!(container_id("/"), None);
+    }
+
+    #[test]
+    fn container_on_hybrid_host() {
+        let hybrid = format!("4:memory:/libpod_parent/libpod-{ID}\n1:name=systemd:/\n0::/\n");
+        let info = info_of(&hybrid).unwrap();
+        assert_eq!(&*info.path, "/");
+        assert_eq!(info.container_id.as_deref(), Some(ID));
+        let host = info_of("4:memory:/user.slice\n0::/\n").unwrap();
+        assert_eq!(host.container_id, None);
     }
 
     #[test]

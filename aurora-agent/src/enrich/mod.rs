@@ -1,8 +1,10 @@
 //! Raw kernel records → Sysmon-schema events: /proc, the process table (parent correlation),
-//! the user database, cgroups and the DNS cache (connection destinations' names).
+//! the user database, cgroups, container runtimes (names, images, pods) and the DNS cache
+//! (connection destinations' names).
 mod block;
 pub mod cgroup;
 pub mod clock;
+pub mod containers;
 pub mod dns;
 pub mod guid;
 pub mod intern;
@@ -25,6 +27,7 @@ use crate::sources::{DnsRaw, ExecRaw, ExitRaw, FileRaw, NetRaw, RawEvent, TaskId
 use crate::stats::EnrichStats;
 use cgroup::{CgroupCache, CgroupInfo};
 use clock::BootClock;
+use containers::{ContainerConfig, ContainerNames};
 use guid::GuidMaker;
 use proctable::{ProcInfo, ProcessTable};
 use users::UserCache;
@@ -50,6 +53,8 @@ pub struct EnrichConfig {
     pub watch_dirs: Vec<PathBuf>,
     /// The policies in force, which block events name their entry from.
     pub policy: crate::policy::PolicyHandle,
+    /// Where container names come from (live runs only).
+    pub containers: ContainerConfig,
 }
 
 impl Default for EnrichConfig {
@@ -59,6 +64,7 @@ impl Default for EnrichConfig {
             exit_grace: Duration::from_secs(5),
             watch_dirs: vec![],
             policy: Default::default(),
+            containers: ContainerConfig::default(),
         }
     }
 }
@@ -73,6 +79,10 @@ pub struct EnrichArgs {
     /// Process table size for parent correlation (LRU).
     #[arg(long, value_name = "N")]
     pub correlation_cache: Option<usize>,
+    /// Container runtime API socket (Docker's, or Podman's service) asked for the image, name
+    /// and pod of each container id; repeatable; `none` turns container names off.
+    #[arg(long, value_name = "PATH")]
+    pub container_socket: Vec<PathBuf>,
 }
 
 impl EnrichArgs {
@@ -85,6 +95,7 @@ impl EnrichArgs {
         Ok(EnrichConfig {
             correlation_cache: cache,
             watch_dirs,
+            containers: ContainerConfig::from_flags(&self.container_socket)?,
             ..EnrichConfig::default()
         })
     }
@@ -113,6 +124,9 @@ pub struct Enricher {
     /// finds the parents the live agent would have.
     recorded_capacity: usize,
     policy: crate::policy::PolicyHandle,
+    /// Names of containers from their runtime (live runs that asked for them).
+    containers: Option<ContainerNames>,
+    stats: Arc<EnrichStats>,
 }
 
 /// Shell convention for a wait(2) status: the exit code, or 128 + signal number.
@@ -135,6 +149,8 @@ fn parent_fields(ev: &mut Event, parent: Option<&ProcInfo>) {
 impl Enricher {
     pub fn new(cfg: &EnrichConfig, stats: Arc<EnrichStats>) -> Self {
         Enricher {
+            containers: None,
+            stats: stats.clone(),
             dns: dns::DnsCache::new(dns::CAPACITY, stats.clone()),
             table: ProcessTable::new(cfg.correlation_cache, cfg.exit_grace, stats),
             canon: growing_lru(1024),
@@ -148,6 +164,22 @@ impl Enricher {
             recorded: None,
             recorded_capacity: cfg.correlation_cache,
             policy: cfg.policy.clone(),
+        }
+    }
+
+    /// Ask container runtimes for names (a live run; spawns the resolver on this runtime).
+    pub fn name_containers(&mut self, cfg: &ContainerConfig) {
+        self.containers = ContainerNames::start(cfg, self.stats.clone());
+    }
+
+    /// A container process's fields: its id, and its names once the runtime told them.
+    fn container_fields(&self, ev: &mut Event, cgroup: Option<&CgroupInfo>) {
+        let Some(id) = cgroup.and_then(|c| c.container_id.as_ref()) else {
+            return;
+        };
+        ev.push_str(f::CONTAINER_ID, &**id);
+        if let Some(meta) = self.containers.as_ref().and_then(|c| c.meta(id)) {
+            meta.push_fields(ev);
         }
     }
 
@@ -203,6 +235,7 @@ impl Enricher {
         ProcInfo {
             cwd: s.cwd.as_deref().map(Into::into),
             loginuid: s.loginuid,
+            cgroup: CgroupCache::lookup_path(s.pid),
             ..self.identity(
                 s.pid,
                 s.start_ticks,
@@ -371,6 +404,9 @@ impl Enricher {
             ..self.identity(t.tgid, ticks, t.ppid, parent_ticks, t.uid, image, cmdline)
         };
         let info = self.table.insert(info);
+        if let Some(names) = &self.containers {
+            names.launcher_exec(&info.image, &r.argv);
+        }
         let mut ev = self.common(EventKind::ProcessCreation, t.ts_boot_ns, &info);
         ev.push_str(f::COMMAND_LINE, &*info.cmdline);
         if let Some(cwd) = &info.cwd {
@@ -385,10 +421,8 @@ impl Enricher {
         }
         parent_fields(&mut ev, parent.as_deref());
         ev.push(f::COMMAND_LINE_TRUNCATED, Value::Bool(truncated));
-        if let Some(CgroupInfo { path, container_id }) = &info.cgroup {
-            if let Some(id) = container_id {
-                ev.push_str(f::CONTAINER_ID, &**id);
-            }
+        self.container_fields(&mut ev, info.cgroup.as_ref());
+        if let Some(CgroupInfo { path, .. }) = &info.cgroup {
             ev.push_str(f::CGROUP_PATH, &**path);
         }
         ev
@@ -400,6 +434,7 @@ impl Enricher {
         let mut ev = self.common(EventKind::ProcessTermination, r.task.ts_boot_ns, &info);
         ev.push_str(f::USER, &*info.user);
         ev.push_int(f::EXIT_CODE, exit_code(r.exit_status));
+        self.container_fields(&mut ev, info.cgroup.as_ref());
         ev
     }
 
@@ -441,22 +476,23 @@ impl Enricher {
             },
         );
         ev.push_str(f::USER, &*info.user);
+        self.container_fields(&mut ev, info.cgroup.as_ref());
         Some(ev)
     }
 
     fn net(&mut self, r: NetRaw) -> Event {
-        let mut ev = match &r.task {
+        let (mut ev, process) = match &r.task {
             Some(t) => {
                 let info = self.process_of(t);
                 let mut ev = self.common(EventKind::NetworkConnection, r.ts_boot_ns, &info);
                 ev.push_str(f::USER, &*info.user);
-                ev
+                (ev, Some(info))
             }
             None => {
                 // Accepted with no known listener: no process rather than a wrong one.
                 let mut ev = Event::new(EventKind::NetworkConnection);
                 ev.push_str(f::UTC_TIME, self.utc_time(r.ts_boot_ns));
-                ev
+                (ev, None)
             }
         };
         let (sip, dip) = (canonical_ip(r.source), canonical_ip(r.destination));
@@ -482,6 +518,7 @@ impl Enricher {
         };
         ev.push_str(f::DESTINATION_HOSTNAME, name.as_deref().unwrap_or(""));
         ev.push_int(f::DESTINATION_PORT, r.destination.port() as i64);
+        self.container_fields(&mut ev, process.as_ref().and_then(|p| p.cgroup.as_ref()));
         ev
     }
 }

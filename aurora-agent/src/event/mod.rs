@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-/// Field names (Sysmon for Linux schema, plus our own CommandLineTruncated/ContainerId/CgroupPath).
+/// Field names (Sysmon for Linux schema, plus our own CommandLineTruncated, CgroupPath and the container fields).
 pub mod names {
     pub const UTC_TIME: &str = "UtcTime";
     pub const PROCESS_GUID: &str = "ProcessGuid";
@@ -33,6 +33,14 @@ pub mod names {
     pub const PARENT_USER: &str = "ParentUser";
     pub const CONTAINER_ID: &str = "ContainerId";
     pub const CGROUP_PATH: &str = "CgroupPath";
+    /// Ours, from the container runtime's API: on every event of a container's process.
+    pub const CONTAINER_NAME: &str = "ContainerName";
+    pub const CONTAINER_IMAGE: &str = "ContainerImage";
+    pub const CONTAINER_IMAGE_ID: &str = "ContainerImageId";
+    pub const CONTAINER_RUNTIME: &str = "ContainerRuntime";
+    pub const POD_NAME: &str = "PodName";
+    pub const POD_NAMESPACE: &str = "PodNamespace";
+    pub const POD_UID: &str = "PodUid";
     pub const EXIT_CODE: &str = "ExitCode";
     pub const TARGET_FILENAME: &str = "TargetFilename";
     pub const CREATION_UTC_TIME: &str = "CreationUtcTime";
