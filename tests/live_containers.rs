@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::containers::{busybox_tarball, Dockerd, Podman};
+use common::containers::{busybox_tarball, Containerd, Dockerd, Podman};
 use common::*;
 use serde_json::Value;
 
@@ -231,6 +231,63 @@ fn docker_container_events_carry_image_and_name() {
     assert_eq!(exec["ContainerName"], name.as_str());
     assert_eq!(exec["ContainerRuntime"], "docker");
     assert_eq!(exec["PodNamespace"], "payments");
+}
+
+#[test]
+#[ignore = "root, BPF, and the dockerd and containerd it starts: run by `cargo xtask test`"]
+fn containerd_container_events_carry_image_and_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    // The image: imported into a private dockerd, saved as an archive `ctr` imports.
+    let archive = dir.path().join("image.tar");
+    let image = format!("{}:test", marker("cimg"));
+    {
+        let docker = Dockerd::start(&dir.path().join("docker"));
+        run_ok(
+            docker
+                .cmd()
+                .arg("import")
+                .arg(busybox_tarball(dir.path()))
+                .arg(&image),
+        );
+        run_ok(docker.cmd().args(["save", "-o"]).arg(&archive).arg(&image));
+    }
+    let containerd = Containerd::start(dir.path());
+    run_ok(containerd.ctr(&["images", "import"]).arg(&archive));
+    let full_image = format!("docker.io/library/{image}");
+    let rec = Recorder::start(&[&socket_flag(&containerd.socket), "--file-sensor", "off"]);
+    wait_metric(&rec, "aurora_container_runtimes_up", 1);
+    // Kubernetes' container ids are 64 hex digits; its CRI labels name pod and container.
+    let id = format!(
+        "{:064x}",
+        std::process::id() as u128 * 0x9e37_79b9_7f4a_7c15
+    );
+    run_ok(&mut containerd.ctr(&[
+        "run",
+        "--rm",
+        "--label",
+        "io.kubernetes.pod.name=web-0",
+        "--label",
+        "io.kubernetes.pod.namespace=payments",
+        "--label",
+        "io.kubernetes.container.name=app",
+        &full_image,
+        &id,
+        "sh",
+        "-c",
+        "env id; sleep 0.2",
+    ]));
+    let (events, _) = rec.stop();
+    let execs: Vec<&Value> = of_container(&events, &id)
+        .filter(|e| e["EventID"] == 1)
+        .collect();
+    assert!(!execs.is_empty(), "no exec in {id}");
+    for exec in execs {
+        assert_eq!(exec["ContainerImage"], full_image.as_str(), "{exec}");
+        assert_eq!(exec["ContainerName"], "app");
+        assert_eq!(exec["ContainerRuntime"], "containerd");
+        assert_eq!(exec["PodName"], "web-0");
+        assert_eq!(exec["PodNamespace"], "payments");
+    }
 }
 
 #[test]

@@ -195,3 +195,59 @@ impl Drop for Dockerd {
         let _ = self.daemon.wait();
     }
 }
+
+/// containerd on `dir/containerd.sock` with its root and state under `dir` (CRI off: no CNI
+/// needed); `ctr` runs containers in it.
+pub struct Containerd {
+    pub socket: PathBuf,
+    _daemon: KillOnDrop,
+}
+
+impl Containerd {
+    pub fn start(dir: &Path) -> Containerd {
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("containerd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+                 [debug]\n  address = \"{debug}\"\n",
+                root = dir.join("cd-root").display(),
+                state = dir.join("cd-state").display(),
+                sock = socket.display(),
+                debug = dir.join("cd-debug.sock").display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("containerd (Debian's containerd)");
+        let d = Containerd {
+            socket,
+            _daemon: KillOnDrop(child),
+        };
+        poll_until("containerd", 30, || {
+            d.ctr(&["version"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        });
+        d
+    }
+
+    /// `ctr` on this containerd, in Kubernetes' namespace.
+    pub fn ctr(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address")
+            .arg(&self.socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args);
+        c
+    }
+}

@@ -79,8 +79,8 @@ pub struct EnrichArgs {
     /// Process table size for parent correlation (LRU).
     #[arg(long, value_name = "N")]
     pub correlation_cache: Option<usize>,
-    /// Container runtime API socket (Docker's, or Podman's service) asked for the image, name
-    /// and pod of each container id; repeatable; `none` turns container names off.
+    /// Container runtime API socket (Docker's, Podman's service or containerd's) asked for the
+    /// image, name and pod of each container id; repeatable; `none` turns container names off.
     #[arg(long, value_name = "PATH")]
     pub container_socket: Vec<PathBuf>,
 }

@@ -51,6 +51,8 @@ pub struct Identity {
     pub name: Arc<str>,
     /// Podman's container store, read for a container the API is still starting.
     pub store: Option<PathBuf>,
+    /// containerd's gRPC API, not the Docker Engine API.
+    pub containerd: bool,
 }
 
 /// One runtime's API socket.
@@ -174,6 +176,7 @@ impl Api {
             return Ok(Identity {
                 name: "docker".into(),
                 store: None,
+                containerd: false,
             });
         }
         let info: serde_json::Value = self.get_json("/info").await?;
@@ -184,6 +187,7 @@ impl Api {
         Ok(Identity {
             name: "podman".into(),
             store,
+            containerd: false,
         })
     }
 

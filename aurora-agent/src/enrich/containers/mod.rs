@@ -1,8 +1,9 @@
 //! Container metadata: the image, name and Kubernetes pod of a container id, from the runtime's
-//! own API (Docker's, which Podman's service also speaks), kept in a directory the background
+//! own API (Docker's, which Podman's service also speaks, or containerd's), kept in a directory the background
 //! resolver fills and the enricher only reads. Events are never held back for it: an event
 //! whose container is not known yet goes out without the names, and is counted.
 mod api;
+mod containerd;
 mod resolver;
 mod store;
 
@@ -19,9 +20,14 @@ use crate::stats::EnrichStats;
 
 pub use api::{Api, ApiError};
 
-/// Sockets asked when `--container-socket` is not given: Docker's and Podman's (rootful)
-/// usual paths. A socket that appears later (the runtime started after the agent) is found.
-pub const DEFAULT_SOCKETS: &[&str] = &["/var/run/docker.sock", "/run/podman/podman.sock"];
+/// Sockets asked when `--container-socket` is not given: Docker's, Podman's (rootful) and
+/// containerd's usual paths. A socket that appears later (the runtime started after the
+/// agent) is found.
+pub const DEFAULT_SOCKETS: &[&str] = &[
+    "/var/run/docker.sock",
+    "/run/podman/podman.sock",
+    "/run/containerd/containerd.sock",
+];
 
 /// Programs a runtime runs to start a container, with its id among their arguments.
 const LAUNCHERS: &[&str] = &["conmon", "containerd-shim", "runc", "crun"];
@@ -33,7 +39,7 @@ pub struct ContainerMeta {
     /// The image as the container was created from it (`docker.io/library/nginx:1.25`).
     pub image: Arc<str>,
     pub image_id: Arc<str>,
-    /// `docker` or `podman`.
+    /// `docker`, `podman` or `containerd`.
     pub runtime: Arc<str>,
     /// From the CRI labels `io.kubernetes.pod.*`, when the container is a pod's.
     pub pod_name: Option<Arc<str>>,
@@ -48,7 +54,10 @@ impl ContainerMeta {
     pub fn push_fields(&self, ev: &mut Event) {
         ev.push_str(f::CONTAINER_NAME, &*self.name);
         ev.push_str(f::CONTAINER_IMAGE, &*self.image);
-        ev.push_str(f::CONTAINER_IMAGE_ID, &*self.image_id);
+        // containerd keeps no image id with the container.
+        if !self.image_id.is_empty() {
+            ev.push_str(f::CONTAINER_IMAGE_ID, &*self.image_id);
+        }
         ev.push_str(f::CONTAINER_RUNTIME, &*self.runtime);
         for (name, v) in [
             (f::POD_NAME, &self.pod_name),

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::api::{Api, Identity};
+use super::api::{Api, ApiError, Identity};
+use super::containerd::Containerd;
 use super::{ContainerMeta, Directory, Entry};
 use crate::stats::EnrichStats;
 
@@ -33,13 +34,52 @@ const FIRST_CONTACT: Duration = Duration::from_secs(5);
 /// Requests answered at once (each may wait on a runtime that is starting the container).
 const CONCURRENT_REQUESTS: usize = 16;
 
+/// How often a containerd connection (which has no event stream here) is checked.
+const CONTAINERD_PING: Duration = Duration::from_secs(10);
+
 struct Runtime {
     api: Api,
+    containerd: Containerd,
     /// What answers there, while connected.
     identity: Mutex<Option<Identity>>,
 }
 
 impl Runtime {
+    /// Docker's Engine API (Docker, Podman), else containerd's gRPC API.
+    async fn identify(&self) -> Result<Identity, ApiError> {
+        match self.api.identify().await {
+            Ok(i) => Ok(i),
+            Err(engine) => match self.containerd.version().await {
+                Ok(_) => Ok(Identity {
+                    name: "containerd".into(),
+                    store: None,
+                    containerd: true,
+                }),
+                Err(_) => Err(engine),
+            },
+        }
+    }
+
+    async fn inspect(
+        &self,
+        identity: &Identity,
+        id: &str,
+    ) -> Result<Option<(String, ContainerMeta)>, ApiError> {
+        if identity.containerd {
+            let meta = self.containerd.get(id, &identity.name).await?;
+            return Ok(meta.map(|m| (id.to_owned(), m)));
+        }
+        self.api.inspect(id, &identity.name).await
+    }
+
+    /// Ids of the containers the runtime has now.
+    async fn ids(&self, identity: &Identity) -> Result<Vec<String>, ApiError> {
+        if identity.containerd {
+            return self.containerd.existing().await;
+        }
+        self.api.running().await
+    }
+
     fn connected(&self) -> Option<Identity> {
         self.identity.lock().ok().and_then(|n| n.clone())
     }
@@ -69,6 +109,7 @@ pub fn spawn(
         runtimes: sockets
             .into_iter()
             .map(|s| Runtime {
+                containerd: Containerd { socket: s.clone() },
                 api: Api::new(s),
                 identity: Mutex::new(None),
             })
@@ -140,10 +181,13 @@ async fn follow(shared: Arc<Shared>, index: usize) {
     }
 }
 
-/// One connection's life: returns when the event stream ends.
-async fn connect(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), super::ApiError> {
-    let identity = rt.api.identify().await?;
-    let name = identity.name.clone();
+/// One connection's life: returns when the event stream ends (or, for containerd, when it
+/// stops answering).
+async fn connect(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), ApiError> {
+    let identity = rt.identify().await?;
+    if identity.containerd {
+        return connect_containerd(shared, rt, identity).await;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Subscribe before listing, so a container created in between is not missed.
     let events = {
@@ -151,27 +195,16 @@ async fn connect(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), super::ApiErr
         tokio::spawn(async move { api.follow_events(|ev| drop(tx.send(ev))).await })
     };
     let running = rt.api.running().await?;
-    rt.set(Some(identity));
-    shared.any_contact.store(true, Ordering::Relaxed);
-    shared
-        .stats
-        .container_runtimes_up
-        .fetch_add(1, Ordering::Relaxed);
-    tracing::info!(
-        socket = %rt.api.socket.display(),
-        runtime = %name,
-        containers = running.len(),
-        "container runtime connected"
-    );
+    announce(shared, rt, &identity, running.len());
     for id in running {
-        resolve_from(shared, rt, &name, &id).await;
+        resolve_from(shared, rt, &identity, &id).await;
     }
     while let Some(ev) = rx.recv().await {
         let id: Arc<str> = ev.container_id().into();
         match ev.action.as_str() {
             // Created: its processes have not started yet; fetch now so they carry names.
             "create" | "start" | "rename" => {
-                resolve_from(shared, rt, &name, &id).await;
+                resolve_from(shared, rt, &identity, &id).await;
             }
             "destroy" | "remove" => mark_gone(&shared.directory, &id),
             _ => {}
@@ -183,13 +216,48 @@ async fn connect(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), super::ApiErr
     }
 }
 
+/// containerd: its containers are read at connection; later ones are asked for when their
+/// launcher or first process is seen (runc's `create` names the id while the pod is set up).
+async fn connect_containerd(
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    identity: Identity,
+) -> Result<(), ApiError> {
+    let existing = rt.containerd.existing().await?;
+    announce(shared, rt, &identity, existing.len());
+    for id in existing {
+        resolve_from(shared, rt, &identity, &id).await;
+    }
+    loop {
+        tokio::time::sleep(CONTAINERD_PING).await;
+        if rt.containerd.version().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+fn announce(shared: &Shared, rt: &Runtime, identity: &Identity, containers: usize) {
+    rt.set(Some(identity.clone()));
+    shared.any_contact.store(true, Ordering::Relaxed);
+    shared
+        .stats
+        .container_runtimes_up
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        socket = %rt.api.socket.display(),
+        runtime = %identity.name,
+        containers,
+        "container runtime connected"
+    );
+}
+
 /// Ask one runtime about `id`; true when it knew it.
-async fn resolve_from(shared: &Shared, rt: &Runtime, name: &Arc<str>, id: &str) -> bool {
+async fn resolve_from(shared: &Shared, rt: &Runtime, identity: &Identity, id: &str) -> bool {
     shared
         .stats
         .container_lookups
         .fetch_add(1, Ordering::Relaxed);
-    match rt.api.inspect(id, name).await {
+    match rt.inspect(identity, id).await {
         Ok(Some((full_id, meta))) => {
             shared
                 .stats
@@ -254,7 +322,7 @@ async fn answer(shared: &Shared, id: Arc<str>) {
                 }
             }
         }
-        if resolve_from(shared, rt, &identity.name, &id).await {
+        if resolve_from(shared, rt, &identity, &id).await {
             return;
         }
     }
@@ -286,11 +354,11 @@ async fn sweep(shared: Arc<Shared>) {
         let mut complete = true;
         let mut any = false;
         for rt in &shared.runtimes {
-            if rt.connected().is_none() {
+            let Some(identity) = rt.connected() else {
                 continue;
-            }
+            };
             any = true;
-            match rt.api.running().await {
+            match rt.ids(&identity).await {
                 Ok(ids) => running.extend(ids),
                 Err(_) => complete = false,
             }
