@@ -198,13 +198,7 @@ fn docker_container_events_carry_image_and_name() {
     let dir = tempfile::tempdir().unwrap();
     let docker = Dockerd::start(dir.path());
     let image = format!("{}:test", marker("dimg"));
-    run_ok(
-        docker
-            .cmd()
-            .arg("import")
-            .arg(busybox_tarball(dir.path()))
-            .arg(&image),
-    );
+    docker.import(&busybox_tarball(dir.path()), &image);
     let rec = Recorder::start(&[&socket_flag(&docker.socket), "--file-sensor", "off"]);
     wait_metric(&rec, "aurora_container_runtimes_up", 1);
     let name = marker("dweb");
@@ -242,13 +236,7 @@ fn containerd_container_events_carry_image_and_pod() {
     let image = format!("{}:test", marker("cimg"));
     {
         let docker = Dockerd::start(&dir.path().join("docker"));
-        run_ok(
-            docker
-                .cmd()
-                .arg("import")
-                .arg(busybox_tarball(dir.path()))
-                .arg(&image),
-        );
+        docker.import(&busybox_tarball(dir.path()), &image);
         run_ok(docker.cmd().args(["save", "-o"]).arg(&archive).arg(&image));
     }
     let containerd = Containerd::start(dir.path());

@@ -179,6 +179,11 @@ impl Dockerd {
         c.env("DOCKER_HOST", format!("unix://{}", self.socket.display()));
         c
     }
+
+    /// Import `tarball` as image `name` (the daemon's data goes with it).
+    pub fn import(&self, tarball: &Path, name: &str) {
+        super::run_ok(self.cmd().arg("import").arg(tarball).arg(name));
+    }
 }
 
 impl Drop for Dockerd {

@@ -55,6 +55,16 @@ pub struct Identity {
     pub containerd: bool,
 }
 
+/// A new connection to a runtime's socket.
+pub async fn connect(socket: &Path) -> Result<tokio::net::UnixStream, ApiError> {
+    tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|source| ApiError::Connect {
+            socket: socket.to_owned(),
+            source,
+        })
+}
+
 /// One runtime's API socket.
 #[derive(Clone, Debug)]
 pub struct Api {
@@ -252,12 +262,7 @@ impl Api {
 
     /// GET `path` on a new connection: the response body once the status is 200.
     async fn request(&self, path: &str) -> Result<Incoming, ApiError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ApiError::Connect {
-                socket: self.socket.clone(),
-                source,
-            })?;
+        let stream = connect(&self.socket).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.http(e))?;

@@ -165,12 +165,7 @@ impl Containerd {
         namespace: &str,
         req: &Req,
     ) -> Result<Option<Resp>, ApiError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ApiError::Connect {
-                socket: self.socket.clone(),
-                source,
-            })?;
+        let stream = super::api::connect(&self.socket).await?;
         let (mut sender, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
