@@ -212,8 +212,18 @@ async fn key_value(
 }
 
 /// The newest value of every key of `bucket`, read in one pass (one ordered consumer over the
-/// last value per key; a `get` per key cost a round trip each).
+/// last value per key; a `get` per key cost a round trip each). Bounded in time as a whole: a
+/// server that stops answering midway is an error, not a wait.
 pub async fn latest_values(
+    js: &jetstream::Context,
+    bucket: &str,
+) -> Result<std::collections::BTreeMap<String, bytes::Bytes>> {
+    tokio::time::timeout(Duration::from_secs(30), read_latest(js, bucket))
+        .await
+        .with_context(|| format!("reading bucket {bucket}: not done within 30 s"))?
+}
+
+async fn read_latest(
     js: &jetstream::Context,
     bucket: &str,
 ) -> Result<std::collections::BTreeMap<String, bytes::Bytes>> {
@@ -224,22 +234,23 @@ pub async fn latest_values(
         .get_key_value(bucket)
         .await
         .with_context(|| format!("key-value bucket {bucket}"))?;
-    if store.status().await?.values() == 0 {
+    let status = store.status().await?;
+    if status.values() == 0 {
         return Ok(out);
     }
+    // Read up to the bucket's last revision when it was opened: values written after it (agents
+    // heartbeat all the time) are not waited for, whatever the consumer says is pending.
+    let last = status.info.state.last_sequence;
     let mut watch = store.watch_with_history(">").await?;
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
-            .await
-            .context("reading the bucket: no answer within 10 s")?;
-        let Some(entry) = next else { break };
+    while let Some(entry) = watch.next().await {
         let entry = entry?;
+        let done = entry.delta == 0 || entry.revision >= last;
         if entry.operation == kv::Operation::Put {
             out.insert(entry.key, entry.value);
         } else {
             out.remove(&entry.key);
         }
-        if entry.delta == 0 {
+        if done {
             break;
         }
     }

@@ -226,13 +226,14 @@ impl StatsCollector {
             ],
         )?;
         if let Some(r) = d.last_reload.lock().ok().and_then(|g| g.clone()) {
-            family(
-                enc,
+            // Fractional: a whole-second value would misplace the reload by up to a second.
+            let mut m = enc.encode_descriptor(
                 "aurora_rules_last_reload_timestamp_seconds",
                 "When the last SIGHUP rule reload ran (Unix time).",
+                None,
                 Gauge,
-                [(vec![], r.unix_seconds as u64)],
             )?;
+            ConstGauge::new(r.unix_seconds).encode(m.encode_family(&Labels::new())?)?;
             family(
                 enc,
                 "aurora_rules_last_reload_success",
