@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::ContainerMeta;
 
 /// Longest wait for one request (a runtime that hangs must not stall the resolver).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest response body read (an inspect is a few KB; a list of many containers more).
 const MAX_BODY: usize = 16 << 20;
 
@@ -40,7 +40,7 @@ pub enum ApiError {
         path: String,
         detail: String,
     },
-    #[error("{socket}: GET {path}: no answer in {secs} s", secs = REQUEST_TIMEOUT.as_secs())]
+    #[error("{socket}: {path}: no answer in {secs} s", secs = REQUEST_TIMEOUT.as_secs())]
     Timeout { socket: PathBuf, path: String },
 }
 
@@ -53,6 +53,28 @@ pub struct Identity {
     pub store: Option<PathBuf>,
     /// containerd's gRPC API, not the Docker Engine API.
     pub containerd: bool,
+}
+
+/// `f`, or a timeout error naming `socket` and `path` after `REQUEST_TIMEOUT`.
+pub(super) async fn bounded<T>(
+    socket: &Path,
+    path: &str,
+    f: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, f)
+        .await
+        .map_err(|_| ApiError::Timeout {
+            socket: socket.to_owned(),
+            path: path.to_owned(),
+        })?
+}
+
+/// An HTTP or protocol failure on `socket`.
+pub(super) fn http_error(socket: &Path, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Http {
+        socket: socket.to_owned(),
+        detail: e.to_string(),
+    }
 }
 
 /// A new connection to a runtime's socket.
@@ -231,10 +253,7 @@ impl Api {
     }
 
     fn http(&self, e: impl std::fmt::Display) -> ApiError {
-        ApiError::Http {
-            socket: self.socket.clone(),
-            detail: e.to_string(),
-        }
+        http_error(&self.socket, e)
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
@@ -252,12 +271,7 @@ impl Api {
                 detail: e.to_string(),
             })
         };
-        tokio::time::timeout(REQUEST_TIMEOUT, read)
-            .await
-            .map_err(|_| ApiError::Timeout {
-                socket: self.socket.clone(),
-                path: path.to_owned(),
-            })?
+        bounded(&self.socket, path, read).await
     }
 
     /// GET `path` on a new connection: the response body once the status is 200.
@@ -273,13 +287,9 @@ impl Api {
             .header(hyper::header::HOST, "localhost")
             .body(Empty::<Bytes>::new())
             .map_err(|e| self.http(e))?;
-        let resp = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
-            .await
-            .map_err(|_| ApiError::Timeout {
-                socket: self.socket.clone(),
-                path: path.to_owned(),
-            })?
-            .map_err(|e| self.http(e))?;
+        // The event stream's request has no outer bound: its answer's head must come in time.
+        let sent = async { sender.send_request(req).await.map_err(|e| self.http(e)) };
+        let resp = bounded(&self.socket, path, sent).await?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(ApiError::Status {

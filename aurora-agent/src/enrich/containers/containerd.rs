@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body_util::{BodyExt, Full};
@@ -17,7 +16,6 @@ use super::ContainerMeta;
 
 /// Namespaces asked, in order: Kubernetes' (CRI), then `ctr`'s default.
 pub const NAMESPACES: &[&str] = &["k8s.io", "default"];
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// gRPC's NOT_FOUND status.
 const NOT_FOUND: u32 = 5;
 
@@ -138,10 +136,7 @@ impl Containerd {
     }
 
     fn http(&self, e: impl std::fmt::Display) -> ApiError {
-        ApiError::Http {
-            socket: self.socket.clone(),
-            detail: e.to_string(),
-        }
+        super::api::http_error(&self.socket, e)
     }
 
     /// One unary call: `None` for NOT_FOUND.
@@ -151,12 +146,7 @@ impl Containerd {
         namespace: &str,
         req: &Req,
     ) -> Result<Option<Resp>, ApiError> {
-        tokio::time::timeout(REQUEST_TIMEOUT, self.call(method, namespace, req))
-            .await
-            .map_err(|_| ApiError::Timeout {
-                socket: self.socket.clone(),
-                path: method.to_owned(),
-            })?
+        super::api::bounded(&self.socket, method, self.call(method, namespace, req)).await
     }
 
     async fn call<Req: Message, Resp: Message + Default>(

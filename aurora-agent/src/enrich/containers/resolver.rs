@@ -203,7 +203,11 @@ async fn connect(shared: &Arc<Shared>, rt: &Runtime) -> Result<(), ApiError> {
         let id: Arc<str> = ev.container_id().into();
         match ev.action.as_str() {
             // Created: its processes have not started yet; fetch now so they carry names.
-            "create" | "start" | "rename" => {
+            // Started: only if its creation was missed (already known is inspected once).
+            "create" | "rename" => {
+                resolve_from(shared, rt, &identity, &id).await;
+            }
+            "start" if !is_known(&shared.directory, &id) => {
                 resolve_from(shared, rt, &identity, &id).await;
             }
             "destroy" | "remove" => mark_gone(&shared.directory, &id),
@@ -281,6 +285,10 @@ async fn resolve_from(shared: &Shared, rt: &Runtime, identity: &Identity, id: &s
 
 fn insert(directory: &Directory, id: Arc<str>, meta: ContainerMeta) {
     directory.write().insert(id, Entry::Known(Arc::new(meta)));
+}
+
+fn is_known(directory: &Directory, id: &Arc<str>) -> bool {
+    matches!(directory.read().get(id), Some(Entry::Known(_)))
 }
 
 fn mark_gone(directory: &Directory, id: &Arc<str>) {
